@@ -1,0 +1,137 @@
+"""One error contract for every endpoint, produced here and nowhere else.
+
+Bodies that fail validation get FastAPI's 422 HTTPValidationError; every other error is an
+ErrorResponse (detail, error_code, correlation_id, timestamp). DRF views reach this through
+`api_exception_handler`; requests that never reach a DRF view (unknown URLs, errors in
+middleware) through the Django handlers below, which answer JSON under /api/.
+"""
+
+import logging
+
+from django.core import exceptions as django_exceptions
+from django.db import DataError, InterfaceError, OperationalError
+from django.http import Http404, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from ..errors import ErrorCode, ExecutionError, ExecutionNotFound, InvalidStatusTransition
+from .middleware import current_correlation_id
+from .schemas import ErrorResponse
+from .validation import RequestValidationError
+
+logger = logging.getLogger("executions.api")
+
+DOMAIN_ERROR_STATUS = {
+    ExecutionNotFound: status.HTTP_404_NOT_FOUND,
+    InvalidStatusTransition: status.HTTP_400_BAD_REQUEST,
+}
+
+# Seconds a client is told to wait before retrying while the database is unreachable.
+RETRY_AFTER_DATABASE_DOWN = 5
+
+
+def error_body(detail: str, error_code: str) -> dict:
+    return ErrorResponse(
+        detail=detail, error_code=error_code, correlation_id=current_correlation_id()
+    ).model_dump(mode="json")
+
+
+def _drf_validation_items(detail, loc: tuple) -> list[dict]:
+    """DRF's nested ValidationError detail as pydantic-style items, one per message."""
+    if isinstance(detail, dict):
+        return [item for key, value in detail.items() for item in _drf_validation_items(value, (*loc, key))]
+    if isinstance(detail, list):
+        if all(isinstance(value, drf_exceptions.ErrorDetail) for value in detail):
+            return [{"type": value.code, "loc": list(loc), "msg": str(value)} for value in detail]
+        return [item for index, value in enumerate(detail) for item in _drf_validation_items(value, (*loc, index))]
+    return [{"type": getattr(detail, "code", "invalid"), "loc": list(loc), "msg": str(detail)}]
+
+
+def api_exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: every exception a DRF view raises becomes a JSON answer."""
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, django_exceptions.PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+
+    set_rollback()
+    headers = {}
+    if isinstance(exc, RequestValidationError):
+        return Response({"detail": exc.errors}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    if isinstance(exc, drf_exceptions.ValidationError):
+        loc = context.get("validation_loc", ("body",))
+        items = _drf_validation_items(exc.detail, loc)
+        return Response({"detail": items}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    if isinstance(exc, ExecutionError):
+        return Response(error_body(exc.detail, exc.error_code), status=DOMAIN_ERROR_STATUS[type(exc)])
+    if isinstance(exc, drf_exceptions.APIException):
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        return Response(
+            error_body(str(exc.detail), exc.default_code.upper()), status=exc.status_code, headers=headers
+        )
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.warning("Database unavailable: %s", exc)
+        return Response(
+            error_body("The database is unavailable; try again shortly", ErrorCode.SERVICE_UNAVAILABLE),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_DATABASE_DOWN)},
+        )
+    if isinstance(exc, DataError):
+        logger.warning("Value refused by the database: %s", exc)
+        return Response(
+            error_body("The database cannot store a value in this request", ErrorCode.BAD_REQUEST),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    logger.exception("Unhandled error in %s %s", context["request"].method, context["request"].path)
+    return Response(
+        error_body("Internal server error", ErrorCode.INTERNAL_ERROR),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+# --- Django's own error handlers (config/urls.py) ----------------------------------------
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _json_error(detail: str, error_code: str, status_code: int) -> JsonResponse:
+    return JsonResponse(error_body(detail, error_code), status=status_code)
+
+
+def api_route_not_found(request, *args, **kwargs):
+    """Any /api/ URL that no route takes: JSON, whatever DEBUG says."""
+    return _json_error("Not found", ErrorCode.NOT_FOUND, status.HTTP_404_NOT_FOUND)
+
+
+def bad_request(request, exception, template_name="400.html"):
+    if not _is_api(request):
+        return defaults.bad_request(request, exception, template_name)
+    if isinstance(exception, django_exceptions.RequestDataTooBig):
+        return _json_error("Request body too large", ErrorCode.PAYLOAD_TOO_LARGE, 413)
+    return _json_error("Bad request", ErrorCode.BAD_REQUEST, status.HTTP_400_BAD_REQUEST)
+
+
+def permission_denied(request, exception, template_name="403.html"):
+    if not _is_api(request):
+        return defaults.permission_denied(request, exception, template_name)
+    return _json_error("Permission denied", ErrorCode.PERMISSION_DENIED, status.HTTP_403_FORBIDDEN)
+
+
+def page_not_found(request, exception, template_name="404.html"):
+    if not _is_api(request):
+        return defaults.page_not_found(request, exception, template_name)
+    return api_route_not_found(request)
+
+
+def server_error(request, template_name="500.html"):
+    if not _is_api(request):
+        return defaults.server_error(request, template_name)
+    return _json_error("Internal server error", ErrorCode.INTERNAL_ERROR, 500)

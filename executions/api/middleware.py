@@ -1,0 +1,56 @@
+"""Correlation ids: every request gets one, every response and log line carries it."""
+
+import contextvars
+import logging
+import re
+import time
+import uuid
+
+logger = logging.getLogger("executions.request")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A client's id is taken as it is only if it is short and plain, so that it cannot forge
+# log lines or fill them; anything else is replaced by a new id.
+_ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+_current_correlation_id = contextvars.ContextVar("correlation_id", default="-")
+
+
+def current_correlation_id() -> str:
+    return _current_correlation_id.get()
+
+
+class CorrelationIdLogFilter(logging.Filter):
+    """Puts the current request's correlation id on every log record."""
+
+    def filter(self, record):
+        if not hasattr(record, "correlation_id"):
+            record.correlation_id = _current_correlation_id.get()
+        return True
+
+
+class RequestIdMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        correlation_id = request.headers.get(REQUEST_ID_HEADER, "")
+        if not _ACCEPTABLE_REQUEST_ID.fullmatch(correlation_id):
+            correlation_id = str(uuid.uuid4())
+        request.correlation_id = correlation_id
+        token = _current_correlation_id.set(correlation_id)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            response[REQUEST_ID_HEADER] = correlation_id
+            logger.info(
+                "%s %s %s %.1fms",
+                request.method,
+                request.path,
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+                extra={"correlation_id": correlation_id},
+            )
+            return response
+        finally:
+            _current_correlation_id.reset(token)

@@ -1,0 +1,81 @@
+"""Request bodies in, pydantic models out; or a 422 with FastAPI's error items."""
+
+import json
+from typing import Any
+
+import pydantic
+
+
+class RequestValidationError(Exception):
+    """A body that is not the JSON the operation takes. `errors` are pydantic v2 error items
+    (type, loc, msg, input, ctx), each `loc` starting with "body", as FastAPI gives them."""
+
+    def __init__(self, errors: list[dict[str, Any]]):
+        super().__init__(errors)
+        self.errors = errors
+
+
+def _json_safe(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _refuse_constant(name: str):
+    # NaN and Infinity are not JSON, and no database JSON column takes them.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"Number out of range: {text}")
+    return number
+
+
+def decode_json(raw: bytes) -> Any:
+    """json.loads as FastAPI does it, with its `json_invalid` item for whatever fails."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        position, reason = exc.pos, exc.msg
+    except UnicodeDecodeError as exc:
+        position, reason = exc.start, "Invalid UTF-8"
+    except RecursionError:
+        position, reason = 0, "JSON nested too deeply"
+    except ValueError as exc:  # NaN, Infinity, numbers too large for Python to convert
+        position, reason = 0, str(exc)
+    raise RequestValidationError(
+        [{"type": "json_invalid", "loc": ["body", position], "msg": "JSON decode error",
+          "input": {}, "ctx": {"error": reason}}]
+    )
+
+
+def validate_body(model: type[pydantic.BaseModel], data: Any) -> pydantic.BaseModel:
+    """Validate decoded JSON against `model`, reporting every problem at once."""
+    if data is None:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}]
+        )
+    try:
+        # from_attributes, as FastAPI validates bodies: a non-object body is then
+        # "model_attributes_type", the item the contract shows.
+        return model.model_validate(data, from_attributes=True)
+    except pydantic.ValidationError as exc:
+        errors = []
+        for error in exc.errors(include_url=False):
+            item = {"type": error["type"], "loc": ["body", *error["loc"]], "msg": error["msg"],
+                    "input": _json_safe(error["input"])}
+            if "ctx" in error:
+                item["ctx"] = {key: _json_safe(value) for key, value in error["ctx"].items()}
+            errors.append(item)
+        raise RequestValidationError(errors) from None
+
+
+def parse_body(request, model: type[pydantic.BaseModel]) -> pydantic.BaseModel:
+    """The request's body as `model`. A request with no body at all is a missing body."""
+    if request.META.get("CONTENT_LENGTH", "") in ("", "0"):
+        return validate_body(model, None)
+    return validate_body(model, request.data)

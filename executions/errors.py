@@ -1,0 +1,46 @@
+"""Domain errors and the error codes that the API, the admin, the command and the tests share."""
+
+
+class ErrorCode:
+    EXECUTION_NOT_FOUND = "EXECUTION_NOT_FOUND"
+    INVALID_STATUS_TRANSITION = "INVALID_STATUS_TRANSITION"
+    NOT_FOUND = "NOT_FOUND"
+    NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
+    AUTHENTICATION_FAILED = "AUTHENTICATION_FAILED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    NOT_ACCEPTABLE = "NOT_ACCEPTABLE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    THROTTLED = "THROTTLED"
+    BAD_REQUEST = "BAD_REQUEST"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class ExecutionError(Exception):
+    """Base of the errors the executions domain raises on purpose."""
+
+    error_code: str = ""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ExecutionNotFound(ExecutionError):
+    """The execution does not exist, or the caller may not see it: the two look the same."""
+
+    error_code = ErrorCode.EXECUTION_NOT_FOUND
+
+    def __init__(self):
+        super().__init__("Execution not found")
+
+
+class InvalidStatusTransition(ExecutionError):
+    error_code = ErrorCode.INVALID_STATUS_TRANSITION
+
+    def __init__(self, current_status: str, target_status: str):
+        super().__init__(f"Cannot change status from '{current_status}' to '{target_status}'")
+        self.current_status = current_status
+        self.target_status = target_status

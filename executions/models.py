@@ -1,0 +1,132 @@
+"""The record of every execution, and of every change to its status."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+
+class ExecutionStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+# The one table of allowed status changes: from a status, to the statuses it may become.
+# Only a running execution changes; every other status is final. `interrupted` is reachable
+# here, but the API's request schema does not offer it: only the system sets it.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    ExecutionStatus.RUNNING: frozenset(
+        {
+            ExecutionStatus.CANCELLED,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.COMPLETED,
+            ExecutionStatus.INTERRUPTED,
+        }
+    ),
+}
+
+
+def statuses_that_can_become(target: str) -> list[str]:
+    """The statuses from which ALLOWED_TRANSITIONS lets an execution move to `target`."""
+    return [source for source, targets in ALLOWED_TRANSITIONS.items() if target in targets]
+
+
+class ChangeChannel(models.TextChoices):
+    API = "api", "API"
+    ADMIN = "admin", "Admin site"
+    COMMAND = "command", "Management command"
+
+
+class Execution(models.Model):
+    """One run of a job or workflow."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, help_text="What runs: the job or workflow name.")
+    status = models.CharField(
+        max_length=16,
+        choices=ExecutionStatus.choices,
+        default=ExecutionStatus.RUNNING,
+        db_index=True,
+    )
+    error_info = models.JSONField(
+        null=True, blank=True, help_text="Why it failed or was stopped, as a JSON object."
+    )
+    metadata = models.JSONField(
+        default=dict, blank=True, help_text="Free-form data the creator attached."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="executions",
+        help_text="The owner; empty for executions the system created.",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it left running."
+    )
+    last_heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life from a worker; empty until one reports."
+    )
+
+    class Meta:
+        indexes = [
+            # Newest-first lists, for everyone and per owner, with id as the tie-breaker
+            # that a cursor needs.
+            models.Index(fields=["-created_at", "-id"], name="execution_newest_idx"),
+            models.Index(
+                fields=["created_by", "-created_at", "-id"], name="execution_owner_newest_idx"
+            ),
+            models.Index(fields=["status", "-created_at"], name="execution_status_created_idx"),
+            models.Index(fields=["status", "updated_at"], name="execution_status_updated_idx"),
+            # Stale running executions: last sign of life is the heartbeat, else creation.
+            models.Index(
+                Coalesce("last_heartbeat_at", "created_at"),
+                name="execution_running_seen_idx",
+                condition=models.Q(status="running"),
+            ),
+        ]
+        permissions = [
+            ("manage_all_executions", "Can see and change the executions of every user"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.id})"
+
+
+class ExecutionStatusChange(models.Model):
+    """The audit record of one status change: who, through which channel, when, from what,
+    to what, and why (`error_info`). Written in the transaction that makes the change."""
+
+    execution = models.ForeignKey(
+        Execution, on_delete=models.PROTECT, related_name="status_changes"
+    )
+    previous_status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
+    new_status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
+    error_info = models.JSONField(null=True, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who asked for the change; empty when the system made it.",
+    )
+    # Kept beside the foreign key so the record still says who acted after a user is deleted.
+    actor_username = models.CharField(max_length=150, blank=True)
+    channel = models.CharField(max_length=16, choices=ChangeChannel.choices)
+    correlation_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["execution", "created_at"], name="status_change_history_idx")]
+
+    def __str__(self):
+        return f"{self.execution_id}: {self.previous_status} -> {self.new_status}"

@@ -1,0 +1,34 @@
+"""Reads of executions, scoped to what the caller may see."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db.models import Exists, Q, QuerySet
+
+from .models import Execution
+
+MANAGE_ALL_EXECUTIONS = "executions.manage_all_executions"
+
+
+def executions_visible_to(user) -> QuerySet:
+    """The executions `user` may see and change: the ones they created, or all of them for
+    superusers and holders of the manage_all_executions permission (directly or through a
+    group, as Django's ModelBackend grants it).
+
+    The permission check is part of the query rather than a `user.has_perm()` call, so that
+    the compare-and-set UPDATE that uses this queryset also authorizes, in one statement.
+    """
+    executions = Execution.objects.all()
+    if not user.is_authenticated or not user.is_active:
+        return executions.none()
+    if user.is_superuser:
+        return executions
+    app_label, codename = MANAGE_ALL_EXECUTIONS.split(".")
+    permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+    User = get_user_model()
+    held_directly = User.user_permissions.through.objects.filter(
+        user_id=user.pk, permission__in=permission
+    )
+    held_through_group = User.groups.through.objects.filter(
+        user_id=user.pk, group__permissions__in=permission
+    )
+    return executions.filter(Q(created_by=user.pk) | Exists(held_directly) | Exists(held_through_group))

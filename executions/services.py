@@ -1,0 +1,204 @@
+"""Writes to executions. Every status change, from the API, the admin or a command, goes
+through `execution_change_status` or `execution_change_status_bulk`: one rule
+(models.ALLOWED_TRANSITIONS), one compare-and-set, one audit record per change."""
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Case, Value, When
+from django.utils import timezone
+
+from .errors import ExecutionNotFound, InvalidStatusTransition
+from .models import (
+    ChangeChannel,
+    Execution,
+    ExecutionStatusChange,
+    statuses_that_can_become,
+)
+from .signals import execution_status_changed
+
+
+@dataclass(frozen=True)
+class StatusChangeResult:
+    execution_id: uuid.UUID
+    success: bool
+    previous_status: str
+    current_status: str
+
+
+@dataclass
+class BulkStatusChangeResult:
+    changed: int = 0
+    skipped: int = 0
+    batches: int = 0
+
+
+def execution_create(*, name: str, created_by=None, metadata: dict | None = None) -> Execution:
+    return Execution.objects.create(name=name, created_by=created_by, metadata=metadata or {})
+
+
+def _as_uuid(execution_id) -> uuid.UUID:
+    try:
+        return execution_id if isinstance(execution_id, uuid.UUID) else uuid.UUID(str(execution_id))
+    except ValueError:
+        # Not an id any execution could have: the same answer as for a missing one.
+        raise ExecutionNotFound() from None
+
+
+def _audit_record(*, execution_id, previous_status, status, actor, channel, error_info, correlation_id, at):
+    if actor is not None and not actor.is_authenticated:
+        actor = None
+    return ExecutionStatusChange(
+        execution_id=execution_id,
+        previous_status=previous_status,
+        new_status=status,
+        error_info=error_info,
+        actor=actor,
+        actor_username=actor.get_username() if actor is not None else "",
+        channel=channel,
+        correlation_id=correlation_id or "",
+        created_at=at,
+    )
+
+
+def _send_after_commit(records: list[ExecutionStatusChange]) -> None:
+    def send():
+        for record in records:
+            execution_status_changed.send(
+                sender=Execution,
+                execution_id=record.execution_id,
+                previous_status=record.previous_status,
+                new_status=record.new_status,
+                error_info=record.error_info,
+                actor=record.actor,
+                channel=record.channel,
+                correlation_id=record.correlation_id,
+            )
+
+    transaction.on_commit(send)
+
+
+def execution_change_status(
+    *,
+    execution_id,
+    status: str,
+    channel: ChangeChannel,
+    actor=None,
+    error_info: dict | None = None,
+    correlation_id: str = "",
+    executions: models.QuerySet | None = None,
+) -> StatusChangeResult:
+    """Move one execution to `status` if ALLOWED_TRANSITIONS lets it, atomically.
+
+    `executions` is what the actor may act on (see selectors.executions_visible_to); an
+    execution outside it is not found. Of any number of concurrent calls for one execution,
+    exactly one succeeds. Asking for the status it already has is not an error: the result
+    has `success=False` and nothing is written. Raises ExecutionNotFound or
+    InvalidStatusTransition.
+    """
+    execution_id = _as_uuid(execution_id)
+    executions = Execution.objects.all() if executions is None else executions
+    now = timezone.now()
+    changes = {"status": status, "finished_at": now, "updated_at": now}
+    if error_info is not None:
+        changes["error_info"] = error_info
+
+    with transaction.atomic():
+        for source in statuses_that_can_become(status):
+            # The compare-and-set: the WHERE clause, not an earlier read, decides who wins.
+            if executions.filter(pk=execution_id, status=source).update(**changes):
+                record = _audit_record(
+                    execution_id=execution_id, previous_status=source, status=status, actor=actor,
+                    channel=channel, error_info=error_info, correlation_id=correlation_id, at=now,
+                )
+                record.save(force_insert=True)
+                _send_after_commit([record])
+                return StatusChangeResult(execution_id, True, source, status)
+
+    # Nothing changed: one read tells why.
+    current = executions.filter(pk=execution_id).values_list("status", flat=True).first()
+    if current is None:
+        raise ExecutionNotFound()
+    if current == status:
+        return StatusChangeResult(execution_id, False, current, current)
+    raise InvalidStatusTransition(current, status)
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def execution_change_status_bulk(
+    *,
+    execution_ids: Iterable,
+    status: str,
+    channel: ChangeChannel,
+    actor=None,
+    error_info: dict | Callable[[dict[str, Any]], dict] | None = None,
+    correlation_id: str = "",
+    batch_size: int | None = None,
+    on_batch: Callable[[BulkStatusChangeResult], None] | None = None,
+) -> BulkStatusChangeResult:
+    """Move many executions to `status`, one transaction and one UPDATE per batch.
+
+    `execution_ids` may be any iterable (a generator streaming ids keeps memory flat).
+    Ids that are no longer in a status that may become `status` (or do not exist) are
+    skipped, never overwritten. `error_info` is one object for all, or a function of the
+    row ({"id", "name", "created_at", "last_heartbeat_at"}) for one per execution.
+    `on_batch` is called with the running totals after each committed batch.
+    """
+    sources = statuses_that_can_become(status)
+    if not sources:
+        raise ValueError(f"No status may become {status!r}")
+    batch_size = batch_size or settings.EXECUTIONS_BULK_BATCH_SIZE
+    result = BulkStatusChangeResult()
+
+    for batch in _batches(execution_ids, batch_size):
+        with transaction.atomic():
+            # Lock the rows still changeable (PostgreSQL; SQLite holds the write lock from
+            # BEGIN IMMEDIATE), in id order so that concurrent runs cannot deadlock.
+            rows = list(
+                Execution.objects.select_for_update()
+                .filter(pk__in=batch, status__in=sources)
+                .order_by("pk")
+                .values("id", "name", "status", "created_at", "last_heartbeat_at")
+            )
+            if rows:
+                _apply_locked_batch(rows, status, channel, actor, error_info, correlation_id, sources)
+        result.changed += len(rows)
+        result.skipped += len(batch) - len(rows)
+        result.batches += 1
+        if on_batch is not None:
+            on_batch(result)
+    return result
+
+
+def _apply_locked_batch(rows, status, channel, actor, error_info, correlation_id, sources):
+    now = timezone.now()
+    infos = {row["id"]: error_info(row) if callable(error_info) else error_info for row in rows}
+    changes = {"status": status, "finished_at": now, "updated_at": now}
+    if callable(error_info):
+        changes["error_info"] = Case(
+            *[When(pk=pk, then=Value(info, output_field=models.JSONField())) for pk, info in infos.items()],
+            output_field=models.JSONField(),
+        )
+    elif error_info is not None:
+        changes["error_info"] = error_info
+    Execution.objects.filter(pk__in=infos, status__in=sources).update(**changes)
+    records = [
+        _audit_record(
+            execution_id=row["id"], previous_status=row["status"], status=status, actor=actor,
+            channel=channel, error_info=infos[row["id"]], correlation_id=correlation_id, at=now,
+        )
+        for row in rows
+    ]
+    ExecutionStatusChange.objects.bulk_create(records)
+    _send_after_commit(records)
+
