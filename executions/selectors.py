@@ -1,10 +1,14 @@
 """Reads of executions, scoped to what the caller may see."""
 
+from datetime import datetime, timedelta
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db.models import Exists, Q, QuerySet
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from .models import Execution
+from .models import Execution, ExecutionStatus
 
 MANAGE_ALL_EXECUTIONS = "executions.manage_all_executions"
 
@@ -32,3 +36,12 @@ def executions_visible_to(user) -> QuerySet:
         user_id=user.pk, group__permissions__in=permission
     )
     return executions.filter(Q(created_by=user.pk) | Exists(held_directly) | Exists(held_through_group))
+
+
+def executions_stale(executions: QuerySet, stale_after: timedelta, now: datetime | None = None) -> QuerySet:
+    """Running executions with no sign of life (last heartbeat, or creation where there has
+    been none) for longer than `stale_after`. Matches the partial index on the same expression."""
+    cutoff = (now or timezone.now()) - stale_after
+    return executions.alias(last_seen_at=Coalesce("last_heartbeat_at", "created_at")).filter(
+        status=ExecutionStatus.RUNNING, last_seen_at__lt=cutoff
+    )

@@ -1,0 +1,24 @@
+"""Durations as operators write them: "90s", "30m", "6h", "2d", "1w"."""
+
+import re
+from datetime import timedelta
+
+_DURATION = re.compile(r"(?P<amount>\d{1,7})(?P<unit>[smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+# Past this a duration is surely a typo.
+MAX_DURATION = timedelta(days=3650)
+
+
+def parse_duration(text: str) -> timedelta:
+    """"30m" -> timedelta(minutes=30). Raises ValueError with a message fit for a user."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match:
+        raise ValueError(
+            f"{text!r} is not a duration: write a whole number and a unit, s, m, h, d or w "
+            f"(e.g. 30m, 6h, 2d)"
+        )
+    duration = timedelta(**{_UNITS[match["unit"]]: int(match["amount"])})
+    if not timedelta(0) < duration <= MAX_DURATION:
+        raise ValueError(f"{text!r} is out of range: more than 0 and at most {MAX_DURATION.days} days")
+    return duration
