@@ -19,6 +19,7 @@ from rest_framework.views import set_rollback
 
 from ..errors import ErrorCode, ExecutionError, ExecutionNotFound, InvalidStatusTransition
 from .middleware import current_correlation_id
+from .parsers import PayloadTooLarge
 from .schemas import ErrorResponse
 from .validation import RequestValidationError
 
@@ -28,6 +29,12 @@ DOMAIN_ERROR_STATUS = {
     ExecutionNotFound: status.HTTP_404_NOT_FOUND,
     InvalidStatusTransition: status.HTTP_400_BAD_REQUEST,
 }
+
+class BadRequest(drf_exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "Bad request"
+    default_code = "bad_request"
+
 
 # Seconds a client is told to wait before retrying while the database is unreachable.
 RETRY_AFTER_DATABASE_DOWN = 5
@@ -56,6 +63,12 @@ def api_exception_handler(exc, context):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, django_exceptions.PermissionDenied):
         exc = drf_exceptions.PermissionDenied()
+    elif isinstance(exc, django_exceptions.RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, django_exceptions.SuspiciousOperation):
+        # What Django answers 400 outside DRF (e.g. TooManyFieldsSent for a query string
+        # with more than DATA_UPLOAD_MAX_NUMBER_FIELDS parameters) is a 400 here too.
+        exc = BadRequest()
 
     set_rollback()
     headers = {}
