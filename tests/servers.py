@@ -42,7 +42,10 @@ class ThrowawayPostgres:
     """A PostgreSQL server of its own in a temporary folder; `stop()` and `start()` may be
     called any number of times; `destroy()` stops it and deletes the folder."""
 
-    def __init__(self, bin_dir: str | None = None):
+    def __init__(self, bin_dir: str | None = None, durable: bool = False):
+        # Durable: a commit that was acknowledged survives `stop()` (a crash of PostgreSQL,
+        # not of the machine, so fsync may stay off). Not durable: faster, for load only.
+        self.durable = durable
         self.bin_dir = bin_dir or postgres_bin()
         if self.bin_dir is None:
             raise RuntimeError("No PostgreSQL server binaries found (set PG_BIN)")
@@ -73,8 +76,10 @@ class ThrowawayPostgres:
     def start(self) -> None:
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.workdir} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+            "-c fsync=off -c full_page_writes=off -c max_connections=100"
         )
+        if not self.durable:
+            options += " -c synchronous_commit=off"
         self._pg(["pg_ctl", "-D", self.data, "-l", os.path.join(self.workdir, "server.log"),
                   "-w", "-t", "60", "-o", options, "start"])
 
@@ -84,6 +89,12 @@ class ThrowawayPostgres:
 
     def create_database(self, name: str = "executions") -> None:
         self._pg(["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name])
+
+    def query(self, sql: str, params=(), database: str = "executions") -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(self.url(database)) as connection:
+            return connection.execute(sql, params).fetchall()
 
     def destroy(self) -> None:
         with contextlib.suppress(RuntimeError):

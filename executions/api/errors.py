@@ -7,6 +7,7 @@ middleware) through the Django handlers below, which answer JSON under /api/.
 """
 
 import logging
+import sys
 
 from django.core import exceptions as django_exceptions
 from django.db import DataError, InterfaceError, OperationalError
@@ -89,12 +90,7 @@ def api_exception_handler(exc, context):
             error_body(str(exc.detail), exc.default_code.upper()), status=exc.status_code, headers=headers
         )
     if isinstance(exc, (OperationalError, InterfaceError)):
-        logger.warning("Database unavailable: %s", exc)
-        return Response(
-            error_body("The database is unavailable; try again shortly", ErrorCode.SERVICE_UNAVAILABLE),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(RETRY_AFTER_DATABASE_DOWN)},
-        )
+        return _database_unavailable_response(exc, Response)
     if isinstance(exc, DataError):
         logger.warning("Value refused by the database: %s", exc)
         return Response(
@@ -105,6 +101,15 @@ def api_exception_handler(exc, context):
     return Response(
         error_body("Internal server error", ErrorCode.INTERNAL_ERROR),
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def _database_unavailable_response(exc, response_class):
+    logger.warning("Database unavailable: %s", exc)
+    return response_class(
+        error_body("The database is unavailable; try again shortly", ErrorCode.SERVICE_UNAVAILABLE),
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_DATABASE_DOWN)},
     )
 
 
@@ -147,4 +152,9 @@ def page_not_found(request, exception, template_name="404.html"):
 def server_error(request, template_name="500.html"):
     if not _is_api(request):
         return defaults.server_error(request, template_name)
+    # Django calls this handler while it handles the exception, so exc_info() is that one:
+    # a database that went away outside a DRF view (middleware, a plain view) is a 503 too.
+    exception = sys.exc_info()[1]
+    if isinstance(exception, (OperationalError, InterfaceError)):
+        return _database_unavailable_response(exception, JsonResponse)
     return _json_error("Internal server error", ErrorCode.INTERNAL_ERROR, 500)

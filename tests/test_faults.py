@@ -1,0 +1,248 @@
+"""Faults: the database goes away under load and comes back; many SQLite writers at once.
+
+The PostgreSQL fault tests start a PostgreSQL server and gunicorn of their own (tests/servers.py),
+so that stopping that server does not disturb the rest of the suite. They run in the
+PostgreSQL pass of scripts/test.sh, where PostgreSQL's binaries are known to be present.
+"""
+
+import itertools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import pytest
+from django.db import connection
+from rest_framework.authtoken.models import Token
+
+from executions.errors import ErrorCode
+from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
+from executions.services import execution_create
+
+from .factories import UserFactory
+from .servers import Gunicorn, ThrowawayPostgres, create_user_with_token, manage, request, service_env
+
+ERROR_RESPONSE_KEYS = {"detail", "error_code", "correlation_id", "timestamp"}
+# A bound on every wait below, so that a broken service fails the test instead of hanging it.
+DEADLINE_SECONDS = 120
+
+
+@pytest.fixture(scope="module")
+def service():
+    """A durable throwaway PostgreSQL, migrated, with an operator's token, and gunicorn on it."""
+    postgres = ThrowawayPostgres(durable=True)
+    try:
+        postgres.create_database()
+        env = service_env(postgres.url(), DATABASE_CONN_MAX_AGE="600")
+        manage(env, "migrate", "--no-input")
+        token = create_user_with_token(env, "operator", superuser=True)
+        with Gunicorn(env, workers=2, threads=4) as gunicorn:
+            yield postgres, env, token, gunicorn
+    finally:
+        postgres.destroy()
+
+
+def create_running_executions(env, count: int) -> list[str]:
+    code = (
+        "from executions.services import execution_create;"
+        f"print(*[execution_create(name='fault-{{}}'.format(n)).id for n in range({count})])"
+    )
+    return manage(env, "shell", "-c", code).split()[-count:]
+
+
+def assert_database_unavailable(answer):
+    status, headers, body = answer
+    assert status == 503, answer
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Retry-After"].isdigit()
+    assert set(body) == ERROR_RESPONSE_KEYS, body
+    assert body["error_code"] == ErrorCode.SERVICE_UNAVAILABLE
+    assert body["correlation_id"] == headers["X-Request-ID"]
+
+
+def assert_each_change_recorded_once(postgres, execution_ids):
+    """A status change happened exactly once (one audit record, matching the row) or not at
+    all (still running, no audit record)."""
+    rows = postgres.query(
+        "SELECT e.id::text, e.status, count(c.id), max(c.new_status) FROM executions_execution e "
+        "LEFT JOIN executions_executionstatuschange c ON c.execution_id = e.id "
+        "WHERE e.id::text = ANY(%s) GROUP BY e.id, e.status",
+        (list(execution_ids),),
+    )
+    assert len(rows) == len(execution_ids)
+    for execution_id, status, changes, new_status in rows:
+        if status == ExecutionStatus.RUNNING:
+            assert changes == 0, execution_id
+        else:
+            assert (changes, new_status) == (1, status), execution_id
+    return {execution_id: status for execution_id, status, _, _ in rows}
+
+
+@pytest.mark.postgres_only
+def test_idle_connections_to_a_restarted_database_are_replaced_without_errors(service):
+    """Every gunicorn thread holds a persistent connection; PostgreSQL restarts while no
+    request is running; the health check at the next request notices the dead connection
+    and opens a new one, so not even the first request after the restart fails."""
+    postgres, env, token, gunicorn = service
+    execution_ids = create_running_executions(env, 64)
+    auth = {"Authorization": f"Token {token}"}
+    with ThreadPoolExecutor(8) as pool:
+        warm = list(pool.map(
+            lambda execution_id: request(gunicorn.port, "PATCH", f"/api/v1/executions/{execution_id}",
+                                         {"status": "completed"}, auth),
+            execution_ids[:32],
+        ))
+    assert [answer[0] for answer in warm] == [200] * 32
+
+    postgres.stop()
+    postgres.start()
+
+    with ThreadPoolExecutor(8) as pool:
+        after = list(pool.map(
+            lambda execution_id: request(gunicorn.port, "PATCH", f"/api/v1/executions/{execution_id}",
+                                         {"status": "cancelled"}, auth),
+            execution_ids[32:],
+        ))
+    assert [(answer[0], answer[2]["success"]) for answer in after] == [(200, True)] * 32
+    assert_each_change_recorded_once(postgres, execution_ids)
+
+
+@pytest.mark.postgres_only
+def test_database_down_under_load_is_503_json_then_recovers_without_restart(service):
+    postgres, env, token, gunicorn = service
+    execution_ids = create_running_executions(env, 2000)
+    next_execution = iter(execution_ids).__next__
+    lock = threading.Lock()
+    answers = []  # (phase when sent, phase when answered, execution id, (status, headers, body))
+    phase = {"now": "up"}
+    stop = threading.Event()
+    auth = {"Authorization": f"Token {token}"}
+
+    def client():
+        while not stop.is_set():
+            with lock:
+                try:
+                    execution_id = next_execution()
+                except StopIteration:
+                    return
+            sent_in = phase["now"]
+            answer = request(gunicorn.port, "PATCH", f"/api/v1/executions/{execution_id}",
+                             {"status": "cancelled"}, auth)
+            with lock:
+                answers.append((sent_in, phase["now"], execution_id, answer))
+
+    def count(predicate):
+        with lock:
+            return sum(1 for entry in answers if predicate(entry))
+
+    def wait_for(predicate, how_many):
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while count(predicate) < how_many:
+            assert time.monotonic() < deadline, f"waited too long for {how_many} answers"
+            time.sleep(0.01)
+
+    with ThreadPoolExecutor(6) as pool:
+        clients = [pool.submit(client) for _ in range(6)]
+        wait_for(lambda entry: entry[3][0] == 200, 60)
+
+        phase["now"] = "stopping"
+        postgres.stop()
+        phase["now"] = "down"
+        wait_for(lambda entry: entry[0] == "down", 60)
+        schema_while_down = request(gunicorn.port, "GET", "/api/schema/")
+
+        phase["now"] = "starting"
+        postgres.start()
+        phase["now"] = "up again"
+        wait_for(lambda entry: entry[0] == "up again", 60)
+        stop.set()
+        for future in clients:
+            future.result()
+
+    for sent_in, answered_in, execution_id, answer in answers:
+        if answer[0] == 503:
+            assert_database_unavailable(answer)
+        else:
+            assert answer[0] == 200 and answer[2]["success"] is True, answer
+        if sent_in == "down" and answered_in == "down":
+            assert answer[0] == 503, answer
+        if sent_in == "up again":
+            # Recovered on its own: no restart of gunicorn, and no failure after the restart.
+            assert answer[0] == 200, answer
+    assert count(lambda entry: entry[3][0] == 503) >= 60
+    # What needs no database keeps working while it is down.
+    assert schema_while_down[0] == 200
+
+    answered = {execution_id: answer for _, _, execution_id, answer in answers}
+    statuses = assert_each_change_recorded_once(postgres, answered)
+    for execution_id, answer in answered.items():
+        if answer[0] == 200:
+            # Told success: the change is there.
+            assert statuses[execution_id] == ExecutionStatus.CANCELLED
+    # A client that was told 503 retries and gets a definite answer either way.
+    retried = [execution_id for execution_id, answer in answered.items() if answer[0] == 503]
+    for execution_id in retried:
+        status, _, body = request(gunicorn.port, "PATCH", f"/api/v1/executions/{execution_id}",
+                                  {"status": "cancelled"}, auth)
+        assert status == 200 and body["current_status"] == ExecutionStatus.CANCELLED
+        assert body["success"] is (statuses[execution_id] == ExecutionStatus.RUNNING)
+    assert_each_change_recorded_once(postgres, answered)
+    assert "Traceback" not in gunicorn.log()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sixteen_sqlite_writers_never_see_database_is_locked(live_server):
+    """16 threads, each with its own SQLite connection, create executions directly while the
+    live server (a thread and a connection per request) applies their PATCHes: WAL, BEGIN
+    IMMEDIATE and the busy timeout make every writer wait its turn instead of failing."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL has row locks")
+    port = urlsplit(live_server.url).port
+    owner = UserFactory(username="writer")
+    token = Token.objects.create(user=owner).key
+    writers, rounds = 16, 12
+    targets = itertools.cycle([ExecutionStatus.CANCELLED, ExecutionStatus.FAILED, ExecutionStatus.COMPLETED])
+    target_of = [next(targets) for _ in range(writers)]
+    barrier = threading.Barrier(writers)
+
+    def writer(index):
+        try:
+            barrier.wait()
+            answers = []
+            for number in range(rounds):
+                execution = execution_create(name=f"writer-{index}-{number}", created_by=owner)
+                answers.append(request(port, "PATCH", f"/api/v1/executions/{execution.id}",
+                                       {"status": target_of[index]}, {"Authorization": f"Token {token}"}))
+            return answers
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(writers) as pool:
+        results = list(pool.map(writer, range(writers)))
+
+    for index, answers in enumerate(results):
+        for status, _, body in answers:
+            assert status == 200, body
+            assert body["success"] is True and body["current_status"] == target_of[index]
+    assert Execution.objects.count() == writers * rounds
+    assert ExecutionStatusChange.objects.count() == writers * rounds
+    assert not Execution.objects.filter(status=ExecutionStatus.RUNNING).exists()
+
+
+@pytest.mark.urls("tests.fault_urls")
+def test_database_errors_outside_drf_views_are_503_json_too(client):
+    """Django's handler500 sees what DRF's exception handler never does (middleware, plain
+    views): under /api/ a database error there is still a JSON 503, a bug a JSON 500."""
+    client.raise_request_exception = False
+    answer = client.get("/api/test-only/database-gone")
+    assert_database_unavailable((answer.status_code, answer.headers, answer.json()))
+
+    answer = client.get("/api/test-only/bug")
+    assert answer.status_code == 500
+    assert answer.json()["error_code"] == ErrorCode.INTERNAL_ERROR
+    assert set(answer.json()) == ERROR_RESPONSE_KEYS
+
+    # Outside /api/ Django's own page stays.
+    answer = client.get("/test-only/database-gone")
+    assert answer.status_code == 500
+    assert not answer["Content-Type"].startswith("application/json")
