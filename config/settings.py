@@ -125,9 +125,6 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "executions.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    # ASCII JSON (\uXXXX escapes): a 422 that echoes a client's lone surrogate ("\ud800")
-    # back can then always be encoded, instead of failing as a 500 in the renderer.
-    "UNICODE_JSON": False,
 }
 
 SPECTACULAR_SETTINGS = {
