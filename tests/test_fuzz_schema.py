@@ -52,7 +52,7 @@ def schemathesis_command(schema_url: str, token: str) -> list[str]:
 
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_schemathesis_finds_nothing_wrong(live_server):
+def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
     fuzzer = UserFactory(username="fuzzer")
     token = Token.objects.create(user=fuzzer).key
     own = [ExecutionFactory(created_by=fuzzer) for _ in range(300)]
@@ -67,6 +67,7 @@ def test_schemathesis_finds_nothing_wrong(live_server):
             "SCHEMATHESIS_HOOKS": str(FUZZ_DIR / "hooks.py"),
             "FUZZ_EXECUTION_IDS": " ".join(str(execution.id) for execution in own + others),
         },
+        cwd=tmp_path,  # where schemathesis keeps its cache
         capture_output=True, text=True, timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
