@@ -246,3 +246,46 @@ def test_database_errors_outside_drf_views_are_503_json_too(client):
     answer = client.get("/test-only/database-gone")
     assert answer.status_code == 500
     assert not answer["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_connection_cut_in_the_middle_of_a_change_is_503_and_changes_nothing(live_server, monkeypatch):
+    """PostgreSQL drops the request's connection between the compare-and-set UPDATE and the
+    audit INSERT: the client gets a JSON 503, the half-made change is rolled back with the
+    transaction (still running, no audit record), and the retry succeeds on a new connection."""
+    import psycopg
+    from django.db import connections
+
+    owner = UserFactory(username="worker")
+    token = Token.objects.create(user=owner).key
+    execution = execution_create(name="cut", created_by=owner)
+    port = urlsplit(live_server.url).port
+    original_save = ExecutionStatusChange.save
+    cuts = []
+
+    def save_after_losing_the_connection(self, *args, **kwargs):
+        if not cuts:
+            backend_pid = connections["default"].connection.info.backend_pid
+            params = connections["default"].get_connection_params()
+            params.pop("cursor_factory", None)
+            params.pop("context", None)
+            with psycopg.connect(**params, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+            cuts.append(backend_pid)
+        return original_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(ExecutionStatusChange, "save", save_after_losing_the_connection)
+    auth = {"Authorization": f"Token {token}"}
+    answer = request(port, "PATCH", f"/api/v1/executions/{execution.id}", {"status": "failed"}, auth)
+    assert cuts
+    assert_database_unavailable(answer)
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.RUNNING
+    assert not ExecutionStatusChange.objects.filter(execution=execution).exists()
+
+    status, _, body = request(port, "PATCH", f"/api/v1/executions/{execution.id}", {"status": "failed"}, auth)
+    assert (status, body["success"]) == (200, True)
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.FAILED
+    assert ExecutionStatusChange.objects.filter(execution=execution).count() == 1
