@@ -1,0 +1,81 @@
+"""The filters of the executions list: django-filter does the parsing, the SQL and the
+OpenAPI parameters; errors become 422 items located in the query string."""
+
+from datetime import timedelta
+
+from django import forms
+from django.conf import settings
+from django_filters import rest_framework as filters
+
+from ..models import Execution, ExecutionStatus
+from ..selectors import executions_stale
+
+
+class _StatusesField(forms.MultipleChoiceField):
+    """Several statuses as repeated parameters (status=a&status=b) or one list (status=a,b)."""
+
+    def to_python(self, value):
+        return [part for item in super().to_python(value) for part in item.split(",")]
+
+
+class StatusesFilter(filters.MultipleChoiceFilter):
+    field_class = _StatusesField
+
+
+class ExecutionFilter(filters.FilterSet):
+    status = StatusesFilter(
+        choices=ExecutionStatus.choices,
+        help_text="Only these statuses: repeat the parameter or separate them with commas",
+    )
+    name = filters.CharFilter(field_name="name", lookup_expr="exact", help_text="Exactly this name")
+    name_contains = filters.CharFilter(
+        field_name="name", lookup_expr="icontains", help_text="Names containing this text (case-insensitive)"
+    )
+    created_after = filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="gte", help_text="Created at or after this ISO 8601 time"
+    )
+    created_before = filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="lt", help_text="Created before this ISO 8601 time"
+    )
+    updated_after = filters.IsoDateTimeFilter(
+        field_name="updated_at", lookup_expr="gte", help_text="Updated at or after this ISO 8601 time"
+    )
+    updated_before = filters.IsoDateTimeFilter(
+        field_name="updated_at", lookup_expr="lt", help_text="Updated before this ISO 8601 time"
+    )
+    # A choice rather than a BooleanFilter, which would silently ignore "stale=maybe".
+    stale = filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        method="filter_stale",
+        help_text="true: running with no sign of life (heartbeat, or creation) for longer than "
+        "EXECUTIONS_STALE_AFTER; false: all others",
+    )
+
+    class Meta:
+        model = Execution
+        fields = []
+
+    def filter_stale(self, executions, name, value):
+        stale_after: timedelta = settings.EXECUTIONS_STALE_AFTER
+        stale = executions_stale(executions, stale_after)
+        if value == "true":
+            return stale
+        return executions.exclude(pk__in=stale.values("pk"))
+
+
+def filter_errors(filterset, query_params) -> list[dict]:
+    """The FilterSet's form errors as 422 items, one per message."""
+    items = []
+    for name, errors in filterset.form.errors.as_data().items():
+        values = query_params.getlist(name)
+        for error in errors:
+            for message in error.messages:
+                items.append(
+                    {
+                        "type": error.code or "invalid",
+                        "loc": ["query", name],
+                        "msg": message,
+                        "input": values[0] if len(values) == 1 else values,
+                    }
+                )
+    return items
