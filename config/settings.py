@@ -189,3 +189,4 @@ SPECTACULAR_SETTINGS.update(
 # WhiteNoise serves static files straight from the apps (no collectstatic step needed to run
 # the service); `manage.py collectstatic` into STATIC_ROOT still works for a deployment.
 WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns at every start when it is missing

@@ -94,6 +94,7 @@ def execution_change_status(
     error_info: dict | None = None,
     correlation_id: str = "",
     executions: models.QuerySet | None = None,
+    expected_updated_at: datetime | Collection[datetime] | None = None,
 ) -> StatusChangeResult:
     """Move one execution to `status` if ALLOWED_TRANSITIONS lets it, atomically.
 
