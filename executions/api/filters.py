@@ -1,11 +1,13 @@
 """The filters of the executions list: django-filter does the parsing, the SQL and the
 OpenAPI parameters; errors become 422 items located in the query string."""
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
+from django_filters.fields import IsoDateTimeField
 
 from ..models import Execution, ExecutionStatus
 from ..selectors import executions_stale
@@ -22,6 +24,25 @@ class StatusesFilter(filters.MultipleChoiceFilter):
     field_class = _StatusesField
 
 
+class _UtcTimeField(IsoDateTimeField):
+    """ISO 8601 times, compared in UTC. Converting here refuses what no database takes (an
+    offset that pushes year 9999 past the end, PostgreSQL's limit of +-15:59 on offsets)
+    with a 422 instead of a database error."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValidationError("Enter a time within years 1 to 9999 (UTC)", code="out_of_range") from None
+
+
+class UtcTimeFilter(filters.IsoDateTimeFilter):
+    field_class = _UtcTimeField
+
+
 class ExecutionFilter(filters.FilterSet):
     status = StatusesFilter(
         choices=ExecutionStatus.choices,
@@ -31,16 +52,16 @@ class ExecutionFilter(filters.FilterSet):
     name_contains = filters.CharFilter(
         field_name="name", lookup_expr="icontains", help_text="Names containing this text (case-insensitive)"
     )
-    created_after = filters.IsoDateTimeFilter(
+    created_after = UtcTimeFilter(
         field_name="created_at", lookup_expr="gte", help_text="Created at or after this ISO 8601 time"
     )
-    created_before = filters.IsoDateTimeFilter(
+    created_before = UtcTimeFilter(
         field_name="created_at", lookup_expr="lt", help_text="Created before this ISO 8601 time"
     )
-    updated_after = filters.IsoDateTimeFilter(
+    updated_after = UtcTimeFilter(
         field_name="updated_at", lookup_expr="gte", help_text="Updated at or after this ISO 8601 time"
     )
-    updated_before = filters.IsoDateTimeFilter(
+    updated_before = UtcTimeFilter(
         field_name="updated_at", lookup_expr="lt", help_text="Updated before this ISO 8601 time"
     )
     # A choice rather than a BooleanFilter, which would silently ignore "stale=maybe".

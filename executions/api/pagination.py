@@ -9,7 +9,7 @@ id, and none is skipped or repeated, whatever is inserted meanwhile.
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 
 from django.db.models import Q, QuerySet
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -36,7 +36,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     created_at = datetime.fromisoformat(created_at_text)
     if created_at.tzinfo is None:
         raise ValueError("no time zone")
-    return created_at, uuid.UUID(id_text)
+    # In UTC, as encode_cursor writes it; may raise OverflowError near year 1 or 9999.
+    return created_at.astimezone(timezone.utc), uuid.UUID(id_text)
 
 
 class PageQuery(BaseModel):
