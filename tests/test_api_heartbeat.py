@@ -109,3 +109,41 @@ def test_heartbeat_is_post_only(owner_client, running_execution):
     response = owner_client.get(heartbeat_url(running_execution.id))
     assert response.status_code == 405
     assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_heartbeats_racing_a_cancel_never_revive_it(client_for, owner, manager):
+    import threading
+
+    from django.db import connection
+
+    execution = ExecutionFactory(created_by=owner)
+    workers = [client_for(owner) for _ in range(6)]
+    operator = client_for(manager)
+    barrier = threading.Barrier(len(workers) + 1)
+    answers = []
+
+    def run(client, send):
+        try:
+            barrier.wait()
+            answers.append(send(client).status_code)
+        finally:
+            connection.close()
+
+    heartbeat = lambda client: client.post(heartbeat_url(execution.id))  # noqa: E731
+    cancel = lambda client: client.patch(  # noqa: E731
+        f"/api/v1/executions/{execution.id}", {"status": "cancelled"}, format="json"
+    )
+    threads = [threading.Thread(target=run, args=(worker, heartbeat)) for worker in workers]
+    threads.append(threading.Thread(target=run, args=(operator, cancel)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert set(answers) <= {200, 409} and len(answers) == len(threads)
+    execution.refresh_from_db()
+    assert execution.status == "cancelled"
+    assert ExecutionStatusChange.objects.filter(execution=execution).count() == 1
+    assert client_for(owner).post(heartbeat_url(execution.id)).status_code == 409
