@@ -299,3 +299,10 @@ def test_a_deep_page_costs_the_same_queries_as_the_first(owner_client, owner, dj
     # One query for the page, no OFFSET, whatever the depth: token, 2 x permission, page.
     [page_query] = [q["sql"] for q in deep_page.captured_queries if "executions_execution" in q["sql"]]
     assert "OFFSET" not in page_query.upper()
+
+
+@pytest.mark.parametrize("suffix", ["", "/{id}", "/{id}/heartbeat", "/{id}/history"])
+def test_options_describes_every_route_without_error(owner_client, running_execution, suffix):
+    response = owner_client.options(URL + suffix.format(id=running_execution.id))
+    assert response.status_code == 200
+    assert response.json()["renders"] == ["application/json"]

@@ -8,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
@@ -101,11 +102,20 @@ def _execution_response(execution: Execution, status_code=status.HTTP_200_OK, he
     return Response(body, status=status_code, headers={ETAG_HEADER: etag_for(execution.updated_at), **(headers or {})})
 
 
+class DescriptionOnlyMetadata(SimpleMetadata):
+    """OPTIONS answers: name, description, media types. DRF's "actions" describe a serializer
+    this view does not have (the bodies are pydantic models; /api/schema/ describes them)."""
+
+    def determine_actions(self, request, view):
+        return {}
+
+
 class ExecutionViewSet(viewsets.GenericViewSet):
     # Any text reaches the view, so that an id that is not a UUID is answered like a
     # missing execution (404 EXECUTION_NOT_FOUND), as the contract says.
     lookup_url_kwarg = "execution_id"
     lookup_value_regex = "[^/]+"
+    metadata_class = DescriptionOnlyMetadata
     # For the schema's query parameters; list() applies the FilterSet itself so that its
     # errors join the other query errors in one 422.
     queryset = Execution.objects.none()
