@@ -3,6 +3,7 @@ OpenAPI parameters; errors become 422 items located in the query string."""
 
 from datetime import timedelta, timezone
 
+import pydantic
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -11,6 +12,8 @@ from django_filters.fields import IsoDateTimeField
 
 from ..models import Execution, ExecutionStatus
 from ..selectors import executions_stale
+from .pagination import CURSOR_PARAMETER, PAGE_SIZE_PARAMETER, PageQuery
+from .validation import RequestValidationError, validation_items
 
 
 class _StatusesField(forms.MultipleChoiceField):
@@ -100,3 +103,28 @@ def filter_errors(filterset, query_params) -> list[dict]:
                     }
                 )
     return items
+
+
+def parse_list_query(query_params, executions, filterset_class, request):
+    """The list's query string as (filtered executions, PageQuery), or one 422 that reports
+    every problem: unknown parameters, invalid filter values, bad cursor or page size."""
+    filterset = filterset_class(query_params, queryset=executions, request=request)
+    known = {*filterset.filters, CURSOR_PARAMETER, PAGE_SIZE_PARAMETER}
+    errors = [
+        {"type": "extra_forbidden", "loc": ["query", name], "msg": "Unknown query parameter",
+         "input": query_params.get(name)}
+        for name in query_params
+        if name not in known
+    ]
+    if not filterset.is_valid():
+        errors += filter_errors(filterset, query_params)
+    page = None
+    try:
+        page = PageQuery.model_validate(
+            {name: query_params[name] for name in (CURSOR_PARAMETER, PAGE_SIZE_PARAMETER) if name in query_params}
+        )
+    except pydantic.ValidationError as exc:
+        errors += validation_items(exc, "query")
+    if errors:
+        raise RequestValidationError(errors)
+    return filterset.qs, page

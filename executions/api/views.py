@@ -1,6 +1,5 @@
 """The executions resource. Views are thin: parse, call the service, render."""
 
-import pydantic
 from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.drainage import set_override
@@ -22,13 +21,12 @@ from ..selectors import (
 from ..services import execution_change_status, execution_create, execution_heartbeat
 from . import schemas
 from .etags import etag_for, expected_versions
-from .filters import ExecutionFilter, filter_errors
+from .filters import ExecutionFilter, parse_list_query
 from .pagination import (
     CURSOR_PARAMETER,
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     PAGE_SIZE_PARAMETER,
-    PageQuery,
     newest_first_page,
 )
 from .schemas import (
@@ -37,7 +35,7 @@ from .schemas import (
     ExecutionStatusUpdateResponse,
     HTTPValidationError,
 )
-from .validation import RequestValidationError, parse_body, validation_items
+from .validation import parse_body
 
 EXECUTION_ID_PARAMETER = OpenApiParameter(
     "execution_id",
@@ -208,25 +206,11 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         },
     )
     def list(self, request):
-        query = request.query_params
-        filterset = self.filterset_class(query, queryset=executions_listable_by(request.user), request=request)
-        known = {*filterset.filters, CURSOR_PARAMETER, PAGE_SIZE_PARAMETER}
-        errors = [
-            {"type": "extra_forbidden", "loc": ["query", name], "msg": "Unknown query parameter",
-             "input": query.get(name)}
-            for name in query if name not in known
-        ]
-        if not filterset.is_valid():
-            errors += filter_errors(filterset, query)
-        try:
-            page = PageQuery.model_validate({name: query[name] for name in (CURSOR_PARAMETER, PAGE_SIZE_PARAMETER) if name in query})
-        except pydantic.ValidationError as exc:
-            errors += validation_items(exc, "query")
-        if errors:
-            raise RequestValidationError(errors)
-
+        executions, page = parse_list_query(
+            request.query_params, executions_listable_by(request.user), self.filterset_class, request
+        )
         rows, next_cursor = newest_first_page(
-            filterset.qs.select_related("created_by"), page_size=page.page_size, cursor=page.cursor
+            executions.select_related("created_by"), page_size=page.page_size, cursor=page.cursor
         )
         next_url = None
         if next_cursor is not None:
