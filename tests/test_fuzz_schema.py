@@ -65,6 +65,7 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
         env={
             **os.environ,
             "SCHEMATHESIS_HOOKS": str(FUZZ_DIR / "hooks.py"),
+            "PYTHONPATH": str(FUZZ_DIR.parent.parent),  # the hooks read cursors with the API's code
             "FUZZ_EXECUTION_IDS": " ".join(str(execution.id) for execution in own + others),
         },
         cwd=tmp_path,  # where schemathesis keeps its cache

@@ -346,3 +346,199 @@ def test_answers_are_json_whatever_the_client_accepts(http, execution, accept):
     if response.status_code == 406:
         assert_error(response, 406, ErrorCode.NOT_ACCEPTABLE)
     assert snapshot() == before
+
+
+# --- Every endpoint of the resource ---------------------------------------------------------
+
+# (method, path with {execution_id} or not, a valid body or None)
+ENDPOINTS = [
+    ("PATCH", "/api/v1/executions/{execution_id}", b'{"status": "cancelled"}'),
+    ("POST", "/api/v1/executions", b'{"name": "nightly"}'),
+    ("POST", "/api/v1/executions/{execution_id}/heartbeat", None),
+    ("GET", "/api/v1/executions/{execution_id}", None),
+    ("GET", "/api/v1/executions/{execution_id}/history", None),
+    ("GET", "/api/v1/executions", None),
+]
+ENDPOINT_IDS = [f"{method} {path}" for method, path, _ in ENDPOINTS]
+WITH_ID = [endpoint for endpoint in ENDPOINTS if "{execution_id}" in endpoint[1]]
+WITH_BODY = [endpoint for endpoint in ENDPOINTS if endpoint[2] is not None]
+
+
+def call(client, endpoint, execution_id, body=None, content_type="application/json", path_suffix="", **headers):
+    method, path, valid_body = endpoint
+    url = path.format(execution_id=execution_id) + path_suffix
+    payload = valid_body if body is None else body
+    return client.generic(method, url, payload or b"", content_type=content_type, **headers)
+
+
+@pytest.mark.parametrize("endpoint", WITH_ID, ids=[f"{m} {p}" for m, p, _ in WITH_ID])
+@pytest.mark.parametrize(
+    "execution_id",
+    ["a" * 10_000, "%00", "%FF%FE", "%ED%A0%80", "00000000-0000-0000-0000-000000000000", "'%20OR%201=1--", "-1"],
+)
+def test_absurd_ids_on_every_endpoint_are_not_found(http, execution, endpoint, execution_id):
+    before = snapshot()
+    response = call(http, endpoint, execution_id)
+    assert_error(response, 404, ErrorCode.EXECUTION_NOT_FOUND)
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("endpoint", WITH_ID, ids=[f"{m} {p}" for m, p, _ in WITH_ID])
+def test_someone_elses_execution_is_not_found_on_every_endpoint(http, endpoint, other_user):
+    theirs = ExecutionFactory(created_by=other_user)
+    before = snapshot()
+    response = call(http, endpoint, theirs.id)
+    assert_error(response, 404, ErrorCode.EXECUTION_NOT_FOUND)
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("endpoint", WITH_BODY, ids=[f"{m} {p}" for m, p, _ in WITH_BODY])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "", "application/xml"])
+def test_wrong_content_types_on_every_body_get_415(http, execution, endpoint, content_type):
+    before = snapshot()
+    response = call(http, endpoint, execution.id, content_type=content_type)
+    assert_error(response, 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("endpoint", WITH_BODY, ids=[f"{m} {p}" for m, p, _ in WITH_BODY])
+def test_oversize_bodies_get_413_everywhere(http, execution, endpoint, settings):
+    before = snapshot()
+    body = b'{"x": "' + b"x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE + b'"}'
+    response = call(http, endpoint, execution.id, body=body)
+    assert_error(response, 413, ErrorCode.PAYLOAD_TOO_LARGE)
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("endpoint", WITH_BODY, ids=[f"{m} {p}" for m, p, _ in WITH_BODY])
+@pytest.mark.parametrize(
+    "body,error_type",
+    [
+        (b"null", "missing"),
+        (b"[1]", "model_attributes_type"),
+        (b'{"status": ', "json_invalid"),
+        (b"\xff\xfe\xfd", "json_invalid"),
+        (b"[" * 100_000 + b"]" * 100_000, "json_invalid"),
+        (b'{"a": NaN}', "json_invalid"),
+        (b'{"a": 1e400}', "json_invalid"),
+    ],
+    ids=["null", "not an object", "truncated", "invalid UTF-8", "100k levels", "NaN", "float overflow"],
+)
+def test_malformed_bodies_get_422_everywhere(http, execution, endpoint, body, error_type):
+    before = snapshot()
+    response = call(http, endpoint, execution.id, body=body)
+    assert_validation_error(response, error_type)
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=ENDPOINT_IDS)
+def test_more_query_parameters_than_django_takes_is_400_everywhere(http, execution, endpoint, settings):
+    query = "?" + "&".join(f"p{number}=1" for number in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    before = snapshot()
+    response = call(http, endpoint, execution.id, path_suffix=query)
+    assert_error(response, 400, ErrorCode.BAD_REQUEST)
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=ENDPOINT_IDS)
+@pytest.mark.parametrize("authorization", ["Token", "Token " + "x" * 10_000, "Token \x00\xff", "Basic Og=="])
+def test_absurd_credentials_get_401_everywhere(execution, endpoint, authorization):
+    before = snapshot()
+    response = call(Client(raise_request_exception=False), endpoint, execution.id, HTTP_AUTHORIZATION=authorization)
+    assert response.status_code == 401
+    assert response.json()["error_code"] in (ErrorCode.NOT_AUTHENTICATED, ErrorCode.AUTHENTICATION_FAILED)
+    assert_error(response, 401, response.json()["error_code"])
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=ENDPOINT_IDS)
+def test_hostile_request_ids_are_replaced_everywhere(http, execution, endpoint):
+    response = call(http, endpoint, "nope", HTTP_X_REQUEST_ID="evil\r\nX-Injected: 1")
+    assert response["X-Request-ID"] != "evil\r\nX-Injected: 1"
+    assert len(response["X-Request-ID"]) == 36
+
+
+@pytest.mark.parametrize(
+    "path,methods",
+    [
+        ("/api/v1/executions", ["PUT", "PATCH", "DELETE", "TRACE"]),
+        ("/api/v1/executions/{execution_id}", ["PUT", "POST", "DELETE"]),
+        ("/api/v1/executions/{execution_id}/heartbeat", ["GET", "PUT", "PATCH", "DELETE"]),
+        ("/api/v1/executions/{execution_id}/history", ["POST", "PUT", "PATCH", "DELETE"]),
+    ],
+)
+def test_methods_no_route_has_get_json_405(http, execution, path, methods):
+    before = snapshot()
+    for method in methods:
+        response = http.generic(method, path.format(execution_id=execution.id), b"{}", content_type="application/json")
+        assert_error(response, 405, ErrorCode.METHOD_NOT_ALLOWED)
+    assert snapshot() == before
+
+
+# (id, body, 422 error type, its loc or None)
+MALFORMED_CREATE_BODIES = [
+    ("empty object", b"{}", "missing", ["body", "name"]),
+    ("name null", b'{"name": null}', "string_type", ["body", "name"]),
+    ("name number", b'{"name": 7}', "string_type", ["body", "name"]),
+    ("name list", b'{"name": ["a"]}', "string_type", ["body", "name"]),
+    ("name empty", b'{"name": ""}', "string_too_short", ["body", "name"]),
+    ("name too long", json.dumps({"name": "x" * 201}).encode(), "string_too_long", ["body", "name"]),
+    ("name NUL", b'{"name": "a\\u0000b"}', "string_unstorable", None),
+    ("name lone surrogate", b'{"name": "\\udc00"}', "string_unicode", ["body", "name"]),
+    ("metadata list", b'{"name": "a", "metadata": [1]}', "dict_type", ["body", "metadata"]),
+    ("metadata null", b'{"name": "a", "metadata": null}', "dict_type", ["body", "metadata"]),
+    ("metadata NUL key", b'{"name": "a", "metadata": {"\\u0000": 1}}', "string_unstorable", None),
+    ("metadata deep", b'{"name": "a", "metadata": ' + nested(MAX_JSON_DEPTH + 5) + b"}", "json_too_deep", None),
+    ("client sets the status", b'{"name": "a", "status": "completed"}', "extra_forbidden", ["body", "status"]),
+    ("client sets the id", b'{"name": "a", "id": "00000000-0000-0000-0000-000000000000"}', "extra_forbidden",
+     ["body", "id"]),
+    ("client sets the owner", b'{"name": "a", "created_by": "root"}', "extra_forbidden", ["body", "created_by"]),
+]
+
+
+@pytest.mark.parametrize(
+    "body,error_type,loc", [case[1:] for case in MALFORMED_CREATE_BODIES],
+    ids=[case[0] for case in MALFORMED_CREATE_BODIES],
+)
+def test_malformed_create_bodies_get_422_and_create_nothing(http, owner, body, error_type, loc):
+    before = snapshot()
+    response = http.generic("POST", "/api/v1/executions", body, content_type="application/json")
+    assert_validation_error(response, error_type, loc)
+    assert snapshot() == before
+
+
+def test_create_stores_unusual_but_valid_values_as_sent(http, owner):
+    name = "\u202eright-to-left \U0001f680 " + "x" * 180
+    metadata = {"big": 10**30, "deepest": json.loads(nested(MAX_JSON_DEPTH - 2)), "sep": "\u2028"}
+    response = http.generic("POST", "/api/v1/executions", json.dumps({"name": name, "metadata": metadata}),
+                            content_type="application/json")
+    assert response.status_code == 201, response.content[:300]
+    execution = Execution.objects.get(pk=response.json()["id"])
+    assert (execution.name, execution.metadata, execution.created_by) == (name, metadata, owner)
+    assert execution.status == ExecutionStatus.RUNNING
+
+
+def test_a_heartbeat_ignores_any_body(http, execution):
+    response = http.generic("POST", f"/api/v1/executions/{execution.id}/heartbeat",
+                            b'{"status": "completed", "last_heartbeat_at": "1999-01-01T00:00:00Z"}',
+                            content_type="application/json")
+    assert response.status_code == 200
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.RUNNING
+    assert execution.last_heartbeat_at.year > 2000
+
+
+@pytest.mark.parametrize("page_size", ["0", "-1", "501", "99999999999999999999999", "NaN", "1e3", ""])
+def test_absurd_page_sizes_get_422(http, execution, page_size):
+    response = http.get(f"/api/v1/executions?page_size={page_size}")
+    assert_validation_error(response, response.json()["detail"][0]["type"], None)
+    assert response.json()["detail"][0]["loc"] == ["query", "page_size"]
+
+
+@pytest.mark.parametrize("parameter", ["created_after", "created_before", "updated_after", "updated_before", "stale"])
+def test_list_parameters_given_empty_get_422(http, execution, parameter):
+    """The schema says a time or one of the choices; an empty value is neither (the fuzzer
+    found these ignored)."""
+    response = http.get(f"/api/v1/executions?{parameter}=")
+    body = assert_validation_error(response, "empty", ["query", parameter])
+    assert body["detail"][0]["input"] == ""

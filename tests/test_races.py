@@ -11,7 +11,6 @@ from rest_framework.authtoken.models import Token
 
 from executions.errors import ErrorCode
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
-from executions.services import execution_change_status_bulk
 
 from .factories import ExecutionFactory, UserFactory
 from .servers import request
@@ -116,55 +115,76 @@ def test_owner_and_operator_race_on_many_executions(server_port):
         assert_exactly_one_winner(execution.id, answers[pair], targets[pair], request_ids[pair])
 
 
-@pytest.mark.postgres_only
-@pytest.mark.django_db(transaction=True)
-def test_bulk_change_against_worker_patches(server_port):
-    """The bulk service (what the admin action and the cleanup command call) moves 40
-    executions to interrupted while their workers PATCH them to completed: each execution
-    changes once, the bulk result counts exactly the ones it changed, and every worker told
-    `success: true` really made the change."""
-    owner = UserFactory(username="worker")
-    token = token_for(owner)
-    executions = [ExecutionFactory(created_by=owner) for _ in range(40)]
-    ids = [execution.id for execution in executions]
+def worker_patches(port, token, execution_ids, status):
+    """One worker finishing its share of executions: [(execution id, answer)]."""
+    return [
+        (execution_id, patch_status(port, token, execution_id, status, "worker"))
+        for execution_id in execution_ids
+    ]
 
-    def act(index):
-        if index == 0:
-            from django.db import connection
 
-            try:
-                return execution_change_status_bulk(
-                    execution_ids=ids, status=ExecutionStatus.INTERRUPTED,
-                    channel=ChangeChannel.COMMAND, batch_size=7, correlation_id="bulk",
-                )
-            finally:
-                connection.close()
-        # Workers 1..8 each complete every eighth execution.
-        return [
-            (execution_id, patch_status(server_port, token, execution_id, ExecutionStatus.COMPLETED, "worker"))
-            for execution_id in ids[index - 1 :: 8]
-        ]
-
-    results = run_together(9, act)
-    bulk = results[0]
-    worker_answers = {execution_id: answer for batch in results[1:] for execution_id, answer in batch}
-    assert len(worker_answers) == len(ids)
-
-    changes = list(ExecutionStatusChange.objects.filter(execution_id__in=ids))
-    assert len(changes) == len(ids)
+def assert_each_execution_changed_once(execution_ids, worker_answers, bulk_channel, bulk_status):
+    """Each execution changed exactly once, by the workers (200 success: true) or by the bulk
+    change (then the worker was told 400); returns how many the bulk change made."""
+    changes = list(ExecutionStatusChange.objects.filter(execution_id__in=execution_ids))
+    assert len(changes) == len(execution_ids)
     changes = {change.execution_id: change for change in changes}
-    for execution in Execution.objects.filter(pk__in=ids):
+    bulk_changed = 0
+    for execution in Execution.objects.filter(pk__in=execution_ids):
         change = changes[execution.id]
         assert (change.previous_status, change.new_status) == (ExecutionStatus.RUNNING, execution.status)
         code, _, body = worker_answers[execution.id]
-        if execution.status == ExecutionStatus.COMPLETED:
-            assert change.channel == ChangeChannel.API
-            assert code == 200 and body["success"] is True
+        if change.channel == ChangeChannel.API:
+            assert execution.status == ExecutionStatus.COMPLETED
+            assert code == 200 and body["success"] is True, body
         else:
-            assert execution.status == ExecutionStatus.INTERRUPTED
-            assert change.channel == ChangeChannel.COMMAND
+            assert (change.channel, execution.status) == (bulk_channel, bulk_status)
             assert code == 400, body
             assert body["error_code"] == ErrorCode.INVALID_STATUS_TRANSITION
-    interrupted = sum(1 for change in changes.values() if change.new_status == ExecutionStatus.INTERRUPTED)
-    assert bulk.changed == interrupted
-    assert bulk.skipped == len(ids) - interrupted
+            bulk_changed += 1
+    return bulk_changed
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_heartbeats_against_a_cancel(server_port):
+    """Two executions, each with 7 heartbeats racing an operator's cancel: the cancel wins
+    once; a heartbeat answered 200 came before it, every later one is told 409 with the
+    status (the worker stops); no heartbeat revives the execution or writes after losing."""
+    owner = UserFactory(username="worker")
+    operator = UserFactory(username="operator", permissions=["manage_all_executions"])
+    tokens = {"worker": token_for(owner), "operator": token_for(operator)}
+    executions = [ExecutionFactory(created_by=owner) for _ in range(2)]
+
+    def act(index):
+        execution = executions[index // 8]
+        if index % 8 == 0:
+            return patch_status(server_port, tokens["operator"], execution.id, ExecutionStatus.CANCELLED, "cancel")
+        return request(server_port, "POST", f"/api/v1/executions/{execution.id}/heartbeat", None,
+                       {"Authorization": f"Token {tokens['worker']}"})
+
+    answers = run_together(16, act)
+    for number, execution in enumerate(executions):
+        cancel, *heartbeats = answers[8 * number : 8 * number + 8]
+        assert cancel[0] == 200 and cancel[2]["success"] is True, cancel
+        accepted = []
+        for code, _, body in heartbeats:
+            if code == 200:
+                assert body["status"] == ExecutionStatus.RUNNING
+                accepted.append(body["last_heartbeat_at"])
+            else:
+                assert code == 409, body
+                assert body["error_code"] == ErrorCode.EXECUTION_NOT_RUNNING
+                assert "cancelled" in body["detail"]
+        execution.refresh_from_db()
+        assert execution.status == ExecutionStatus.CANCELLED
+        # What is stored is an accepted heartbeat's time: a refused one wrote nothing. (Not
+        # always the latest: two accepted heartbeats commit in either order.)
+        stored = execution.last_heartbeat_at
+        if accepted:
+            assert stored.isoformat().replace("+00:00", "Z") in accepted
+        else:
+            assert stored is None
+        assert [(c.previous_status, c.new_status) for c in ExecutionStatusChange.objects.filter(execution=execution)] == [
+            (ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED)
+        ]

@@ -33,12 +33,30 @@ class StatusesFilter(filters.MultipleChoiceFilter):
         super().__init__(*args, **kwargs)
 
 
+def _refuse_empty(value):
+    # A parameter given with no value ("?stale=") is not one the schema allows (a time, one
+    # of the choices): 422, rather than the form's "not given" that would ignore it.
+    if value == "":
+        raise ValidationError("Give a value, or leave the parameter out", code="empty")
+
+
+class _NonEmptyChoiceField(forms.ChoiceField):
+    def to_python(self, value):
+        _refuse_empty(value)
+        return super().to_python(value)
+
+
+class NonEmptyChoiceFilter(filters.ChoiceFilter):
+    field_class = _NonEmptyChoiceField
+
+
 class _UtcTimeField(IsoDateTimeField):
     """ISO 8601 times, compared in UTC. Converting here refuses what no database takes (an
     offset that pushes year 9999 past the end, PostgreSQL's limit of +-15:59 on offsets)
     with a 422 instead of a database error."""
 
     def to_python(self, value):
+        _refuse_empty(value)
         value = super().to_python(value)
         if value is None:
             return None
@@ -74,7 +92,7 @@ class ExecutionFilter(filters.FilterSet):
         field_name="updated_at", lookup_expr="lt", help_text="Updated before this ISO 8601 time"
     )
     # A choice rather than a BooleanFilter, which would silently ignore "stale=maybe".
-    stale = filters.ChoiceFilter(
+    stale = NonEmptyChoiceFilter(
         choices=[("true", "true"), ("false", "false")],
         method="filter_stale",
         help_text="true: running with no sign of life (heartbeat, or creation) for longer than "

@@ -2,11 +2,13 @@
 
 - Generated execution ids would almost never exist, so every case would end at 404. Three
   in four are replaced by an id from FUZZ_EXECUTION_IDS (executions the test created), so
-  that schema-valid and schema-invalid bodies reach real executions. The choice is a hash
+  that schema-valid and schema-invalid requests reach real executions. The choice is a hash
   of the generated id and body, so that replaying a case picks the same execution.
-- The contract accepts `error_info` only with status `failed` (422 otherwise), which the
-  request schema, the reference's, does not say. Schema-valid (positive) cases drop it for
-  the other statuses; negative cases are left as they are.
+- Schema-valid (positive) cases are kept within what the contract says and JSON Schema
+  cannot: `error_info` only with status `failed` (422 otherwise), and a list `cursor` only
+  as the API hands it out (an opaque token; anything else is 422 `cursor_invalid`): a
+  generated one is dropped, one the stateful phase took from a `next_cursor` is kept.
+  Negative cases are left alone.
 """
 
 import json
@@ -14,6 +16,8 @@ import os
 import zlib
 
 import schemathesis
+
+from executions.api.pagination import decode_cursor
 
 EXECUTION_IDS = os.environ.get("FUZZ_EXECUTION_IDS", "").split()
 
@@ -26,8 +30,20 @@ def map_case(context, case):
         number = zlib.crc32(generated.encode("utf-8", "surrogatepass"))
         if number % 4:
             path_parameters["execution_id"] = EXECUTION_IDS[number % len(EXECUTION_IDS)]
-    positive = case.meta is None or case.meta.generation.mode.is_positive
-    if positive and isinstance(case.body, dict) and case.body.get("status") != "failed":
+
+    if case.meta is not None and not case.meta.generation.mode.is_positive:
+        return case
+    if isinstance(case.body, dict) and case.body.get("status") != "failed":
         if case.body.get("error_info") is not None:
             del case.body["error_info"]
+    if case.query and "cursor" in case.query and not _is_api_cursor(case.query["cursor"]):
+        del case.query["cursor"]
     return case
+
+
+def _is_api_cursor(value) -> bool:
+    try:
+        decode_cursor(str(value))
+    except (ValueError, OverflowError):
+        return False
+    return True
