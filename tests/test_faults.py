@@ -109,27 +109,38 @@ def test_idle_connections_to_a_restarted_database_are_replaced_without_errors(se
 
 @pytest.mark.postgres_only
 def test_database_down_under_load_is_503_json_then_recovers_without_restart(service):
+    """Six clients send every kind of request in turn (PATCH, create, heartbeat, list, get,
+    history, readiness) while PostgreSQL is stopped and started again under them."""
     postgres, env, token, gunicorn = service
-    execution_ids = create_running_executions(env, 2000)
-    next_execution = iter(execution_ids).__next__
+    to_cancel = iter(create_running_executions(env, 2000)).__next__
+    # Never cancelled: heartbeats, reads and history always have a running execution.
+    alive = create_running_executions(env, 1)[0]
+    operations = [
+        ("patch", lambda: ("PATCH", f"/api/v1/executions/{to_cancel()}", {"status": "cancelled"}), {200}),
+        ("create", lambda: ("POST", "/api/v1/executions", {"name": "fault-create"}), {201}),
+        ("heartbeat", lambda: ("POST", f"/api/v1/executions/{alive}/heartbeat", None), {200}),
+        ("list", lambda: ("GET", "/api/v1/executions?page_size=5", None), {200}),
+        ("get", lambda: ("GET", f"/api/v1/executions/{alive}", None), {200}),
+        ("history", lambda: ("GET", f"/api/v1/executions/{alive}/history", None), {200}),
+        ("readyz", lambda: ("GET", "/readyz", None), {200}),
+    ]
     lock = threading.Lock()
-    answers = []  # (phase when sent, phase when answered, execution id, (status, headers, body))
+    answers = []  # (phase when sent, phase when answered, operation, (method, path, body), answer)
     phase = {"now": "up"}
     stop = threading.Event()
     auth = {"Authorization": f"Token {token}"}
 
-    def client():
-        while not stop.is_set():
+    def client(offset):
+        for number in itertools.count(offset):
+            if stop.is_set():
+                return
+            name, make, _ = operations[number % len(operations)]
             with lock:
-                try:
-                    execution_id = next_execution()
-                except StopIteration:
-                    return
+                sent = make()
             sent_in = phase["now"]
-            answer = request(gunicorn.port, "PATCH", f"/api/v1/executions/{execution_id}",
-                             {"status": "cancelled"}, auth)
+            answer = request(gunicorn.port, *sent, auth)
             with lock:
-                answers.append((sent_in, phase["now"], execution_id, answer))
+                answers.append((sent_in, phase["now"], name, sent, answer))
 
     def count(predicate):
         with lock:
@@ -142,51 +153,60 @@ def test_database_down_under_load_is_503_json_then_recovers_without_restart(serv
             time.sleep(0.01)
 
     with ThreadPoolExecutor(6) as pool:
-        clients = [pool.submit(client) for _ in range(6)]
-        wait_for(lambda entry: entry[3][0] == 200, 60)
+        clients = [pool.submit(client, offset) for offset in range(6)]
+        wait_for(lambda entry: entry[4][0] in (200, 201), 100)
 
         phase["now"] = "stopping"
         postgres.stop()
         phase["now"] = "down"
-        wait_for(lambda entry: entry[0] == "down", 60)
-        schema_while_down = request(gunicorn.port, "GET", "/api/schema/")
+        wait_for(lambda entry: entry[0] == "down", 100)
+        while_down = {path: request(gunicorn.port, "GET", path) for path in ("/api/schema/", "/healthz")}
 
         phase["now"] = "starting"
         postgres.start()
         phase["now"] = "up again"
-        wait_for(lambda entry: entry[0] == "up again", 60)
+        wait_for(lambda entry: entry[0] == "up again", 100)
         stop.set()
         for future in clients:
             future.result()
 
-    for sent_in, answered_in, execution_id, answer in answers:
+    succeeded = {name: expected for name, _, expected in operations}
+    for sent_in, answered_in, name, sent, answer in answers:
         if answer[0] == 503:
             assert_database_unavailable(answer)
         else:
-            assert answer[0] == 200 and answer[2]["success"] is True, answer
+            assert answer[0] in succeeded[name], (name, sent, answer)
         if sent_in == "down" and answered_in == "down":
-            assert answer[0] == 503, answer
+            assert answer[0] == 503, (name, sent, answer)
         if sent_in == "up again":
             # Recovered on its own: no restart of gunicorn, and no failure after the restart.
-            assert answer[0] == 200, answer
-    assert count(lambda entry: entry[3][0] == 503) >= 60
+            assert answer[0] in succeeded[name], (name, sent, answer)
+    down = [entry for entry in answers if entry[0] == entry[1] == "down"]
+    assert {name for _, _, name, _, _ in down} == set(succeeded), "every kind of request met the outage"
     # What needs no database keeps working while it is down.
-    assert schema_while_down[0] == 200
+    assert {path: answer[0] for path, answer in while_down.items()} == {"/api/schema/": 200, "/healthz": 200}
 
-    answered = {execution_id: answer for _, _, execution_id, answer in answers}
-    statuses = assert_each_change_recorded_once(postgres, answered)
-    for execution_id, answer in answered.items():
+    patched = {sent[1].rsplit("/", 1)[1]: answer for _, _, name, sent, answer in answers if name == "patch"}
+    statuses = assert_each_change_recorded_once(postgres, patched)
+    for execution_id, answer in patched.items():
         if answer[0] == 200:
-            # Told success: the change is there.
+            # Told success: the change is there, and reported as made.
+            assert answer[2]["success"] is True
             assert statuses[execution_id] == ExecutionStatus.CANCELLED
     # A client that was told 503 retries and gets a definite answer either way.
-    retried = [execution_id for execution_id, answer in answered.items() if answer[0] == 503]
-    for execution_id in retried:
+    for execution_id in [execution_id for execution_id, answer in patched.items() if answer[0] == 503]:
         status, _, body = request(gunicorn.port, "PATCH", f"/api/v1/executions/{execution_id}",
                                   {"status": "cancelled"}, auth)
         assert status == 200 and body["current_status"] == ExecutionStatus.CANCELLED
         assert body["success"] is (statuses[execution_id] == ExecutionStatus.RUNNING)
-    assert_each_change_recorded_once(postgres, answered)
+    assert_each_change_recorded_once(postgres, patched)
+
+    # Every create that was answered 201 is there (a 503 may or may not have committed).
+    created = [answer[2]["id"] for _, _, name, _, answer in answers if name == "create" and answer[0] == 201]
+    attempts = sum(1 for entry in answers if entry[2] == "create")
+    stored = {row[0] for row in postgres.query("SELECT id::text FROM executions_execution WHERE name = 'fault-create'")}
+    assert set(created) <= stored
+    assert len(stored) <= attempts
     assert "Traceback" not in gunicorn.log()
 
 
