@@ -42,7 +42,7 @@ MIX = {"create": 2, "heartbeat": 3, "patch": 2, "get": 1, "list": 2}
 # Answers that are part of normal life, per operation: everything else is an error.
 EXPECTED = {
     "create": {201},
-    "heartbeat": {200, 400, 409},  # a heartbeat for an execution someone just finished
+    "heartbeat": {200, 409},  # 409: someone finished it meanwhile; the worker stops
     "patch": {200, 400},  # 400: someone else changed it first
     "get": {200},
     "list": {200},
@@ -104,7 +104,7 @@ class Soak:
                 execution_id = rng.choice(self.all_ids)
             answer = request(self.port, "GET", f"/api/v1/executions/{execution_id}", None, self.auth)
         else:
-            query = rng.choice(["", "?status=running", "?status=failed", "?limit=5"])
+            query = rng.choice(["", "?status=running", "?status=failed,cancelled", "?page_size=5", "?stale=true"])
             answer = request(self.port, "GET", f"/api/v1/executions{query}", None, self.auth)
         with self.lock:
             self.counts[(operation, answer[0])] += 1
