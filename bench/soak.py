@@ -219,10 +219,11 @@ def main():
         print(f"  {key}: {count}")
     for sample in soak.error_samples:
         print(f"  e.g. {sample}")
-    print("worker RSS (MiB): start -> end (max)")
+    print("worker RSS (MiB): start -> end (max); at each fifth of the run")
     for pid, values in samples.items():
-        print(f"  {pid}: {values[0] / 1024:.1f} -> {values[-1] / 1024:.1f} ({max(values) / 1024:.1f}), "
-              f"{len(values)} samples")
+        fifths = [values[round(step * (len(values) - 1) / 5)] / 1024 for step in range(6)]
+        print(f"  {pid}: {values[0] / 1024:.1f} -> {values[-1] / 1024:.1f} ({max(values) / 1024:.1f}); "
+              + " ".join(f"{value:.1f}" for value in fifths))
     if restarted:
         print(f"workers that died or were replaced: {sorted(restarted)}")
     if "Traceback" in log_tail:

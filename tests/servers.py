@@ -162,7 +162,8 @@ class Gunicorn:
 
     def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4, log_path: str | None = None):
         self.port = free_port()
-        self.log_path = log_path or os.path.join(tempfile.gettempdir(), f"gunicorn-{self.port}.log")
+        self._own_log = log_path is None  # a log of our own is deleted with the server
+        self.log_path = log_path or os.path.join(tempfile.gettempdir(), f"executions-gunicorn-{self.port}.log")
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.wsgi:application",
@@ -203,6 +204,9 @@ class Gunicorn:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+        if self._own_log:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.log_path)
 
     def __enter__(self):
         return self

@@ -141,26 +141,6 @@ def test_several_problems_are_reported_together(http, execution):
     assert {item["type"] for item in body["detail"]} == {"literal_error", "dict_type", "extra_forbidden"}
 
 
-@pytest.mark.parametrize(
-    "content_type",
-    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-     "application/xml", "application/jsonx", "", "json"],
-)
-def test_bodies_that_are_not_json_get_415(http, execution, content_type):
-    before = snapshot()
-    response = patch(http, execution.id, b'{"status": "cancelled"}', content_type=content_type)
-    assert_error(response, 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
-    assert snapshot() == before
-
-
-def test_body_over_the_limit_gets_413(http, execution, settings):
-    before = snapshot()
-    body = json.dumps({"status": "failed", "error_info": {"log": "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE}})
-    response = patch(http, execution.id, body.encode())
-    assert_error(response, 413, ErrorCode.PAYLOAD_TOO_LARGE)
-    assert snapshot() == before
-
-
 def test_body_at_the_limit_is_accepted(http, execution, settings):
     envelope = json.dumps({"status": "failed", "error_info": {"log": ""}})
     filler = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE - len(envelope))
@@ -209,30 +189,6 @@ def test_duplicate_keys_take_the_last_value_as_json_does(http, execution):
     response = patch(http, execution.id, b'{"status": "failed", "status": "cancelled"}')
     assert response.status_code == 200
     assert response.json()["current_status"] == ExecutionStatus.CANCELLED
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/api/v1/executions/" + "a" * 10_000,
-        "/api/v1/executions/%00",
-        "/api/v1/executions/%FF%FE",
-        "/api/v1/executions/%ED%A0%80",
-        "/api/v1/executions/%C3%BC%C3%B1%C3%AF",
-        "/api/v1/executions/00000000-0000-0000-0000-000000000000",
-        "/api/v1/executions/{execution_id}%20",
-        "/api/v1/executions/{execution_id}%00",
-        "/api/v1/executions/'%20OR%201=1--",
-        "/api/v1/executions/-1",
-        "/api/v1/executions/1e400",
-    ],
-)
-def test_absurd_execution_ids_are_not_found(http, execution, path):
-    before = snapshot()
-    response = http.generic("PATCH", path.format(execution_id=execution.id), b'{"status": "cancelled"}',
-                            content_type="application/json")
-    assert_error(response, 404, ErrorCode.EXECUTION_NOT_FOUND)
-    assert snapshot() == before
 
 
 @pytest.mark.parametrize(
@@ -289,29 +245,6 @@ def test_absurd_query_parameters_are_refused_or_ignored(http, execution, query):
     assert response.status_code in (400, 404), response.content[:300]
     assert_error(response, response.status_code,
                  ErrorCode.BAD_REQUEST if response.status_code == 400 else ErrorCode.NOT_FOUND)
-    assert snapshot() == before
-
-
-def test_more_query_parameters_than_django_takes_is_400(http, execution, settings):
-    query = "&".join(f"p{number}=1" for number in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
-    before = snapshot()
-    response = patch(http, f"{execution.id}?{query}", b'{"status": "cancelled"}')
-    assert_error(response, 400, ErrorCode.BAD_REQUEST)
-    assert snapshot() == before
-
-
-@pytest.mark.parametrize(
-    "authorization",
-    ["Token", "Token " + "x" * 10_000, "Token a b", "Token \x00\xff", "Bearer abc", "Basic Og==", "Token ' OR 1=1"],
-)
-def test_absurd_credentials_get_401(execution, authorization):
-    before = snapshot()
-    client = Client(raise_request_exception=False)
-    response = client.generic("PATCH", f"/api/v1/executions/{execution.id}", b'{"status": "cancelled"}',
-                              content_type="application/json", HTTP_AUTHORIZATION=authorization)
-    assert response.status_code == 401
-    assert_error(response, 401, response.json()["error_code"])
-    assert response.json()["error_code"] in (ErrorCode.NOT_AUTHENTICATED, ErrorCode.AUTHENTICATION_FAILED)
     assert snapshot() == before
 
 
@@ -374,11 +307,12 @@ def call(client, endpoint, execution_id, body=None, content_type="application/js
 @pytest.mark.parametrize("endpoint", WITH_ID, ids=[f"{m} {p}" for m, p, _ in WITH_ID])
 @pytest.mark.parametrize(
     "execution_id",
-    ["a" * 10_000, "%00", "%FF%FE", "%ED%A0%80", "00000000-0000-0000-0000-000000000000", "'%20OR%201=1--", "-1"],
+    ["a" * 10_000, "%00", "%FF%FE", "%ED%A0%80", "%C3%BC%C3%B1%C3%AF", "00000000-0000-0000-0000-000000000000",
+     "{execution_id}%20", "{execution_id}%00", "'%20OR%201=1--", "-1", "1e400"],
 )
 def test_absurd_ids_on_every_endpoint_are_not_found(http, execution, endpoint, execution_id):
     before = snapshot()
-    response = call(http, endpoint, execution_id)
+    response = call(http, endpoint, execution_id.format(execution_id=execution.id))
     assert_error(response, 404, ErrorCode.EXECUTION_NOT_FOUND)
     assert snapshot() == before
 
@@ -393,7 +327,11 @@ def test_someone_elses_execution_is_not_found_on_every_endpoint(http, endpoint, 
 
 
 @pytest.mark.parametrize("endpoint", WITH_BODY, ids=[f"{m} {p}" for m, p, _ in WITH_BODY])
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "", "application/xml"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+     "application/xml", "application/jsonx", "", "json"],
+)
 def test_wrong_content_types_on_every_body_get_415(http, execution, endpoint, content_type):
     before = snapshot()
     response = call(http, endpoint, execution.id, content_type=content_type)
@@ -441,7 +379,10 @@ def test_more_query_parameters_than_django_takes_is_400_everywhere(http, executi
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=ENDPOINT_IDS)
-@pytest.mark.parametrize("authorization", ["Token", "Token " + "x" * 10_000, "Token \x00\xff", "Basic Og=="])
+@pytest.mark.parametrize(
+    "authorization",
+    ["Token", "Token " + "x" * 10_000, "Token a b", "Token \x00\xff", "Bearer abc", "Basic Og==", "Token ' OR 1=1"],
+)
 def test_absurd_credentials_get_401_everywhere(execution, endpoint, authorization):
     before = snapshot()
     response = call(Client(raise_request_exception=False), endpoint, execution.id, HTTP_AUTHORIZATION=authorization)
