@@ -38,6 +38,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "executions.api.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -166,3 +167,9 @@ LOGGING = {
 # --- Executions ------------------------------------------------------------------------
 # How many rows one statement of a bulk status change touches (admin actions, cleanup).
 EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=1000)
+
+from executions.durations import parse_duration  # noqa: E402
+
+# Running executions with no sign of life for longer than this are stale (the admin filter,
+# the cleanup command's default threshold).
+EXECUTIONS_STALE_AFTER = parse_duration(env.str("EXECUTIONS_STALE_AFTER", default="30m"))

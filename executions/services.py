@@ -145,6 +145,7 @@ def execution_change_status_bulk(
     correlation_id: str = "",
     batch_size: int | None = None,
     on_batch: Callable[[BulkStatusChangeResult], None] | None = None,
+    executions: models.QuerySet | None = None,
 ) -> BulkStatusChangeResult:
     """Move many executions to `status`, one transaction and one UPDATE per batch.
 
@@ -153,11 +154,15 @@ def execution_change_status_bulk(
     skipped, never overwritten. `error_info` is one object for all, or a function of the
     row ({"id", "name", "created_at", "last_heartbeat_at"}) for one per execution.
     `on_batch` is called with the running totals after each committed batch.
+    `executions` narrows what may change (what the actor may act on, or a condition such
+    as staleness): it is re-checked on the locked rows, so an id that left it since the
+    caller read it is skipped too.
     """
     sources = statuses_that_can_become(status)
     if not sources:
         raise ValueError(f"No status may become {status!r}")
     batch_size = batch_size or settings.EXECUTIONS_BULK_BATCH_SIZE
+    executions = Execution.objects.all() if executions is None else executions
     result = BulkStatusChangeResult()
 
     for batch in _batches(execution_ids, batch_size):
@@ -165,7 +170,7 @@ def execution_change_status_bulk(
             # Lock the rows still changeable (PostgreSQL; SQLite holds the write lock from
             # BEGIN IMMEDIATE), in id order so that concurrent runs cannot deadlock.
             rows = list(
-                Execution.objects.select_for_update()
+                executions.select_for_update()
                 .filter(pk__in=batch, status__in=sources)
                 .order_by("pk")
                 .values("id", "name", "status", "created_at", "last_heartbeat_at")

@@ -1,0 +1,173 @@
+"""Move running executions that stopped showing signs of life out of `running`."""
+
+import json
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import F
+from django.utils import timezone
+from tqdm import tqdm
+
+from executions.durations import format_duration, parse_duration
+from executions.models import ChangeChannel, Execution, ExecutionStatus, statuses_that_can_become
+from executions.selectors import executions_stale, executions_stale_streamed
+from executions.services import execution_change_status_bulk
+
+DETECTED_BY = "cleanup_stale_executions"
+TARGET_STATUSES = [
+    status for status in ExecutionStatus.values if ExecutionStatus.RUNNING in statuses_that_can_become(status)
+]
+SAMPLE_SIZE = 10
+
+
+class _ProgressStream:
+    """Lets tqdm draw through self.stdout without the newline OutputWrapper adds to each write."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def write(self, text):
+        self.out.write(text, ending="")
+
+    def flush(self):
+        self.out.flush()
+
+
+class Command(BaseCommand):
+    help = (
+        "Move running executions with no sign of life (last heartbeat, or creation where there "
+        "was none) for longer than --older-than to --status, in batches, through the same "
+        "compare-and-set as the API. Safe to run on several hosts at once, and to run again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--older-than",
+            help="How long without a sign of life makes an execution stale: 30m, 6h, 2d "
+            "(default: the EXECUTIONS_STALE_AFTER setting).",
+        )
+        parser.add_argument(
+            "--status", default=ExecutionStatus.INTERRUPTED, choices=TARGET_STATUSES,
+            help="The status stale executions move to (default: interrupted).",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Count and show a sample; change nothing.")
+        parser.add_argument(
+            "--batch-size", type=int, default=None,
+            help="Executions per transaction (default: the EXECUTIONS_BULK_BATCH_SIZE setting, 1000).",
+        )
+        parser.add_argument("--limit", type=int, help="Change at most this many executions in this run.")
+        parser.add_argument("--name", help="Only executions with exactly this name.")
+        parser.add_argument("--json", action="store_true", help="Print a machine-readable summary.")
+
+    def handle(self, *args, **options):
+        threshold_text = options["older_than"]
+        if threshold_text is None:
+            stale_after = settings.EXECUTIONS_STALE_AFTER
+            threshold_text = format_duration(stale_after)
+        else:
+            try:
+                stale_after = parse_duration(threshold_text)
+            except ValueError as error:
+                raise CommandError(f"--older-than: {error}") from None
+            threshold_text = threshold_text.strip()
+        batch_size = options["batch_size"]
+        if batch_size is None:
+            batch_size = settings.EXECUTIONS_BULK_BATCH_SIZE
+        elif batch_size < 1:
+            raise CommandError("--batch-size must be a whole number of at least 1")
+        limit = options["limit"]
+        if limit is not None and limit < 1:
+            raise CommandError("--limit must be a whole number of at least 1")
+        status = options["status"]
+
+        started = time.monotonic()
+        cutoff_now = timezone.now()
+        candidates = Execution.objects.all()
+        if options["name"] is not None:
+            candidates = candidates.filter(name=options["name"])
+        stale = executions_stale(candidates, stale_after, now=cutoff_now)
+        summary = {
+            "dry_run": options["dry_run"],
+            "status": status,
+            "older_than": threshold_text,
+            "cutoff": (cutoff_now - stale_after).isoformat(),
+            "name": options["name"],
+            "limit": limit,
+        }
+        if options["dry_run"]:
+            self._dry_run(stale, limit, summary, options["json"])
+        else:
+            self._run(stale, stale_after, threshold_text, status, batch_size, limit, summary, options["json"])
+        summary["elapsed_seconds"] = round(time.monotonic() - started, 3)
+        if options["json"]:
+            self.stdout.write(json.dumps(summary))
+        elif options["dry_run"]:
+            self.stdout.write(
+                f"Dry run: {summary['would_change']} execution(s) would become {status} "
+                f"(no sign of life for more than {threshold_text}); nothing changed."
+            )
+        else:
+            self.stdout.write(
+                f"Changed {summary['changed']}, skipped {summary['skipped']}, "
+                f"batches {summary['batches']}, elapsed {summary['elapsed_seconds']:.2f}s "
+                f"(to {status}, no sign of life for more than {threshold_text})."
+            )
+
+    def _dry_run(self, stale, limit, summary, as_json):
+        count = stale.count()
+        summary["would_change"] = count if limit is None else min(count, limit)
+        sample = [
+            {"id": str(pk), "name": name, "last_seen_at": seen_at.isoformat()}
+            for pk, name, seen_at in stale.annotate(seen_at=F("last_seen_at"))
+            .order_by("seen_at", "pk")
+            .values_list("pk", "name", "seen_at")[: min(SAMPLE_SIZE, summary["would_change"])]
+        ]
+        summary["sample"] = sample
+        if not as_json and sample:
+            self.stdout.write(f"Sample (oldest first, {len(sample)} of {summary['would_change']}):")
+            for row in sample:
+                self.stdout.write(f"  {row['id']}  {row['name']}  last seen {row['last_seen_at']}")
+
+    def _run(self, stale, stale_after, threshold_text, status, batch_size, limit, summary, as_json):
+        def stale_ids():
+            for count, (pk, _seen_at) in enumerate(executions_stale_streamed(stale, batch_size)):
+                if limit is not None and count >= limit:
+                    return
+                yield pk
+
+        def why(row):
+            return {
+                "reason": "stale",
+                "last_seen_at": (row["last_heartbeat_at"] or row["created_at"]).isoformat(),
+                "threshold": threshold_text,
+                "detected_by": DETECTED_BY,
+            }
+
+        show_progress = self.stdout.isatty() and not as_json
+        total = None
+        if show_progress:
+            total = stale.count() if limit is None else min(stale.count(), limit)
+        with tqdm(
+            total=total, unit="execution", disable=not show_progress, file=_ProgressStream(self.stdout)
+        ) as progress:
+            done = 0
+
+            def on_batch(result):
+                nonlocal done
+                progress.update(result.changed + result.skipped - done)
+                done = result.changed + result.skipped
+
+            # The stale queryset goes with the ids: it is checked again on the locked rows, so an
+            # execution that finished or reported since it was read is skipped, not overwritten.
+            result = execution_change_status_bulk(
+                execution_ids=stale_ids(),
+                status=status,
+                channel=ChangeChannel.COMMAND,
+                actor=None,
+                error_info=why,
+                batch_size=batch_size,
+                on_batch=on_batch,
+                executions=stale,
+            )
+        summary.update(changed=result.changed, skipped=result.skipped, batches=result.batches)
