@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Case, Value, When
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from .errors import ExecutionNotFound, InvalidStatusTransition
@@ -187,23 +187,26 @@ def execution_change_status_bulk(
 
 def _apply_locked_batch(rows, status, channel, actor, error_info, correlation_id, sources):
     now = timezone.now()
-    infos = {row["id"]: error_info(row) if callable(error_info) else error_info for row in rows}
-    changes = {"status": status, "finished_at": now, "updated_at": now}
-    if callable(error_info):
-        changes["error_info"] = Case(
-            *[When(pk=pk, then=Value(info, output_field=models.JSONField())) for pk, info in infos.items()],
-            output_field=models.JSONField(),
-        )
-    elif error_info is not None:
-        changes["error_info"] = error_info
-    Execution.objects.filter(pk__in=infos, status__in=sources).update(**changes)
     records = [
         _audit_record(
             execution_id=row["id"], previous_status=row["status"], status=status, actor=actor,
-            channel=channel, error_info=infos[row["id"]], correlation_id=correlation_id, at=now,
+            channel=channel, error_info=error_info(row) if callable(error_info) else error_info,
+            correlation_id=correlation_id, at=now,
         )
         for row in rows
     ]
+    # The audit rows go first, so that a per-row error_info is copied from them inside the one
+    # UPDATE (a correlated subquery on their index) rather than sent again as a CASE with one
+    # branch per row, which costs more than everything else in a big batch.
     ExecutionStatusChange.objects.bulk_create(records)
+    changes = {"status": status, "finished_at": now, "updated_at": now}
+    if callable(error_info):
+        changes["error_info"] = Subquery(
+            ExecutionStatusChange.objects.filter(execution_id=OuterRef("pk"), created_at=now, new_status=status)
+            .order_by()
+            .values("error_info")[:1]
+        )
+    elif error_info is not None:
+        changes["error_info"] = error_info
+    Execution.objects.filter(pk__in=[row["id"] for row in rows], status__in=sources).update(**changes)
     _send_after_commit(records)
-

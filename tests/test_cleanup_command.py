@@ -190,9 +190,10 @@ def test_a_run_that_dies_mid_way_leaves_whole_batches_and_a_rerun_finishes():
 
     def dies_on_second_batch(records, *args, **kwargs):
         calls.append(len(records))
-        if len(calls) == 2:  # after this batch's UPDATE ran, before its audit rows
+        created = real_bulk_create(records, *args, **kwargs)
+        if len(calls) == 2:  # this batch's audit rows are written, its UPDATE not yet
             raise RuntimeError("killed")
-        return real_bulk_create(records, *args, **kwargs)
+        return created
 
     with mock.patch.object(ExecutionStatusChange.objects, "bulk_create", side_effect=dies_on_second_batch):
         with pytest.raises(RuntimeError):
