@@ -76,6 +76,9 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, with writers queued on a file lock rather than SQLite's busy
+    # handler: see config/sqlite3/base.py.
+    DATABASES["default"]["ENGINE"] = "config.sqlite3"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             # Writers take the write lock at BEGIN and wait for it (timeout, in seconds)
@@ -119,6 +122,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only: an API error must never come back as an HTML page.
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Escape non-ASCII: a 422 echoes the client's input, and a lone surrogate in it could not
+    # be encoded as UTF-8 at all.
+    "UNICODE_JSON": False,
     "DEFAULT_PARSER_CLASSES": ["executions.api.parsers.JSONBodyParser"],
     "EXCEPTION_HANDLER": "executions.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
