@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_change_status
+from executions.signals import execution_status_changed
 
 from .factories import ExecutionFactory
 
@@ -67,6 +68,29 @@ def test_threshold_is_strict_at_the_boundary():
     assert statuses(just_stale, exactly_at, heartbeat_recent, heartbeat_old) == [
         "interrupted", "running", "running", "interrupted",
     ]
+    just_stale.refresh_from_db()
+    assert just_stale.error_info["last_seen_at"] == (NOW - timedelta(hours=6, microseconds=1)).isoformat()
+
+
+@pytest.mark.django_db
+def test_each_change_is_signalled_after_commit(django_capture_on_commit_callbacks):
+    stale = seen(timedelta(days=1), last_heartbeat_at=NOW - timedelta(hours=2, microseconds=250))
+    received = []
+
+    def receiver(sender, **change):
+        received.append(change)
+
+    execution_status_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            cleanup("--older-than", "1h")
+    finally:
+        execution_status_changed.disconnect(receiver)
+
+    assert [(c["execution_id"], c["previous_status"], c["new_status"], c["channel"], c["actor"]) for c in received] == [
+        (stale.pk, "running", "interrupted", "command", None)
+    ]
+    assert received[0]["error_info"]["last_seen_at"] == (NOW - timedelta(hours=2, microseconds=250)).isoformat()
 
 
 @pytest.mark.django_db
@@ -185,17 +209,17 @@ def test_default_threshold_is_the_stale_setting(settings):
 @pytest.mark.django_db
 def test_a_run_that_dies_mid_way_leaves_whole_batches_and_a_rerun_finishes():
     stale = [seen(timedelta(days=1)) for _ in range(7)]
-    real_bulk_create = ExecutionStatusChange.objects.bulk_create
-    calls = []
+    updates = []
 
-    def dies_on_second_batch(records, *args, **kwargs):
-        calls.append(len(records))
-        created = real_bulk_create(records, *args, **kwargs)
-        if len(calls) == 2:  # this batch's audit rows are written, its UPDATE not yet
-            raise RuntimeError("killed")
-        return created
+    def killed_after_second_update(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith("UPDATE"):
+            updates.append(sql)
+            if len(updates) == 2:  # the second batch wrote everything, but has not committed
+                raise RuntimeError("killed")
+        return result
 
-    with mock.patch.object(ExecutionStatusChange.objects, "bulk_create", side_effect=dies_on_second_batch):
+    with connection.execute_wrapper(killed_after_second_update):
         with pytest.raises(RuntimeError):
             cleanup("--older-than", "1h", "--batch-size", "3")
 
