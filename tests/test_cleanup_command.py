@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
-from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
+from executions.models import ChangeChannel, Execution, ExecutionStatusChange
 from executions.services import execution_change_status
 from executions.signals import execution_status_changed
 

@@ -122,7 +122,7 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self._dry_run(stale, limit, summary, options["json"])
         else:
-            self._run(stale, stale_after, threshold_text, status, batch_size, limit, summary, options["json"])
+            self._run(stale, threshold_text, status, batch_size, limit, summary, options["json"])
         summary["elapsed_seconds"] = round(time.monotonic() - started, 3)
         if options["json"]:
             self.stdout.write(json.dumps(summary))
@@ -153,7 +153,7 @@ class Command(BaseCommand):
             for row in sample:
                 self.stdout.write(f"  {row['id']}  {row['name']}  last seen {row['last_seen_at']}")
 
-    def _run(self, stale, stale_after, threshold_text, status, batch_size, limit, summary, as_json):
+    def _run(self, stale, threshold_text, status, batch_size, limit, summary, as_json):
         def stale_ids():
             for count, (pk, _seen_at) in enumerate(executions_stale_streamed(stale, batch_size)):
                 if limit is not None and count >= limit:
@@ -171,7 +171,9 @@ class Command(BaseCommand):
         show_progress = self.stdout.isatty() and not as_json
         total = None
         if show_progress:
-            total = stale.count() if limit is None else min(stale.count(), limit)
+            total = stale.count()
+            if limit is not None:
+                total = min(total, limit)
         with tqdm(
             total=total, unit="execution", disable=not show_progress, file=_ProgressStream(self.stdout)
         ) as progress:
