@@ -198,6 +198,15 @@ class ExecutionAdmin(admin.ModelAdmin):
         return obj is None and super().has_change_permission(request)
 
     # --- actions -----------------------------------------------------------------------
+    def response_action(self, request, queryset):
+        # A posted id that is not a UUID selects nothing, instead of failing the request.
+        selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        valid = [value for value in selected if _is_uuid(value)]
+        if len(valid) != len(selected):
+            request.POST = request.POST.copy()
+            request.POST.setlist(helpers.ACTION_CHECKBOX_NAME, valid)
+        return super().response_action(request, queryset)
+
     @admin.action(description="Cancel selected executions", permissions=["change"])
     def cancel_selected(self, request, queryset):
         self._change_status(request, queryset, ExecutionStatus.CANCELLED)
@@ -280,6 +289,14 @@ def _short_timedelta(delta: timedelta) -> str:
     values = [days, hours, minutes, seconds]
     first = next((i for i, value in enumerate(values) if value), 3)
     return " ".join(parts[first : first + 2])
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _id_prefix_range(term: str):

@@ -250,3 +250,23 @@ def test_staff_without_manage_all_sees_and_changes_only_their_own(admin_client_f
 def test_staff_without_permissions_is_refused(admin_client_for):
     client = admin_client_for(UserFactory(username="nobody", is_staff=True))
     assert client.get(CHANGELIST).status_code == 403
+
+
+def test_ids_that_are_not_uuids_select_nothing(operator_client):
+    execution = ExecutionFactory()
+
+    response = operator_client.post(
+        CHANGELIST,
+        {"action": "cancel_selected", "index": 0, ACTION_CHECKBOX_NAME: ["nope", str(execution.pk)]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert page_messages(response) == ["1 execution cancelled."]
+
+    response = operator_client.post(
+        CHANGELIST, {"action": "cancel_selected", "index": 0, ACTION_CHECKBOX_NAME: ["nope"]}, follow=True
+    )
+    assert response.status_code == 200
+    assert page_messages(response) == [
+        "Items must be selected in order to perform actions on them. No items have been changed."
+    ]
