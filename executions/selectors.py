@@ -8,7 +8,7 @@ from functools import cache
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import BooleanField, F, Q, QuerySet
+from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -85,26 +85,6 @@ def execution_ids_streamed(executions: QuerySet, batch_size: int) -> Iterator[uu
         if len(ids) < batch_size:
             return
         last_id = ids[-1]
-
-
-def executions_stale_streamed(stale: QuerySet, batch_size: int) -> Iterator[tuple[uuid.UUID, datetime]]:
-    """(id, last_seen_at) of the executions of `stale` (from executions_stale), oldest sign of
-    life first, one page of `batch_size` at a time. The pages follow the partial index on
-    last_seen_at (keyset on last_seen_at, then id), so each page reads only its own rows."""
-    page_query = stale.annotate(seen_at=F("last_seen_at")).order_by("seen_at", "pk")
-    last = None
-    while True:
-        page = page_query
-        if last is not None:
-            last_seen_at, last_id = last
-            page = page.filter(last_seen_at__gte=last_seen_at).exclude(
-                last_seen_at=last_seen_at, pk__lte=last_id
-            )
-        rows = list(page.values_list("pk", "seen_at")[:batch_size])
-        yield from rows
-        if len(rows) < batch_size:
-            return
-        last = rows[-1][1], rows[-1][0]
 
 
 def executions_listable_by(user) -> QuerySet:

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from executions.durations import format_duration, parse_duration
 from executions.models import ChangeChannel, Execution, ExecutionStatus, statuses_that_can_become
-from executions.selectors import executions_stale, executions_stale_streamed
+from executions.selectors import executions_stale
 from executions.services import execution_change_status_bulk
 
 DETECTED_BY = "cleanup_stale_executions"
@@ -56,6 +56,31 @@ class _ProgressStream:
 
     def flush(self):
         self.out.flush()
+
+
+def _stale_ids_in_pages(stale, page_size):
+    """The ids of `stale`, oldest sign of life first, one page at a time, each page read
+    after the batch before it was changed.
+
+    Every execution of a page leaves `stale` once its batch is done: changed, or skipped
+    because it finished or reported meanwhile, which is final too (the cutoff is fixed). So
+    each page is simply the oldest `page_size` still there, from where the last one ended:
+    one ordered walk of the partial index on the last sign of life, whatever the planner
+    knows about the table. A page that repeats an id of the one before means its batch was
+    not applied (the caller stopped changing them): the stream ends rather than loop.
+    """
+    pages = stale.annotate(seen_at=F("last_seen_at")).order_by("seen_at")
+    since, previous_ids = None, set()
+    while True:
+        page = pages if since is None else pages.filter(last_seen_at__gte=since)
+        rows = list(page.values_list("pk", "seen_at")[:page_size])
+        ids = [pk for pk, _ in rows]
+        if not ids or not previous_ids.isdisjoint(ids):
+            return
+        yield from ids
+        if len(ids) < page_size:
+            return
+        since, previous_ids = rows[-1][1], set(ids)
 
 
 class Command(BaseCommand):
@@ -155,7 +180,7 @@ class Command(BaseCommand):
 
     def _run(self, stale, threshold_text, status, batch_size, limit, summary, as_json):
         def stale_ids():
-            for count, (pk, _seen_at) in enumerate(executions_stale_streamed(stale, batch_size)):
+            for count, pk in enumerate(_stale_ids_in_pages(stale, batch_size)):
                 if limit is not None and count >= limit:
                     return
                 yield pk
