@@ -6,21 +6,36 @@ PostgreSQL pass of scripts/test.sh, where PostgreSQL's binaries are known to be 
 """
 
 import itertools
+import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_create
 
-from .factories import UserFactory
-from .servers import Gunicorn, ThrowawayPostgres, create_user_with_token, manage, request, service_env
+from .factories import ExecutionFactory, UserFactory
+from .servers import (
+    REPO_ROOT,
+    Gunicorn,
+    ThrowawayPostgres,
+    create_user_with_token,
+    manage,
+    request,
+    service_env,
+)
 
 ERROR_RESPONSE_KEYS = {"detail", "error_code", "correlation_id", "timestamp"}
 # A bound on every wait below, so that a broken service fails the test instead of hanging it.
@@ -274,7 +289,6 @@ def test_connection_cut_in_the_middle_of_a_change_is_503_and_changes_nothing(liv
     """PostgreSQL drops the request's connection between the compare-and-set UPDATE and the
     audit INSERT: the client gets a JSON 503, the half-made change is rolled back with the
     transaction (still running, no audit record), and the retry succeeds on a new connection."""
-    import psycopg
     from django.db import connections
 
     owner = UserFactory(username="worker")
@@ -309,3 +323,86 @@ def test_connection_cut_in_the_middle_of_a_change_is_503_and_changes_nothing(liv
     execution.refresh_from_db()
     assert execution.status == ExecutionStatus.FAILED
     assert ExecutionStatusChange.objects.filter(execution=execution).count() == 1
+
+
+def _database_url_of_this_test() -> str:
+    """The test database as a DATABASE_URL, for a manage.py command in its own process."""
+    settings_dict = connection.settings_dict
+    return (
+        f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD'] or ''}@{settings_dict['HOST']}:"
+        f"{settings_dict['PORT']}/{settings_dict['NAME']}"
+    )
+
+
+def _wait_for(condition, what: str):
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"waited too long for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_cleanup_killed_mid_run_leaves_whole_batches_and_a_rerun_finishes():
+    """`cleanup_stale_executions` in its own process, batches of 50, oldest first: a worker
+    holds a row lock on an execution of the fifth batch, so the command commits four batches
+    and waits on the fifth; it is killed there with SIGKILL. Exactly the four batches are
+    applied, each change with its audit record; the fifth is rolled back with the dead
+    connection. A rerun changes the rest, and nothing twice."""
+    long_ago = timezone.now() - timedelta(days=2)
+    # Oldest first: the order the command takes them in.
+    stale = [ExecutionFactory(created_at=long_ago - timedelta(seconds=500 - n)).id for n in range(500)]
+    env = {
+        **service_env(_database_url_of_this_test()),
+        "EXECUTIONS_BULK_BATCH_SIZE": "50",
+    }
+    command = [sys.executable, "manage.py", "cleanup_stale_executions", "--older-than", "1h",
+               "--batch-size", "50", "--json"]
+    params = connection.get_connection_params()
+    for key in ("cursor_factory", "context"):
+        params.pop(key, None)
+
+    with psycopg.connect(**params) as worker, psycopg.connect(**params, autocommit=True) as observer:
+        # The worker's transaction locks the 226th execution (batch 5) and stays open.
+        worker.execute("SELECT id FROM executions_execution WHERE id = %s FOR UPDATE", [stale[225]])
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            def waiting_backend():
+                rows = observer.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                ).fetchall()
+                return rows[0][0] if rows else None
+
+            _wait_for(lambda: waiting_backend() is not None or process.poll() is not None,
+                      "the command to wait for the worker's lock")
+            assert process.poll() is None, process.communicate()
+            command_backend = waiting_backend()
+            changes_at_kill = ExecutionStatusChange.objects.count()
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=DEADLINE_SECONDS)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        worker.rollback()  # the worker lets go; the dead command's backend finds its client gone
+        _wait_for(
+            lambda: not observer.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [command_backend]).fetchall(),
+            "the killed command's backend to end",
+        )
+
+    assert process.returncode == -signal.SIGKILL
+    assert changes_at_kill == 200
+    changed = set(Execution.objects.filter(pk__in=stale, status=ExecutionStatus.INTERRUPTED).values_list("pk", flat=True))
+    assert changed == set(stale[:200])  # four whole batches, oldest first, and nothing of the fifth
+    assert ExecutionStatusChange.objects.count() == 200
+    assert set(ExecutionStatusChange.objects.values_list("execution_id", flat=True)) == changed
+    assert Execution.objects.filter(pk__in=stale[200:], status=ExecutionStatus.RUNNING).count() == 300
+
+    rerun = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=DEADLINE_SECONDS)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert (summary["changed"], summary["skipped"]) == (300, 0)
+    assert Execution.objects.filter(pk__in=stale, status=ExecutionStatus.INTERRUPTED).count() == 500
+    assert ExecutionStatusChange.objects.count() == 500
+    assert ExecutionStatusChange.objects.values("execution").distinct().count() == 500

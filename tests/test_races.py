@@ -2,11 +2,19 @@
 database connection per request): every execution ends with exactly one status change and
 exactly one audit record, and nobody is told `success: true` for a change that lost."""
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from io import StringIO
 from urllib.parse import urlsplit
 
 import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from executions.errors import ErrorCode
@@ -143,6 +151,87 @@ def assert_each_execution_changed_once(execution_ids, worker_answers, bulk_chann
             assert body["error_code"] == ErrorCode.INVALID_STATUS_TRANSITION
             bulk_changed += 1
     return bulk_changed
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_cleanup_command_against_worker_patches(server_port):
+    """`cleanup_stale_executions` interrupts 60 stale executions in batches of 7 while their 8
+    workers, late, PATCH them to completed: each execution changes once, the command's
+    summary counts exactly the ones it changed, and a worker told `success: true` made the
+    change it was told of."""
+    owner = UserFactory(username="worker")
+    token = token_for(owner)
+    long_ago = timezone.now() - timedelta(days=1)
+    ids = [ExecutionFactory(created_by=owner, created_at=long_ago).id for _ in range(60)]
+
+    def act(index):
+        if index == 0:
+            out = StringIO()
+            try:
+                call_command("cleanup_stale_executions", "--older-than", "1h", "--batch-size", "7", "--json", stdout=out)
+            finally:
+                connection.close()
+            return json.loads(out.getvalue())
+        return worker_patches(server_port, token, ids[index - 1 :: 8], ExecutionStatus.COMPLETED)
+
+    results = run_together(9, act)
+    summary = results[0]
+    worker_answers = dict(answer for batch in results[1:] for answer in batch)
+    interrupted = assert_each_execution_changed_once(
+        ids, worker_answers, ChangeChannel.COMMAND, ExecutionStatus.INTERRUPTED
+    )
+    assert summary["changed"] == interrupted
+    # Skipped: read as stale, finished by a worker before its batch was locked. Executions
+    # finished before the command read their page are not stale any more, and not counted.
+    assert summary["skipped"] <= len(ids) - interrupted
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_admin_bulk_action_against_worker_patches(server_port, settings):
+    """An operator cancels 60 executions from the admin list (batches of 7) while 8 workers
+    PATCH them to completed: each changes once, and the admin's message counts exactly the
+    ones the operator cancelled and the ones skipped."""
+    settings.EXECUTIONS_BULK_BATCH_SIZE = 7
+    owner = UserFactory(username="worker")
+    token = token_for(owner)
+    operator = UserFactory(
+        username="operator", is_staff=True,
+        permissions=["view_execution", "change_execution", "manage_all_executions"],
+    )
+    ids = [ExecutionFactory(created_by=owner).id for _ in range(60)]
+
+    def act(index):
+        if index == 0:
+            admin = Client()
+            try:
+                admin.force_login(operator)
+                response = admin.post(
+                    "/admin/executions/execution/",
+                    {"action": "cancel_selected", "index": 0, ACTION_CHECKBOX_NAME: [str(pk) for pk in ids]},
+                    follow=True,
+                )
+                return response.status_code, [str(message) for message in response.context["messages"]]
+            finally:
+                connection.close()
+        return worker_patches(server_port, token, ids[index - 1 :: 8], ExecutionStatus.COMPLETED)
+
+    results = run_together(9, act)
+    admin_status, admin_messages = results[0]
+    worker_answers = dict(answer for batch in results[1:] for answer in batch)
+    # The workers' 400 says "from 'cancelled'": what the operator did.
+    cancelled = assert_each_execution_changed_once(
+        ids, worker_answers, ChangeChannel.ADMIN, ExecutionStatus.CANCELLED
+    )
+    assert admin_status == 200
+    skipped = len(ids) - cancelled
+    expected = f"{cancelled} execution{'s' if cancelled != 1 else ''} cancelled"
+    if skipped:
+        expected += f"; {skipped} skipped because {'it was' if skipped == 1 else 'they were'} no longer running"
+    assert admin_messages == [expected + "."]
+    assert set(ExecutionStatusChange.objects.filter(channel=ChangeChannel.ADMIN).values_list(
+        "actor_username", flat=True)) <= {"operator"}
 
 
 @pytest.mark.postgres_only
