@@ -264,6 +264,68 @@ def test_sixteen_sqlite_writers_never_see_database_is_locked(live_server):
     assert not Execution.objects.filter(status=ExecutionStatus.RUNNING).exists()
 
 
+def test_sixteen_writers_in_gunicorn_processes_and_a_cleanup_on_one_sqlite_file(tmp_path):
+    """The embedded mode as deployed: one SQLite file, gunicorn with 4 worker processes of 4
+    threads (16 writers), 16 clients creating, heartbeating and finishing executions, and the
+    cleanup command interrupting 300 stale ones from a process of its own, all at once.
+    Nobody sees "database is locked" (it would be a 503): every request gets its usual
+    answer, and every change has its audit record."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only (its own file; once per suite run is enough)")
+    env = service_env(f"sqlite:///{tmp_path / 'embedded.sqlite3'}")
+    manage(env, "migrate", "--no-input")
+    token = create_user_with_token(env, "writer")
+    manage(env, "shell", "-c", (
+        "from datetime import timedelta; from django.utils import timezone;"
+        "from executions.models import Execution;"
+        "Execution.objects.bulk_create([Execution(name='stale', created_at=timezone.now() - timedelta(days=1))"
+        " for _ in range(300)])"
+    ))
+    auth = {"Authorization": f"Token {token}"}
+    clients, rounds = 16, 8
+    targets = [ExecutionStatus.CANCELLED, ExecutionStatus.FAILED, ExecutionStatus.COMPLETED]
+
+    def client(index):
+        answers = []
+        for _ in range(rounds):
+            created = request(gunicorn.port, "POST", "/api/v1/executions", {"name": f"writer-{index}"}, auth)
+            answers.append(("create", created))
+            if created[0] != 201:
+                continue
+            path = f"/api/v1/executions/{created[2]['id']}"
+            answers.append(("heartbeat", request(gunicorn.port, "POST", f"{path}/heartbeat", None, auth)))
+            answers.append(("patch", request(gunicorn.port, "PATCH", path, {"status": targets[index % 3]}, auth)))
+        return answers
+
+    with Gunicorn(env, workers=4, threads=4) as gunicorn:
+        cleanup = subprocess.Popen(
+            [sys.executable, "manage.py", "cleanup_stale_executions", "--older-than", "1h", "--batch-size", "10",
+             "--json"],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        with ThreadPoolExecutor(clients) as pool:
+            results = list(pool.map(client, range(clients)))
+        cleanup_out, cleanup_err = cleanup.communicate(timeout=DEADLINE_SECONDS)
+        log = gunicorn.log()
+
+    expected = {"create": 201, "heartbeat": 200, "patch": 200}
+    for answers in results:
+        assert len(answers) == 3 * rounds
+        for kind, (status, _, body) in answers:
+            assert status == expected[kind], (kind, status, body)
+    assert cleanup.returncode == 0, cleanup_err
+    assert json.loads(cleanup_out.strip().splitlines()[-1])["changed"] == 300
+    assert "locked" not in log and "Traceback" not in log
+    counts = manage(env, "shell", "-c", (
+        "from executions.models import Execution, ExecutionStatusChange;"
+        "print(Execution.objects.count(), Execution.objects.filter(status='running').count(),"
+        " ExecutionStatusChange.objects.count(), ExecutionStatusChange.objects.values('execution').distinct().count())"
+    )).split()[-4:]
+    total = 300 + clients * rounds
+    # executions, still running, audit records, executions with an audit record
+    assert [int(count) for count in counts] == [total, 0, total, total]
+
+
 @pytest.mark.urls("tests.fault_urls")
 def test_database_errors_outside_drf_views_are_503_json_too(client):
     """Django's handler500 sees what DRF's exception handler never does (middleware, plain
