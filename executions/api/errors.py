@@ -20,6 +20,7 @@ from rest_framework.views import set_rollback
 from ..errors import ErrorCode, ExecutionError, ExecutionNotFound, InvalidStatusTransition
 from .middleware import current_correlation_id
 from .schemas import ErrorResponse
+from .throttling import throttle_refused_authentication
 from .validation import RequestValidationError
 
 logger = logging.getLogger("executions.api")
@@ -56,6 +57,8 @@ def api_exception_handler(exc, context):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, django_exceptions.PermissionDenied):
         exc = drf_exceptions.PermissionDenied()
+    elif isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+        exc = throttle_refused_authentication(context["request"], context["view"]) or exc
 
     set_rollback()
     headers = {}
