@@ -118,6 +118,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only: an API error must never come back as an HTML page.
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Escape non-ASCII: a 422 echoes the client's input, and a lone surrogate in it could not
+    # be encoded as UTF-8 at all.
+    "UNICODE_JSON": False,
     "DEFAULT_PARSER_CLASSES": ["executions.api.parsers.JSONBodyParser"],
     "EXCEPTION_HANDLER": "executions.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

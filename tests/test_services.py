@@ -1,0 +1,169 @@
+"""The status service: the one place that changes a status, for one execution or many."""
+
+import threading
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from executions.errors import ExecutionNotFound, InvalidStatusTransition
+from executions.models import ALLOWED_TRANSITIONS, ChangeChannel, Execution, ExecutionStatusChange
+from executions.selectors import executions_visible_to
+from executions.services import execution_change_status, execution_change_status_bulk
+from executions.signals import execution_status_changed
+
+from .factories import ExecutionFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_only_running_changes_in_the_table():
+    assert set(ALLOWED_TRANSITIONS) == {"running"}
+    assert ALLOWED_TRANSITIONS["running"] == {"cancelled", "failed", "completed", "interrupted"}
+
+
+def test_system_can_interrupt_a_running_execution():
+    execution = ExecutionFactory()
+
+    result = execution_change_status(
+        execution_id=execution.id, status="interrupted", channel=ChangeChannel.COMMAND
+    )
+
+    assert (result.success, result.previous_status, result.current_status) == (True, "running", "interrupted")
+    record = ExecutionStatusChange.objects.get()
+    assert (record.actor, record.actor_username, record.channel) == (None, "", "command")
+
+
+def test_nothing_becomes_running_again():
+    finished = ExecutionFactory(status="failed")
+    with pytest.raises(InvalidStatusTransition):
+        execution_change_status(execution_id=finished.id, status="running", channel=ChangeChannel.API)
+    finished.refresh_from_db()
+    assert finished.status == "failed"
+    assert not ExecutionStatusChange.objects.exists()
+
+
+def test_scope_limits_what_can_be_changed():
+    owner, stranger = UserFactory(), UserFactory()
+    execution = ExecutionFactory(created_by=owner)
+
+    with pytest.raises(ExecutionNotFound):
+        execution_change_status(
+            execution_id=execution.id, status="cancelled", channel=ChangeChannel.API,
+            actor=stranger, executions=executions_visible_to(stranger),
+        )
+    execution.refresh_from_db()
+    assert execution.status == "running"
+
+
+# --- Bulk ---------------------------------------------------------------------------------
+
+
+def test_bulk_changes_running_and_skips_the_rest_in_batches():
+    running = [ExecutionFactory() for _ in range(5)]
+    finished = ExecutionFactory(status="completed")
+    ids = [e.id for e in running] + [finished.id, uuid.uuid4()]
+    totals_seen = []
+
+    result = execution_change_status_bulk(
+        execution_ids=iter(ids), status="cancelled", channel=ChangeChannel.ADMIN,
+        batch_size=2, on_batch=lambda totals: totals_seen.append((totals.changed, totals.skipped)),
+    )
+
+    assert (result.changed, result.skipped, result.batches) == (5, 2, 4)
+    assert totals_seen == [(2, 0), (4, 0), (5, 1), (5, 2)]
+    assert set(Execution.objects.filter(status="cancelled").values_list("id", flat=True)) == {e.id for e in running}
+    finished.refresh_from_db()
+    assert finished.status == "completed"
+    assert ExecutionStatusChange.objects.filter(channel="admin", new_status="cancelled").count() == 5
+
+
+def test_bulk_uses_one_update_per_batch():
+    executions = [ExecutionFactory() for _ in range(6)]
+
+    with CaptureQueriesContext(connection) as queries:
+        execution_change_status_bulk(
+            execution_ids=[e.id for e in executions], status="failed",
+            channel=ChangeChannel.COMMAND, batch_size=3,
+        )
+
+    updates = [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 2
+
+
+def test_bulk_error_info_per_row():
+    executions = [ExecutionFactory(name=f"n{i}") for i in range(3)]
+
+    execution_change_status_bulk(
+        execution_ids=[e.id for e in executions], status="interrupted", channel=ChangeChannel.COMMAND,
+        error_info=lambda row: {"reason": "stale", "name": row["name"]},
+    )
+
+    for execution in executions:
+        execution.refresh_from_db()
+        assert execution.error_info == {"reason": "stale", "name": execution.name}
+        assert execution.status_changes.get().error_info == {"reason": "stale", "name": execution.name}
+
+
+def test_bulk_signals_once_per_change_after_commit(django_capture_on_commit_callbacks):
+    executions = [ExecutionFactory() for _ in range(3)]
+    received = []
+    handler = lambda sender, **kwargs: received.append(kwargs["execution_id"])  # noqa: E731
+    execution_status_changed.connect(handler)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            execution_change_status_bulk(
+                execution_ids=[e.id for e in executions], status="cancelled", channel=ChangeChannel.ADMIN
+            )
+    finally:
+        execution_status_changed.disconnect(handler)
+    assert sorted(received) == sorted(e.id for e in executions)
+
+
+# --- Concurrency (PostgreSQL: real row locks, real parallel connections) ------------------
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_sixteen_concurrent_requests_one_winner():
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    owner = UserFactory(username="racer")
+    token = Token.objects.create(user=owner).key
+    execution = ExecutionFactory(created_by=owner)
+    targets = ["cancelled", "failed", "completed"] * 6
+    barrier = threading.Barrier(16)
+    answers = []
+
+    def send(target):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        try:
+            barrier.wait()
+            response = client.patch(f"/api/v1/executions/{execution.id}", {"status": target}, format="json")
+            answers.append((target, response.status_code, response.json()))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(targets[i],)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    winners = [(target, body) for target, code, body in answers if code == 200 and body["success"]]
+    assert len(answers) == 16
+    assert len(winners) == 1
+    winning_target = winners[0][0]
+    for target, code, body in answers:
+        if (target, body) in winners:
+            continue
+        if target == winning_target:  # asked for what the winner did: told it already is
+            assert (code, body["success"], body["current_status"]) == (200, False, winning_target)
+        else:
+            assert code == 400 and body["error_code"] == "INVALID_STATUS_TRANSITION"
+    execution.refresh_from_db()
+    assert execution.status == winning_target
+    assert ExecutionStatusChange.objects.filter(execution=execution).count() == 1

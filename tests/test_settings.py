@@ -1,0 +1,66 @@
+"""Settings come from the environment, and refuse to run production without a secret."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def read_settings(expression: str, **env) -> subprocess.CompletedProcess:
+    """Evaluate `expression` against config.settings in a fresh process with `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    return subprocess.run(
+        [sys.executable, "-c", f"from config import settings; print({expression})"],
+        cwd=PROJECT, env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_production_refuses_to_start_without_a_secret():
+    result = read_settings("settings.SECRET_KEY")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_secret_and_hosts_come_from_the_environment():
+    result = read_settings(
+        "settings.SECRET_KEY, settings.ALLOWED_HOSTS, settings.DEBUG",
+        DJANGO_SECRET_KEY="s3cret", DJANGO_ALLOWED_HOSTS="api.example.com,.internal",
+    )
+    assert result.stdout.strip() == "s3cret ['api.example.com', '.internal'] False"
+
+
+def test_database_url_selects_postgresql():
+    result = read_settings(
+        "settings.DATABASES['default']['ENGINE'], settings.DATABASES['default']['NAME']",
+        DJANGO_SECRET_KEY="x", DATABASE_URL="postgres://u:p@db.example:5432/runs",
+    )
+    assert result.stdout.strip() == "django.db.backends.postgresql runs"
+
+
+def test_default_database_is_sqlite_in_var():
+    result = read_settings("settings.DATABASES['default']['NAME']", DJANGO_SECRET_KEY="x")
+    assert result.stdout.strip() == str(PROJECT / "var" / "db.sqlite3")
+
+
+def test_connections_are_persistent_and_health_checked():
+    assert settings.DATABASES["default"]["CONN_MAX_AGE"] > 0
+    assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
+
+
+@pytest.mark.django_db
+def test_sqlite_runs_in_wal_mode_with_immediate_transactions():
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: WAL and busy timeout are SQLite settings")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+        cursor.execute("PRAGMA busy_timeout")
+        assert cursor.fetchone()[0] == settings.DATABASES["default"]["OPTIONS"]["timeout"] * 1000
+    assert connection.transaction_mode == "IMMEDIATE"
