@@ -1,7 +1,10 @@
 """Throttling: per-user and per-address rates from the settings, answered with a 429
 ErrorResponse and Retry-After; the admin's login page locks a client out after failures."""
 
+import logging
+
 import pytest
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.core.cache import cache
 from django.test import override_settings
@@ -110,3 +113,18 @@ def test_admin_lockout_holds_one_username_at_one_address_only(client, superuser)
     elsewhere = admin_login(client, "root", "correct horse battery staple", address="203.0.113.9")
     assert elsewhere.status_code == 302
     assert elsewhere["Location"] == "/admin/"
+
+
+@override_settings(AXES_ENABLED=True, AXES_FAILURE_LIMIT=2)
+def test_failed_admin_logins_are_logged_without_the_password(client, superuser, caplog):
+    caplog.set_level(logging.DEBUG)
+    for _ in range(3):
+        admin_login(client, "root", "guess-Tr0ub4dor&3")
+
+    # The attempts are on record (in the database, shown in the admin)...
+    attempt = AccessAttempt.objects.get(username="root")
+    assert attempt.failures_since_start == 3
+    assert "AXES: New login failure" in caplog.text
+    # ...but not what was tried.
+    assert "Tr0ub4dor" not in caplog.text
+    assert "Tr0ub4dor" not in f"{attempt.get_data} {attempt.post_data}"
