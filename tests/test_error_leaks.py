@@ -15,7 +15,9 @@ from executions.errors import ErrorCode
 from .urls_errors import fail_with_secrets
 
 # What an internal error's message or traceback holds and a response must not.
-LEAKS = ["Traceback", "SELECT", "auth_user", settings.SECRET_KEY, str(settings.BASE_DIR), ".py", "RuntimeError"]
+LEAKS = [
+    "Traceback", "SELECT", "auth_user", settings.SECRET_KEY, str(settings.BASE_DIR), ".py", "RuntimeError",
+]
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 from django.conf import settings
 from django.urls import path
 
-from config.urls import handler400, handler403, handler404, handler500, urlpatterns as service_urlpatterns  # noqa: F401
+from config.urls import handler400, handler403, handler404, handler500  # noqa: F401
+from config.urls import urlpatterns as service_urlpatterns
 
 
 def fail_with_secrets(request):
