@@ -1,0 +1,205 @@
+"""cleanup_stale_executions at 100k, 300k and 1M stale running executions, against its floor.
+
+For each size: seed that many running executions last seen two days ago (one INSERT ...
+SELECT, not the ORM row by row), make an identical copy of the database, then
+- run `manage.py cleanup_stale_executions --older-than 1d` as a separate process, timing it
+  and reading its peak RSS from the kernel (wait4);
+- on the copy, time the floor: the same change as plain SQL, one UPDATE plus one
+  INSERT ... SELECT for the audit records, in one transaction.
+Prints seconds, peak RSS, rows/s and command/floor, and checks both databases ended alike.
+
+    python bench/cleanup_at_scale.py                           # SQLite
+    scripts/with-postgres.sh python bench/cleanup_at_scale.py  # PostgreSQL
+
+Options: --sizes 100000,300000,1000000   --batch-size 1000
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+TARGET_RATIO = 1.5
+TARGET_RSS_MB = 150
+TARGET_SCALING = 12  # 1M may cost at most 12x what 100k costs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100000,300000,1000000")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+
+    results = []
+    for size in sizes:
+        with harness.bench_database() as (database_url, folder):
+            results.append(measure(size, args.batch_size, database_url, folder))
+    report(results)
+
+
+def measure(size: int, batch_size: int, database_url: str, folder: Path) -> dict:
+    harness.django_setup(database_url)
+    from django.db import connection
+
+    harness.seed_running_executions(size, None, datetime.now(timezone.utc) - timedelta(days=2))
+    vendor = connection.vendor
+    connection.close()
+    copy_url = copy_database(database_url, folder)
+
+    command_seconds, peak_rss_mb, output = run_command(database_url, batch_size)
+    floor_seconds = run_floor(copy_url)
+    changed_by_command = count_changed(database_url)
+    changed_by_floor = count_changed(copy_url)
+    drop_copy(copy_url)
+    return {
+        "vendor": vendor, "size": size, "command_s": command_seconds, "floor_s": floor_seconds,
+        "rss_mb": peak_rss_mb, "changed": changed_by_command, "floor_changed": changed_by_floor,
+        "summary": output.strip().splitlines()[-1] if output.strip() else "",
+    }
+
+
+def copy_database(database_url: str, folder: Path) -> str:
+    from django.db import connection
+
+    if database_url.startswith("sqlite"):
+        source = database_url.removeprefix("sqlite:///")
+        target = folder / "floor.sqlite3"
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        connection.close()
+        shutil.copyfile(source, target)
+        return f"sqlite:///{target}"
+    name = database_url.rsplit("/", 1)[1]
+    copy_name = name + "_floor"
+    connection.close()
+    harness._postgres_admin(database_url, f"CREATE DATABASE {copy_name} TEMPLATE {name}")
+    return database_url.rsplit("/", 1)[0] + "/" + copy_name
+
+
+def drop_copy(copy_url: str) -> None:
+    if copy_url.startswith("postgres"):
+        name = copy_url.rsplit("/", 1)[1]
+        harness._postgres_admin(copy_url.rsplit("/", 1)[0] + "/postgres", f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def run_command(database_url: str, batch_size: int) -> tuple[float, float, str]:
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [harness.PYTHON, "manage.py", "cleanup_stale_executions", "--older-than", "1d",
+         "--batch-size", str(batch_size)],
+        cwd=harness.PROJECT, env=harness.server_environment(database_url),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        sys.exit(f"cleanup_stale_executions failed:\n{output}")
+    return seconds, usage.ru_maxrss / 1024, output
+
+
+FLOOR_SQL = {
+    "sqlite": [
+        """INSERT INTO executions_executionstatuschange
+               (execution_id, previous_status, new_status, error_info, actor_id, actor_username,
+                channel, correlation_id, created_at)
+           SELECT id, 'running', 'interrupted',
+                  json_object('reason', 'stale', 'last_seen_at', coalesce(last_heartbeat_at, created_at),
+                              'threshold', '1d', 'detected_by', 'floor'),
+                  NULL, '', 'command', '', %(now)s
+           FROM executions_execution
+           WHERE status = 'running' AND coalesce(last_heartbeat_at, created_at) < %(cutoff)s""",
+        """UPDATE executions_execution
+           SET status = 'interrupted', finished_at = %(now)s, updated_at = %(now)s,
+               error_info = json_object('reason', 'stale', 'last_seen_at', coalesce(last_heartbeat_at, created_at),
+                                        'threshold', '1d', 'detected_by', 'floor')
+           WHERE status = 'running' AND coalesce(last_heartbeat_at, created_at) < %(cutoff)s""",
+    ],
+    "postgresql": [
+        """INSERT INTO executions_executionstatuschange
+               (execution_id, previous_status, new_status, error_info, actor_id, actor_username,
+                channel, correlation_id, created_at)
+           SELECT id, 'running', 'interrupted',
+                  jsonb_build_object('reason', 'stale', 'last_seen_at', coalesce(last_heartbeat_at, created_at),
+                                     'threshold', '1d', 'detected_by', 'floor'),
+                  NULL, '', 'command', '', %(now)s
+           FROM executions_execution
+           WHERE status = 'running' AND coalesce(last_heartbeat_at, created_at) < %(cutoff)s""",
+        """UPDATE executions_execution
+           SET status = 'interrupted', finished_at = %(now)s, updated_at = %(now)s,
+               error_info = jsonb_build_object('reason', 'stale', 'last_seen_at', coalesce(last_heartbeat_at, created_at),
+                                               'threshold', '1d', 'detected_by', 'floor')
+           WHERE status = 'running' AND coalesce(last_heartbeat_at, created_at) < %(cutoff)s""",
+    ],
+}
+
+
+def run_floor(database_url: str) -> float:
+    """The same change as plain SQL, in one transaction, timed in a process of its own."""
+    script = (
+        "import sys, time, datetime, django; django.setup()\n"
+        "from django.db import connection, transaction\n"
+        "from django.utils import timezone\n"
+        "now = timezone.now(); cutoff = now - datetime.timedelta(days=1)\n"
+        "adapt = connection.ops.adapt_datetimefield_value\n"
+        "now, cutoff = adapt(now), adapt(cutoff)\n"
+        "statements = eval(sys.argv[1])[connection.vendor]\n"
+        "started = time.perf_counter()\n"
+        "with transaction.atomic(), connection.cursor() as cursor:\n"
+        "    for sql in statements: cursor.execute(sql, {'now': now, 'cutoff': cutoff})\n"
+        "print(time.perf_counter() - started)\n"
+    )
+    result = subprocess.run(
+        [harness.PYTHON, "-c", script, repr(FLOOR_SQL)], cwd=harness.PROJECT,
+        env=harness.server_environment(database_url), capture_output=True, text=True, check=True,
+    )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def count_changed(database_url: str) -> int:
+    result = subprocess.run(
+        [harness.PYTHON, "-c", "import django; django.setup(); from executions.models import "
+         "ExecutionStatusChange as C; print(C.objects.filter(new_status='interrupted').count())"],
+        cwd=harness.PROJECT, env=harness.server_environment(database_url), capture_output=True, text=True, check=True,
+    )
+    return int(result.stdout.strip())
+
+
+def report(results: list[dict]) -> None:
+    print(f"cleanup_stale_executions at scale on {results[0]['vendor']}, {os.cpu_count()} cores")
+    print(f"{'rows':>9} {'command s':>10} {'floor s':>8} {'ratio':>6} {'peak RSS MB':>12} {'rows/s':>9} {'changed':>9}")
+    ok = True
+    for r in results:
+        ratio = r["command_s"] / r["floor_s"]
+        print(f"{r['size']:>9} {r['command_s']:>10.2f} {r['floor_s']:>8.2f} {ratio:>6.2f} {r['rss_mb']:>12.1f} "
+              f"{r['size'] / r['command_s']:>9.0f} {r['changed']:>9}")
+        if r["changed"] != r["size"] or r["floor_changed"] != r["size"]:
+            print(f"  ERROR: expected {r['size']} changes, command made {r['changed']}, floor {r['floor_changed']}")
+            ok = False
+    largest = results[-1]
+    ratio = largest["command_s"] / largest["floor_s"]
+    print(f"at {largest['size']}: command/floor {ratio:.2f} (target <= {TARGET_RATIO}: "
+          f"{'met' if ratio <= TARGET_RATIO else 'MISSED'}), peak RSS {largest['rss_mb']:.0f} MB "
+          f"(target < {TARGET_RSS_MB}: {'met' if largest['rss_mb'] < TARGET_RSS_MB else 'MISSED'})")
+    if len(results) > 1:
+        smallest = results[0]
+        scaling = largest["command_s"] / smallest["command_s"]
+        verdict = ""
+        if (smallest["size"], largest["size"]) == (100_000, 1_000_000):
+            verdict = f" (target <= {TARGET_SCALING}x: {'met' if scaling <= TARGET_SCALING else 'MISSED'})"
+        print(f"{largest['size']} rows cost {scaling:.1f}x what {smallest['size']} cost{verdict}")
+    print(f"last line of the command's output: {largest['summary']}")
+    if not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""config/sqlite3: SQLite writers queue on a file lock instead of failing or polling."""
+
+import fcntl
+import os
+import threading
+import time
+
+import pytest
+from django.db import connection, connections, transaction
+
+from executions.models import Execution
+
+from .factories import ExecutionFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def sqlite_only():
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: the writer queue is part of the SQLite backend")
+
+
+def queue_is_free() -> bool:
+    """Whether another process could take the writer queue's lock right now."""
+    fd = os.open(f"{connection.settings_dict['NAME']}.writer-lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_a_write_transaction_holds_the_queue_until_commit():
+    execution = ExecutionFactory(name="a")
+    with transaction.atomic():
+        Execution.objects.filter(pk=execution.pk).update(name="b")
+        assert not queue_is_free()
+    assert queue_is_free()
+
+
+def test_second_writer_waits_for_the_first_then_proceeds():
+    execution = ExecutionFactory(name="a")
+    first_holds_lock = threading.Event()
+    order = []
+
+    def first_writer():
+        try:
+            with transaction.atomic():
+                Execution.objects.filter(pk=execution.pk).update(name="first")
+                first_holds_lock.set()
+                time.sleep(0.3)
+                order.append("first commits")
+        finally:
+            connections.close_all()
+
+    def second_writer():
+        try:
+            first_holds_lock.wait()
+            with transaction.atomic():
+                order.append("second begins")
+                Execution.objects.filter(pk=execution.pk).update(name="second")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first_writer), threading.Thread(target=second_writer)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert order == ["first commits", "second begins"]
+    execution.refresh_from_db()
+    assert execution.name == "second"
+
+
+def test_lock_is_released_when_a_transaction_rolls_back():
+    execution = ExecutionFactory(name="a")
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            Execution.objects.filter(pk=execution.pk).update(name="rolled back")
+            raise RuntimeError("boom")
+    assert queue_is_free()
+
+    done = threading.Event()
+
+    def another_writer():
+        try:
+            with transaction.atomic():
+                Execution.objects.filter(pk=execution.pk).update(name="after")
+            done.set()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=another_writer)
+    thread.start()
+    thread.join(timeout=10)
+    assert done.is_set()
+    execution.refresh_from_db()
+    assert execution.name == "after"
