@@ -32,6 +32,9 @@ def server_environment(database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "DATABASE_CONN_MAX_AGE": "600",
         "PYTHONPATH": str(PROJECT),
+        # The bench measures the service, not its rate limits (docs/security.md): no throttles.
+        "API_THROTTLE_USER": "",
+        "API_THROTTLE_ANON": "",
     }
 
 
