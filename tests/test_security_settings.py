@@ -26,7 +26,8 @@ PRODUCTION_ENV = {
 
 
 def run_manage(*args, **env):
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+    ours = ("DJANGO_", "API_", "ADMIN_LOGIN_", "CACHE_URL")
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(ours)}
     environment.update(PRODUCTION_ENV)
     environment.update(env)
     return subprocess.run(
@@ -60,7 +61,8 @@ PRINT_SETTINGS = (
     "import json; from django.conf import settings as s; print(json.dumps({name: getattr(s, name, None) "
     "for name in ['DEBUG', 'SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE', 'SECURE_SSL_REDIRECT', "
     "'SECURE_HSTS_SECONDS', 'SECURE_HSTS_INCLUDE_SUBDOMAINS', 'SECURE_HSTS_PRELOAD', "
-    "'SECURE_PROXY_SSL_HEADER', 'CSRF_TRUSTED_ORIGINS']}))"
+    "'SECURE_PROXY_SSL_HEADER', 'CSRF_TRUSTED_ORIGINS']} "
+    "| {'throttle_rates': s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']}))"
 )
 
 
@@ -72,7 +74,8 @@ def read_settings(**env) -> dict:
 
 def test_django_secure_switch_turns_on_cookies_redirect_and_hsts_and_proxy_header_is_separate():
     values = read_settings(
-        DJANGO_SECURE_PROXY_SSL_HEADER="true", DJANGO_CSRF_TRUSTED_ORIGINS="https://ops.example.com"
+        DJANGO_SECURE_PROXY_SSL_HEADER="true", DJANGO_CSRF_TRUSTED_ORIGINS="https://ops.example.com",
+        API_THROTTLE_USER="", API_THROTTLE_ANON="5/min",
     )
     assert values == {
         "DEBUG": False,
@@ -84,6 +87,7 @@ def test_django_secure_switch_turns_on_cookies_redirect_and_hsts_and_proxy_heade
         "SECURE_HSTS_PRELOAD": False,
         "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
         "CSRF_TRUSTED_ORIGINS": ["https://ops.example.com"],
+        "throttle_rates": {"user": None, "anon": "5/min"},  # empty: that throttle is off
     }
 
 
@@ -93,6 +97,7 @@ def test_without_django_secure_nothing_assumes_tls():
     assert values["SECURE_SSL_REDIRECT"] is False
     assert values["SECURE_HSTS_SECONDS"] == 0
     assert values["SECURE_PROXY_SSL_HEADER"] is None
+    assert values["throttle_rates"] == {"user": "600/min", "anon": "60/min"}
 
 
 def test_every_response_carries_the_browser_protection_headers(owner_client):
