@@ -100,8 +100,9 @@ def test_without_django_secure_nothing_assumes_tls():
     assert values["throttle_rates"] == {"user": "600/min", "anon": "60/min"}
 
 
-def test_every_response_carries_the_browser_protection_headers(owner_client):
-    response = owner_client.get("/api/v1/executions/no-such-id")
+@pytest.mark.parametrize("path", ["/api/v1/executions/no-such-id", "/admin/login/"])
+def test_every_response_carries_the_browser_protection_headers(owner_client, path):
+    response = owner_client.get(path)
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["X-Frame-Options"] == "DENY"
     assert response["Referrer-Policy"] == "same-origin"
