@@ -178,13 +178,13 @@ EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=1000)
 
 # Behind TLS (directly, or through a TLS-terminating proxy) DJANGO_SECURE=true turns on
 # secure cookies, the redirect to HTTPS and HSTS at once; each can still be set on its own.
-SECURE = env.bool("DJANGO_SECURE", default=False)
-SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=SECURE)
+_secure = env.bool("DJANGO_SECURE", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=_secure)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=SECURE)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=_secure)
 # Probes of a load balancer or an orchestrator often speak plain HTTP to the process.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
-SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if SECURE else 0)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if _secure else 0)
 # These two reach beyond this service (every subdomain; browsers' built-in lists), so they
 # are the operator's explicit decision rather than part of DJANGO_SECURE.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
@@ -222,7 +222,8 @@ REST_FRAMEWORK["NUM_PROXIES"] = env.int("API_NUM_PROXIES", default=0)
 
 from executions.durations import parse_duration  # noqa: E402
 
-# The admin's login page: django-axes refuses a client (429) after too many failed logins.
+# The admin's login page: after too many failed logins for one username from one address,
+# django-axes refuses that pair (429) for a while, even with the right password.
 INSTALLED_APPS = [*INSTALLED_APPS, "axes"]
 MIDDLEWARE = [*MIDDLEWARE, "axes.middleware.AxesMiddleware"]
 AUTHENTICATION_BACKENDS = [
