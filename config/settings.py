@@ -32,12 +32,16 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
     "executions",
 ]
 
 MIDDLEWARE = [
     "executions.api.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the API docs' assets) from the process itself, with DEBUG off too.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -172,6 +176,26 @@ LOGGING = {
 # --- Executions ------------------------------------------------------------------------
 # How many rows one statement of a bulk status change touches (admin actions, cleanup).
 EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=1000)
+
+# --- The executions resource (list, heartbeat, docs) --------------------------------------
+# A running execution with no sign of life (heartbeat, else creation) for longer than this
+# is stale: `?stale=true` lists it, the cleanup interrupts it. Duration text: 90s, 30m, 6h, 2d.
+from executions.durations import parse_duration  # noqa: E402
+
+EXECUTIONS_STALE_AFTER = parse_duration(env.str("EXECUTIONS_STALE_AFTER", default="30m"))
+
+# Swagger UI and ReDoc from drf-spectacular-sidecar's local copies: the docs work offline.
+SPECTACULAR_SETTINGS.update(
+    {
+        "SWAGGER_UI_DIST": "SIDECAR",
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
+    }
+)
+# WhiteNoise serves static files straight from the apps (no collectstatic step needed to run
+# the service); `manage.py collectstatic` into STATIC_ROOT still works for a deployment.
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns at every start when it is missing
 
 # --- Security --------------------------------------------------------------------------
 # What each switch protects, and how it is tested: docs/security.md.

@@ -1,12 +1,17 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from executions.api.errors import api_route_not_found
+from executions.api.health import LivenessView, ReadinessView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="executions/redoc.html"), name="redoc"),
+    path("healthz", LivenessView.as_view(), name="healthz"),
+    path("readyz", ReadinessView.as_view(), name="readyz"),
     path("api/v1/", include("executions.api.urls")),
     # Last: whatever else is asked for under /api/ is a JSON 404, with DEBUG on or off.
     re_path(r"^api/", api_route_not_found),

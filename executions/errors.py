@@ -16,6 +16,8 @@ class ErrorCode:
     BAD_REQUEST = "BAD_REQUEST"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    EXECUTION_NOT_RUNNING = "EXECUTION_NOT_RUNNING"
+    PRECONDITION_FAILED = "PRECONDITION_FAILED"
 
 
 class ExecutionError(Exception):
@@ -26,6 +28,10 @@ class ExecutionError(Exception):
     def __init__(self, detail: str):
         super().__init__(detail)
         self.detail = detail
+
+    def extra_fields(self) -> dict:
+        """Fields the error body carries besides the ErrorResponse ones."""
+        return {}
 
 
 class ExecutionNotFound(ExecutionError):
@@ -44,3 +50,26 @@ class InvalidStatusTransition(ExecutionError):
         super().__init__(f"Cannot change status from '{current_status}' to '{target_status}'")
         self.current_status = current_status
         self.target_status = target_status
+
+
+class ExecutionNotRunning(ExecutionError):
+    """A worker reported for an execution that is no longer running (an operator cancelled
+    it, or the cleanup interrupted it): the worker should stop."""
+
+    error_code = ErrorCode.EXECUTION_NOT_RUNNING
+
+    def __init__(self, current_status: str):
+        super().__init__(f"Execution is {current_status}, not running")
+        self.current_status = current_status
+
+    def extra_fields(self) -> dict:
+        return {"current_status": self.current_status}
+
+
+class PreconditionFailed(ExecutionError):
+    """The execution changed since the client read the version it names (If-Match)."""
+
+    error_code = ErrorCode.PRECONDITION_FAILED
+
+    def __init__(self):
+        super().__init__("The execution changed since it was read (If-Match); read it again and retry")

@@ -1,5 +1,6 @@
 """Reads of executions, scoped to what the caller may see."""
 
+import uuid
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -11,7 +12,8 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .models import Execution, ExecutionStatus
+from .errors import ExecutionNotFound
+from .models import Execution, ExecutionStatus, ExecutionStatusChange
 
 MANAGE_ALL_EXECUTIONS = "executions.manage_all_executions"
 
@@ -66,3 +68,33 @@ def executions_stale(executions: QuerySet, stale_after: timedelta, now: datetime
     return executions.alias(last_seen_at=Coalesce("last_heartbeat_at", "created_at")).filter(
         status=ExecutionStatus.RUNNING, last_seen_at__lt=cutoff
     )
+
+
+def executions_listable_by(user) -> QuerySet:
+    """The same executions as executions_visible_to(user), with the permission resolved
+    before the query (one cached lookup) so that an owner's list is a plain
+    `created_by = user` that the per-owner index serves, page after page."""
+    executions = Execution.objects.all()
+    if not user.is_authenticated or not user.is_active:
+        return executions.none()
+    if user.is_superuser or user.has_perm(MANAGE_ALL_EXECUTIONS):
+        return executions
+    return executions.filter(created_by=user.pk)
+
+
+def execution_get(executions: QuerySet, execution_id) -> Execution:
+    """One execution of `executions` (see executions_visible_to), with its owner. An id that
+    is not a UUID, a missing execution and an invisible one all raise ExecutionNotFound."""
+    try:
+        execution_id = uuid.UUID(str(execution_id))
+    except ValueError:
+        raise ExecutionNotFound() from None
+    execution = executions.select_related("created_by").filter(pk=execution_id).first()
+    if execution is None:
+        raise ExecutionNotFound()
+    return execution
+
+
+def execution_status_changes(execution: Execution) -> QuerySet:
+    """The audit records of one execution, oldest first."""
+    return ExecutionStatusChange.objects.filter(execution=execution).order_by("created_at", "id")

@@ -3,8 +3,9 @@ through `execution_change_status` or `execution_change_status_bulk`: one rule
 (models.ALLOWED_TRANSITIONS), one compare-and-set, one audit record per change."""
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -13,10 +14,11 @@ from django.db import models, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
-from .errors import ExecutionNotFound, InvalidStatusTransition
+from .errors import ExecutionNotFound, ExecutionNotRunning, InvalidStatusTransition, PreconditionFailed
 from .models import (
     ChangeChannel,
     Execution,
+    ExecutionStatus,
     ExecutionStatusChange,
     statuses_that_can_become,
 )
@@ -92,6 +94,7 @@ def execution_change_status(
     error_info: dict | None = None,
     correlation_id: str = "",
     executions: models.QuerySet | None = None,
+    expected_updated_at: datetime | Collection[datetime] | None = None,
 ) -> StatusChangeResult:
     """Move one execution to `status` if ALLOWED_TRANSITIONS lets it, atomically.
 
@@ -100,9 +103,19 @@ def execution_change_status(
     exactly one succeeds. Asking for the status it already has is not an error: the result
     has `success=False` and nothing is written. Raises ExecutionNotFound or
     InvalidStatusTransition.
+
+    `expected_updated_at` (one value or several) makes the change conditional on the
+    execution's `updated_at` (the API's ETag): the condition is part of the same UPDATE, and
+    when it does not hold nothing is written and PreconditionFailed is raised.
     """
     execution_id = _as_uuid(execution_id)
     executions = Execution.objects.all() if executions is None else executions
+    if expected_updated_at is not None:
+        if isinstance(expected_updated_at, datetime):
+            expected_updated_at = [expected_updated_at]
+        executions_to_change = executions.filter(updated_at__in=list(expected_updated_at))
+    else:
+        executions_to_change = executions
     now = timezone.now()
     changes = {"status": status, "finished_at": now, "updated_at": now}
     if error_info is not None:
@@ -111,7 +124,7 @@ def execution_change_status(
     with transaction.atomic():
         for source in statuses_that_can_become(status):
             # The compare-and-set: the WHERE clause, not an earlier read, decides who wins.
-            if executions.filter(pk=execution_id, status=source).update(**changes):
+            if executions_to_change.filter(pk=execution_id, status=source).update(**changes):
                 record = _audit_record(
                     execution_id=execution_id, previous_status=source, status=status, actor=actor,
                     channel=channel, error_info=error_info, correlation_id=correlation_id, at=now,
@@ -121,9 +134,12 @@ def execution_change_status(
                 return StatusChangeResult(execution_id, True, source, status)
 
     # Nothing changed: one read tells why.
-    current = executions.filter(pk=execution_id).values_list("status", flat=True).first()
-    if current is None:
+    row = executions.filter(pk=execution_id).values_list("status", "updated_at").first()
+    if row is None:
         raise ExecutionNotFound()
+    current, updated_at = row
+    if expected_updated_at is not None and updated_at not in expected_updated_at:
+        raise PreconditionFailed()
     if current == status:
         return StatusChangeResult(execution_id, False, current, current)
     raise InvalidStatusTransition(current, status)
@@ -202,3 +218,31 @@ def _apply_locked_batch(rows, status, channel, actor, error_info, correlation_id
     ExecutionStatusChange.objects.bulk_create(records)
     _send_after_commit(records)
 
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    execution_id: uuid.UUID
+    last_heartbeat_at: datetime
+
+
+def execution_heartbeat(*, execution_id, executions: models.QuerySet | None = None) -> HeartbeatResult:
+    """Record a worker's sign of life on a running execution.
+
+    A compare-and-set like a status change: the UPDATE only touches a running execution, so
+    a heartbeat can never revive one an operator stopped. It moves `updated_at` too (and so
+    the API's ETag), because `last_heartbeat_at` is part of what a reader sees. Raises
+    ExecutionNotFound, or ExecutionNotRunning with the current status so the worker stops.
+    """
+    execution_id = _as_uuid(execution_id)
+    executions = Execution.objects.all() if executions is None else executions
+    now = timezone.now()
+    changed = executions.filter(pk=execution_id, status=ExecutionStatus.RUNNING).update(
+        last_heartbeat_at=now, updated_at=now
+    )
+    if changed:
+        return HeartbeatResult(execution_id, now)
+    current = executions.filter(pk=execution_id).values_list("status", flat=True).first()
+    if current is None:
+        raise ExecutionNotFound()
+    raise ExecutionNotRunning(current)

@@ -23,6 +23,11 @@ ERROR_RESPONSE_CONTENT = {"application/json": {"schema": {"$ref": "#/components/
 # What the contract README adds to the page: the 400 and 401/403 answers, and a request
 # schema that refuses unknown properties.
 DOCUMENTED_ADDED_RESPONSES = {"400", "401", "403"}
+# What the executions resource (issue #3) adds: the conditional PATCH (the optional If-Match
+# header and its 412) and the errors every operation can give (406, 413, 415, 503), so that
+# every operation declares its error responses. All are ErrorResponse.
+RESOURCE_ADDED_RESPONSES = {"406", "412", "413", "415", "503"}
+RESOURCE_ADDED_HEADER_PARAMETERS = {"If-Match"}
 # Operation metadata that does not change what is sent or received: the tag that groups the
 # operation in the docs, and the authentication schemes that the 401 answer stands for.
 ALLOWED_OPERATION_METADATA = {"tags", "security"}
@@ -64,7 +69,11 @@ def test_patch_operation_matches_the_reference(served_schema):
     operation = copy.deepcopy(served_schema["paths"][PATH]["patch"])
     for key in ALLOWED_OPERATION_METADATA:
         operation.pop(key, None)
-    added = {code: operation["responses"].pop(code) for code in DOCUMENTED_ADDED_RESPONSES}
+    added = {code: operation["responses"].pop(code) for code in DOCUMENTED_ADDED_RESPONSES | RESOURCE_ADDED_RESPONSES}
+    headers = [p for p in operation["parameters"] if p["in"] == "header"]
+    assert {p["name"] for p in headers} == RESOURCE_ADDED_HEADER_PARAMETERS
+    assert all(not p.get("required", False) for p in headers)
+    operation["parameters"] = [p for p in operation["parameters"] if p["in"] != "header"]
 
     assert differences(reference_operation, operation) == []
     for code, response in added.items():

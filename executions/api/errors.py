@@ -17,7 +17,14 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from ..errors import ErrorCode, ExecutionError, ExecutionNotFound, InvalidStatusTransition
+from ..errors import (
+    ErrorCode,
+    ExecutionError,
+    ExecutionNotFound,
+    ExecutionNotRunning,
+    InvalidStatusTransition,
+    PreconditionFailed,
+)
 from .middleware import current_correlation_id
 from .schemas import ErrorResponse
 from .throttling import throttle_refused_authentication
@@ -28,6 +35,8 @@ logger = logging.getLogger("executions.api")
 DOMAIN_ERROR_STATUS = {
     ExecutionNotFound: status.HTTP_404_NOT_FOUND,
     InvalidStatusTransition: status.HTTP_400_BAD_REQUEST,
+    ExecutionNotRunning: status.HTTP_409_CONFLICT,
+    PreconditionFailed: status.HTTP_412_PRECONDITION_FAILED,
 }
 
 # Seconds a client is told to wait before retrying while the database is unreachable.
@@ -69,7 +78,8 @@ def api_exception_handler(exc, context):
         items = _drf_validation_items(exc.detail, loc)
         return Response({"detail": items}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, ExecutionError):
-        return Response(error_body(exc.detail, exc.error_code), status=DOMAIN_ERROR_STATUS[type(exc)])
+        body = {**error_body(exc.detail, exc.error_code), **exc.extra_fields()}
+        return Response(body, status=DOMAIN_ERROR_STATUS[type(exc)])
     if isinstance(exc, drf_exceptions.APIException):
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header

@@ -136,3 +136,120 @@ class ValidationError(_Body):
 
 class HTTPValidationError(_Body):
     detail: list[ValidationError] = Field(default_factory=list)
+
+
+# --- The rest of the executions resource -----------------------------------------------
+
+MAX_NAME_LENGTH = 200
+
+
+class ExecutionCreateRequest(_Body):
+    """Request to create a running execution owned by the caller."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_drop_property_defaults)
+
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, description="What runs: the job or workflow name")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form JSON object kept with it")
+
+    @field_validator("name", "metadata")
+    @classmethod
+    def storable(cls, value):
+        _check_storable(value)
+        return value
+
+
+class Execution(_Body):
+    """An execution: one run of a job or workflow."""
+
+    id: UUID = Field(description="Execution UUID")
+    name: str
+    status: StatusValue
+    error_info: dict[str, Any] | None = Field(description="Why it failed or was stopped")
+    metadata: dict[str, Any]
+    created_by: str | None = Field(description="Username of the owner; null for executions the system created")
+    created_at: datetime
+    updated_at: datetime = Field(description="Last change of any field, heartbeats included; the ETag follows it")
+    finished_at: datetime | None = Field(description="When it left running")
+    last_heartbeat_at: datetime | None = Field(description="Last sign of life from a worker")
+
+    @classmethod
+    def from_model(cls, execution) -> "Execution":
+        owner = execution.created_by
+        return cls(
+            id=execution.id,
+            name=execution.name,
+            status=execution.status,
+            error_info=execution.error_info,
+            metadata=execution.metadata,
+            created_by=owner.get_username() if owner is not None else None,
+            created_at=execution.created_at,
+            updated_at=execution.updated_at,
+            finished_at=execution.finished_at,
+            last_heartbeat_at=execution.last_heartbeat_at,
+        )
+
+
+class ExecutionList(_Body):
+    """One page of executions, newest first."""
+
+    results: list[Execution]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page")
+    next: str | None = Field(description="URL of the next page, with the same filters; null on the last page")
+
+
+class ExecutionHeartbeatResponse(_Body):
+    """The heartbeat was recorded: the execution is running."""
+
+    execution_id: UUID
+    status: Literal["running"]
+    last_heartbeat_at: datetime
+
+
+class ExecutionNotRunningResponse(ErrorResponse):
+    """Error response for a heartbeat on an execution that is no longer running."""
+
+    current_status: StatusValue = Field(description="The execution's status now: the worker should stop")
+
+
+class ExecutionStatusChange(_Body):
+    """One change of an execution's status: from what, to what, why, who, how and when."""
+
+    previous_status: StatusValue
+    new_status: StatusValue
+    error_info: dict[str, Any] | None
+    actor: str | None = Field(description="Username of who asked for it; null when the system did")
+    channel: Literal["api", "admin", "command"]
+    correlation_id: str = Field(description="The request's X-Request-ID (empty when there was none)")
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, change) -> "ExecutionStatusChange":
+        return cls(
+            previous_status=change.previous_status,
+            new_status=change.new_status,
+            error_info=change.error_info,
+            actor=change.actor_username or None,
+            channel=change.channel,
+            correlation_id=change.correlation_id,
+            created_at=change.created_at,
+        )
+
+
+class ExecutionHistory(_Body):
+    """An execution's status changes, oldest first."""
+
+    execution_id: UUID
+    results: list[ExecutionStatusChange]
+
+
+class HealthStatus(_Body):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
+class ReadinessStatus(_Body):
+    """The process and its database answer."""
+
+    status: Literal["ok"]
+    database: Literal["ok"]

@@ -64,14 +64,19 @@ def validate_body(model: type[pydantic.BaseModel], data: Any) -> pydantic.BaseMo
         # "model_attributes_type", the item the contract shows.
         return model.model_validate(data, from_attributes=True)
     except pydantic.ValidationError as exc:
-        errors = []
-        for error in exc.errors(include_url=False):
-            item = {"type": error["type"], "loc": ["body", *error["loc"]], "msg": error["msg"],
-                    "input": _json_safe(error["input"])}
-            if "ctx" in error:
-                item["ctx"] = {key: _json_safe(value) for key, value in error["ctx"].items()}
-            errors.append(item)
-        raise RequestValidationError(errors) from None
+        raise RequestValidationError(validation_items(exc, "body")) from None
+
+
+def validation_items(exc: pydantic.ValidationError, location: str) -> list[dict[str, Any]]:
+    """pydantic's errors as FastAPI's items, each `loc` starting with `location`."""
+    errors = []
+    for error in exc.errors(include_url=False):
+        item = {"type": error["type"], "loc": [location, *error["loc"]], "msg": error["msg"],
+                "input": _json_safe(error["input"])}
+        if "ctx" in error:
+            item["ctx"] = {key: _json_safe(value) for key, value in error["ctx"].items()}
+        errors.append(item)
+    return errors
 
 
 def parse_body(request, model: type[pydantic.BaseModel]) -> pydantic.BaseModel:

@@ -1,0 +1,130 @@
+"""The filters of the executions list: django-filter does the parsing, the SQL and the
+OpenAPI parameters; errors become 422 items located in the query string."""
+
+from datetime import timedelta, timezone
+
+import pydantic
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django_filters import rest_framework as filters
+from django_filters.fields import IsoDateTimeField
+
+from ..models import Execution, ExecutionStatus
+from ..selectors import executions_stale
+from .pagination import CURSOR_PARAMETER, PAGE_SIZE_PARAMETER, PageQuery
+from .validation import RequestValidationError, validation_items
+
+
+class _StatusesField(forms.MultipleChoiceField):
+    """Several statuses as repeated parameters (status=a&status=b) or one list (status=a,b)."""
+
+    def to_python(self, value):
+        return [part for item in super().to_python(value) for part in item.split(",")]
+
+
+class StatusesFilter(filters.MultipleChoiceFilter):
+    field_class = _StatusesField
+
+
+class _UtcTimeField(IsoDateTimeField):
+    """ISO 8601 times, compared in UTC. Converting here refuses what no database takes (an
+    offset that pushes year 9999 past the end, PostgreSQL's limit of +-15:59 on offsets)
+    with a 422 instead of a database error."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValidationError("Enter a time within years 1 to 9999 (UTC)", code="out_of_range") from None
+
+
+class UtcTimeFilter(filters.IsoDateTimeFilter):
+    field_class = _UtcTimeField
+
+
+class ExecutionFilter(filters.FilterSet):
+    status = StatusesFilter(
+        choices=ExecutionStatus.choices,
+        help_text="Only these statuses: repeat the parameter or separate them with commas",
+    )
+    name = filters.CharFilter(field_name="name", lookup_expr="exact", help_text="Exactly this name")
+    name_contains = filters.CharFilter(
+        field_name="name", lookup_expr="icontains", help_text="Names containing this text (case-insensitive)"
+    )
+    created_after = UtcTimeFilter(
+        field_name="created_at", lookup_expr="gte", help_text="Created at or after this ISO 8601 time"
+    )
+    created_before = UtcTimeFilter(
+        field_name="created_at", lookup_expr="lt", help_text="Created before this ISO 8601 time"
+    )
+    updated_after = UtcTimeFilter(
+        field_name="updated_at", lookup_expr="gte", help_text="Updated at or after this ISO 8601 time"
+    )
+    updated_before = UtcTimeFilter(
+        field_name="updated_at", lookup_expr="lt", help_text="Updated before this ISO 8601 time"
+    )
+    # A choice rather than a BooleanFilter, which would silently ignore "stale=maybe".
+    stale = filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        method="filter_stale",
+        help_text="true: running with no sign of life (heartbeat, or creation) for longer than "
+        "EXECUTIONS_STALE_AFTER; false: all others",
+    )
+
+    class Meta:
+        model = Execution
+        fields = []
+
+    def filter_stale(self, executions, name, value):
+        stale_after: timedelta = settings.EXECUTIONS_STALE_AFTER
+        stale = executions_stale(executions, stale_after)
+        if value == "true":
+            return stale
+        return executions.exclude(pk__in=stale.values("pk"))
+
+
+def filter_errors(filterset, query_params) -> list[dict]:
+    """The FilterSet's form errors as 422 items, one per message."""
+    items = []
+    for name, errors in filterset.form.errors.as_data().items():
+        values = query_params.getlist(name)
+        for error in errors:
+            for message in error.messages:
+                items.append(
+                    {
+                        "type": error.code or "invalid",
+                        "loc": ["query", name],
+                        "msg": message,
+                        "input": values[0] if len(values) == 1 else values,
+                    }
+                )
+    return items
+
+
+def parse_list_query(query_params, executions, filterset_class, request):
+    """The list's query string as (filtered executions, PageQuery), or one 422 that reports
+    every problem: unknown parameters, invalid filter values, bad cursor or page size."""
+    filterset = filterset_class(query_params, queryset=executions, request=request)
+    known = {*filterset.filters, CURSOR_PARAMETER, PAGE_SIZE_PARAMETER}
+    errors = [
+        {"type": "extra_forbidden", "loc": ["query", name], "msg": "Unknown query parameter",
+         "input": query_params.get(name)}
+        for name in query_params
+        if name not in known
+    ]
+    if not filterset.is_valid():
+        errors += filter_errors(filterset, query_params)
+    page = None
+    try:
+        page = PageQuery.model_validate(
+            {name: query_params[name] for name in (CURSOR_PARAMETER, PAGE_SIZE_PARAMETER) if name in query_params}
+        )
+    except pydantic.ValidationError as exc:
+        errors += validation_items(exc, "query")
+    if errors:
+        raise RequestValidationError(errors)
+    return filterset.qs, page

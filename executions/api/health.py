@@ -1,0 +1,64 @@
+"""Liveness and readiness, for load balancers and orchestrators: JSON, no authentication."""
+
+import logging
+
+from django.db import DatabaseError, connections
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..errors import ErrorCode
+from .errors import RETRY_AFTER_DATABASE_DOWN, error_body
+from .schemas import ErrorResponse, HealthStatus, ReadinessStatus
+
+logger = logging.getLogger("executions.health")
+
+
+class _Open(APIView):
+    # No authentication: it would read the database, and these must answer without it.
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+
+class LivenessView(_Open):
+    @extend_schema(
+        summary="Liveness",
+        tags=["health"],
+        description="The process answers. Does not touch the database.",
+        operation_id="healthz",
+        responses={
+            200: OpenApiResponse(HealthStatus, description="Alive"),
+            406: OpenApiResponse(ErrorResponse, description="The client does not accept JSON"),
+        },
+    )
+    def get(self, request):
+        return Response(HealthStatus(status="ok").model_dump(mode="json"))
+
+
+class ReadinessView(_Open):
+    @extend_schema(
+        summary="Readiness",
+        tags=["health"],
+        description="The process and its database answer.",
+        operation_id="readyz",
+        responses={
+            200: OpenApiResponse(ReadinessStatus, description="Ready"),
+            406: OpenApiResponse(ErrorResponse, description="The client does not accept JSON"),
+            503: OpenApiResponse(ErrorResponse, description="The database does not answer"),
+        },
+    )
+    def get(self, request):
+        try:
+            with connections["default"].cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        except DatabaseError as exc:
+            logger.warning("Readiness check: database unavailable: %s", exc)
+            return Response(
+                error_body("The database is unavailable", ErrorCode.SERVICE_UNAVAILABLE),
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(RETRY_AFTER_DATABASE_DOWN)},
+            )
+        return Response(ReadinessStatus(status="ok", database="ok").model_dump(mode="json"))

@@ -1,0 +1,171 @@
+"""The OpenAPI document is valid, complete and true: every response that an operation
+documents is one that a real request gets, with a body that matches the documented schema,
+and no operation gives an error it does not document (for the requests below)."""
+
+import re
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from rest_framework.test import APIClient
+
+from executions.models import ExecutionStatus
+
+from .database_down import database_down  # noqa: F401
+from .factories import ExecutionFactory
+
+EXECUTIONS = "/api/v1/executions"
+ONE = "/api/v1/executions/{execution_id}"
+HEARTBEAT = "/api/v1/executions/{execution_id}/heartbeat"
+HISTORY = "/api/v1/executions/{execution_id}/history"
+TOKEN = {"HTTP_AUTHORIZATION": "Token 0123456789abcdef0123456789abcdef01234567"}
+NOT_JSON = {"HTTP_ACCEPT": "text/html"}
+
+
+@pytest.fixture(scope="module")
+def openapi(django_db_blocker):
+    with django_db_blocker.unblock():
+        response = APIClient().get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_the_schema_is_valid_openapi(openapi):
+    validate(openapi)
+    assert openapi["openapi"].startswith("3.1")
+
+
+def documented_responses(openapi):
+    return {
+        (method.upper(), path, int(code))
+        for path, operations in openapi["paths"].items()
+        for method, operation in operations.items()
+        for code in operation["responses"]
+    }
+
+
+def body_schema(openapi, method, path, code):
+    response = openapi["paths"][path][method.lower()]["responses"][str(code)]
+    return response["content"]["application/json"]["schema"]
+
+
+# One request per documented (method, path, status). `ctx` has clients and executions.
+def _big_body(ctx):
+    ctx.settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    return {"name": "x", "metadata": {"blob": "y" * 200}}
+
+
+CASES = {
+    ("GET", "/healthz", 200): lambda ctx: ctx.anonymous.get("/healthz"),
+    ("GET", "/healthz", 406): lambda ctx: ctx.anonymous.get("/healthz", **NOT_JSON),
+    ("GET", "/readyz", 200): lambda ctx: ctx.anonymous.get("/readyz"),
+    ("GET", "/readyz", 406): lambda ctx: ctx.anonymous.get("/readyz", **NOT_JSON),
+    ("GET", "/readyz", 503): lambda ctx: ctx.down() or ctx.anonymous.get("/readyz"),
+    # List
+    ("GET", EXECUTIONS, 200): lambda ctx: ctx.owner.get(EXECUTIONS, {"page_size": 1}),
+    ("GET", EXECUTIONS, 401): lambda ctx: ctx.anonymous.get(EXECUTIONS),
+    ("GET", EXECUTIONS, 406): lambda ctx: ctx.owner.get(EXECUTIONS, **NOT_JSON),
+    ("GET", EXECUTIONS, 422): lambda ctx: ctx.owner.get(EXECUTIONS, {"status": "nope", "cursor": "x"}),
+    ("GET", EXECUTIONS, 503): lambda ctx: ctx.down() or ctx.anonymous.get(EXECUTIONS, **TOKEN),
+    # Create
+    ("POST", EXECUTIONS, 201): lambda ctx: ctx.owner.post(EXECUTIONS, {"name": "n", "metadata": {"a": 1}}, format="json"),
+    ("POST", EXECUTIONS, 401): lambda ctx: ctx.anonymous.post(EXECUTIONS, {"name": "n"}, format="json"),
+    ("POST", EXECUTIONS, 403): lambda ctx: ctx.session_without_csrf.post(EXECUTIONS, {"name": "n"}, format="json"),
+    ("POST", EXECUTIONS, 406): lambda ctx: ctx.owner.post(EXECUTIONS, {"name": "n"}, format="json", **NOT_JSON),
+    ("POST", EXECUTIONS, 413): lambda ctx: ctx.owner.post(EXECUTIONS, _big_body(ctx), format="json"),
+    ("POST", EXECUTIONS, 415): lambda ctx: ctx.owner.post(EXECUTIONS, "name=n", content_type="text/plain"),
+    ("POST", EXECUTIONS, 422): lambda ctx: ctx.owner.post(EXECUTIONS, {"name": ""}, format="json"),
+    ("POST", EXECUTIONS, 503): lambda ctx: ctx.down() or ctx.anonymous.post(EXECUTIONS, {"name": "n"}, format="json", **TOKEN),
+    # Read
+    ("GET", ONE, 200): lambda ctx: ctx.owner.get(ctx.one),
+    ("GET", ONE, 401): lambda ctx: ctx.anonymous.get(ctx.one),
+    ("GET", ONE, 404): lambda ctx: ctx.other.get(ctx.one),
+    ("GET", ONE, 406): lambda ctx: ctx.owner.get(ctx.one, **NOT_JSON),
+    ("GET", ONE, 503): lambda ctx: ctx.down() or ctx.anonymous.get(ctx.one, **TOKEN),
+    # Update status
+    ("PATCH", ONE, 200): lambda ctx: ctx.owner.patch(ctx.one, {"status": "cancelled"}, format="json"),
+    ("PATCH", ONE, 400): lambda ctx: ctx.owner.patch(ctx.finished_one, {"status": "failed"}, format="json"),
+    ("PATCH", ONE, 401): lambda ctx: ctx.anonymous.patch(ctx.one, {"status": "cancelled"}, format="json"),
+    ("PATCH", ONE, 403): lambda ctx: ctx.session_without_csrf.patch(ctx.one, {"status": "cancelled"}, format="json"),
+    ("PATCH", ONE, 404): lambda ctx: ctx.other.patch(ctx.one, {"status": "cancelled"}, format="json"),
+    ("PATCH", ONE, 406): lambda ctx: ctx.owner.patch(ctx.one, {"status": "cancelled"}, format="json", **NOT_JSON),
+    ("PATCH", ONE, 412): lambda ctx: ctx.owner.patch(ctx.one, {"status": "cancelled"}, format="json", HTTP_IF_MATCH='"1"'),
+    ("PATCH", ONE, 413): lambda ctx: ctx.owner.patch(ctx.one, {**_big_body(ctx), "status": "failed"}, format="json"),
+    ("PATCH", ONE, 415): lambda ctx: ctx.owner.patch(ctx.one, "status=failed", content_type="text/plain"),
+    ("PATCH", ONE, 422): lambda ctx: ctx.owner.patch(ctx.one, {}, format="json"),
+    ("PATCH", ONE, 503): lambda ctx: ctx.down() or ctx.anonymous.patch(ctx.one, {"status": "cancelled"}, format="json", **TOKEN),
+    # Heartbeat
+    ("POST", HEARTBEAT, 200): lambda ctx: ctx.owner.post(f"{ctx.one}/heartbeat"),
+    ("POST", HEARTBEAT, 401): lambda ctx: ctx.anonymous.post(f"{ctx.one}/heartbeat"),
+    ("POST", HEARTBEAT, 403): lambda ctx: ctx.session_without_csrf.post(f"{ctx.one}/heartbeat"),
+    ("POST", HEARTBEAT, 404): lambda ctx: ctx.other.post(f"{ctx.one}/heartbeat"),
+    ("POST", HEARTBEAT, 406): lambda ctx: ctx.owner.post(f"{ctx.one}/heartbeat", **NOT_JSON),
+    ("POST", HEARTBEAT, 409): lambda ctx: ctx.owner.post(f"{ctx.finished_one}/heartbeat"),
+    ("POST", HEARTBEAT, 503): lambda ctx: ctx.down() or ctx.anonymous.post(f"{ctx.one}/heartbeat", **TOKEN),
+    # History
+    ("GET", HISTORY, 200): lambda ctx: ctx.owner.get(f"{ctx.finished_one}/history"),
+    ("GET", HISTORY, 401): lambda ctx: ctx.anonymous.get(f"{ctx.one}/history"),
+    ("GET", HISTORY, 404): lambda ctx: ctx.owner.get(f"{EXECUTIONS}/{uuid.uuid4()}/history"),
+    ("GET", HISTORY, 406): lambda ctx: ctx.owner.get(f"{ctx.one}/history", **NOT_JSON),
+    ("GET", HISTORY, 503): lambda ctx: ctx.down() or ctx.anonymous.get(f"{ctx.one}/history", **TOKEN),
+}
+
+
+def test_every_documented_response_has_a_case_and_every_case_is_documented(openapi):
+    assert documented_responses(openapi) == set(CASES)
+
+
+@pytest.fixture
+def ctx(request, owner, other_user, client_for, settings):
+    execution = ExecutionFactory(created_by=owner)
+    finished = ExecutionFactory(created_by=owner)
+    client_for(owner).patch(f"{EXECUTIONS}/{finished.id}", {"status": "cancelled"}, format="json")
+    session_without_csrf = APIClient(enforce_csrf_checks=True)
+    session_without_csrf.force_login(owner)
+    assert ExecutionStatus.CANCELLED == type(finished).objects.get(pk=finished.pk).status
+    return SimpleNamespace(
+        anonymous=APIClient(),
+        owner=client_for(owner),
+        other=client_for(other_user),
+        session_without_csrf=session_without_csrf,
+        one=f"{EXECUTIONS}/{execution.id}",
+        finished_one=f"{EXECUTIONS}/{finished.id}",
+        settings=settings,
+        down=lambda: request.getfixturevalue("database_down") and None,
+    )
+
+
+@pytest.mark.parametrize("case", sorted(CASES), ids=lambda case: f"{case[0]} {case[1]} {case[2]}")
+def test_documented_response_is_what_the_endpoint_returns(openapi, ctx, case):
+    method, path, code = case
+    response = CASES[case](ctx)
+
+    assert response.status_code == code, response.content
+    assert response["Content-Type"] == "application/json"
+    schema = body_schema(openapi, method, path, code)
+    validator = Draft202012Validator(
+        {**schema, "components": openapi["components"]}, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    errors = [error.message for error in validator.iter_errors(response.json())]
+    assert errors == []
+
+
+# --- The documentation pages work offline ------------------------------------------------
+
+
+@pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
+def test_docs_pages_use_only_local_assets_and_they_load(client, db, page):
+    response = client.get(page)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert assets, "the page loads no assets at all?"
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), asset
+        asset_response = client.get(asset)
+        assert asset_response.status_code == 200, asset
+    assert not re.search(r"https?://(?!www\.w3\.org)", html), "the page reaches out to another host"
+    # The page loads the schema from this server.
+    assert "/api/schema/" in html
