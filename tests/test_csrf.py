@@ -6,7 +6,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from executions.errors import ErrorCode
-from executions.models import ExecutionStatusChange
+from executions.models import Execution, ExecutionStatusChange
 
 CSRF_SECRET = "a" * 16 + "B" * 16  # the form of Django's cookie secret: 32 letters and digits
 
@@ -65,3 +65,23 @@ def test_token_write_needs_no_csrf_token(owner, running_execution):
 
     assert response.status_code == 200
     assert response.json()["current_status"] == "cancelled"
+
+
+def test_session_create_and_heartbeat_need_the_csrf_token_too(session_client, running_execution):
+    assert session_client.post("/api/v1/executions", {"name": "x"}, format="json").status_code == 403
+    assert session_client.post(f"/api/v1/executions/{running_execution.id}/heartbeat").status_code == 403
+    assert Execution.objects.count() == 1
+    running_execution.refresh_from_db()
+    assert running_execution.last_heartbeat_at is None
+
+    session_client.cookies["csrftoken"] = CSRF_SECRET
+    created = session_client.post(
+        "/api/v1/executions", {"name": "x"}, format="json", HTTP_X_CSRFTOKEN=CSRF_SECRET
+    )
+    assert created.status_code == 201
+
+
+def test_session_reads_need_no_csrf_token(session_client, running_execution):
+    assert session_client.get(f"/api/v1/executions/{running_execution.id}").status_code == 200
+    assert session_client.get("/api/v1/executions").status_code == 200
+

@@ -115,6 +115,17 @@ def test_admin_lockout_holds_one_username_at_one_address_only(client, superuser)
     assert elsewhere["Location"] == "/admin/"
 
 
+@rates(user="1/min", anon="1/min")
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_probes_are_never_throttled(client, db, path):
+    for _ in range(3):
+        assert client.get(path).status_code == 200
+
+
+@rates(user=None, anon="1/min")
+def test_the_public_schema_is_throttled_per_address(client, db):
+    assert client.get("/api/schema/").status_code == 200
+    assert client.get("/api/schema/").status_code == 429
 @override_settings(AXES_ENABLED=True, AXES_FAILURE_LIMIT=2)
 def test_failed_admin_logins_are_logged_without_the_password(client, superuser, caplog):
     caplog.set_level(logging.DEBUG)
