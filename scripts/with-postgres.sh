@@ -43,6 +43,8 @@ trap stop EXIT
     -o "-c listen_addresses=127.0.0.1 -p $port -k $workdir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
     start >/dev/null || { cat "$workdir/server.log" >&2; exit 1; }
 
+"$pg_bin/createdb" -h 127.0.0.1 -p "$port" -U postgres executions
+
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/executions"
 export PG_BIN="$pg_bin"
 status=0
