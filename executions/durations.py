@@ -22,3 +22,12 @@ def parse_duration(text: str) -> timedelta:
     if not timedelta(0) < duration <= MAX_DURATION:
         raise ValueError(f"{text!r} is out of range: more than 0 and at most {MAX_DURATION.days} days")
     return duration
+
+
+def format_duration(duration: timedelta) -> str:
+    """timedelta(hours=6) -> "6h": the largest unit that divides it, as parse_duration reads it."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

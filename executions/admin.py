@@ -1,0 +1,309 @@
+"""The operators' view of executions. Status changes only through the actions, which call the
+same bulk service as the cleanup command (channel "admin", the operator as actor); every form
+here is read-only, so nothing can be typed and saved around the rule.
+
+Permissions: `view_execution` (or `change_execution`) to see the list and the pages;
+`change_execution` to see and run the three actions. Without `manage_all_executions` a staff
+user sees and acts on their own executions only, as in the API. Executions are neither added
+nor deleted here: workers create them through the API, and their audit records protect them.
+"""
+
+import json
+import uuid
+from datetime import timedelta
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.paginator import Paginator
+from django.db import connection
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+
+from .durations import format_duration
+from .models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
+from .selectors import execution_ids_streamed, executions_stale, executions_visible_to
+from .services import execution_change_status_bulk
+
+STATUS_COLOURS = {
+    ExecutionStatus.RUNNING: "#1565c0",
+    ExecutionStatus.COMPLETED: "#2e7d32",
+    ExecutionStatus.FAILED: "#c62828",
+    ExecutionStatus.CANCELLED: "#616161",
+    ExecutionStatus.INTERRUPTED: "#ef6c00",
+}
+# Below this many rows an exact count is cheap; above it an unfiltered list shows PostgreSQL's estimate.
+EXACT_COUNT_UP_TO = 100_000
+
+
+class EstimatedCountPaginator(Paginator):
+    """Counts exactly, except an unfiltered list of a big table on PostgreSQL, where COUNT(*)
+    would scan the whole table on every page view: there the planner's estimate is enough."""
+
+    @cached_property
+    def count(self):
+        query = self.object_list.query
+        if connection.vendor == "postgresql" and not query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [Execution._meta.db_table],
+                )
+                estimate = cursor.fetchone()[0]
+            if estimate > EXACT_COUNT_UP_TO:
+                return estimate
+        return super().count
+
+
+class StaleFilter(admin.SimpleListFilter):
+    title = "stale"
+    parameter_name = "stale"
+
+    def lookups(self, request, model_admin):
+        after = format_duration(settings.EXECUTIONS_STALE_AFTER)
+        return [("yes", f"Stale (running, no sign of life for {after})")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return executions_stale(queryset, settings.EXECUTIONS_STALE_AFTER)
+        return queryset
+
+
+class StatusChangeInline(admin.TabularInline):
+    """The audit trail of the execution, newest first, read-only."""
+
+    model = ExecutionStatusChange
+    verbose_name = "status change"
+    verbose_name_plural = "Status history (audit trail)"
+    fields = ["created_at", "previous_status", "new_status", "channel", "who", "correlation_id", "why"]
+    readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    @admin.display(description="actor")
+    def who(self, change):
+        return change.actor_username or "system"
+
+    @admin.display(description="error info")
+    def why(self, change):
+        return _pretty_json(change.error_info)
+
+    # Whoever may see an execution may see its history.
+    def has_view_permission(self, request, obj=None):
+        return _may_view_executions(request)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class FailureReasonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=2000,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Stored in error_info as {\"reason\": ...} on every execution that becomes failed.",
+    )
+
+
+@admin.register(Execution)
+class ExecutionAdmin(admin.ModelAdmin):
+    list_display = [
+        "short_id", "name", "status_badge", "owner", "created_at", "last_heartbeat_at", "age_or_duration",
+    ]
+    list_display_links = ["short_id", "name"]
+    list_filter = ["status", StaleFilter, ("created_at", admin.DateFieldListFilter)]
+    list_select_related = ["created_by"]
+    search_fields = ["name"]
+    search_help_text = "Name (contains), or id: the whole id or its first characters."
+    date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+    # A million rows: no second COUNT(*) of the whole table for "N total", no exact count of
+    # an unfiltered list on PostgreSQL.
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 100
+    actions = ["cancel_selected", "mark_failed", "mark_completed"]
+    inlines = [StatusChangeInline]
+    fields = [
+        "id", "name", "status_badge", "owner", "created_at", "updated_at", "finished_at",
+        "last_heartbeat_at", "age_or_duration", "error_info_pretty", "metadata_pretty",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return executions_visible_to(request.user)
+
+    # --- list columns ------------------------------------------------------------------
+    @admin.display(description="id", ordering="id")
+    def short_id(self, execution):
+        return str(execution.id)[:8]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, execution):
+        return format_html(
+            '<strong class="execution-status execution-status-{}" style="color: {}">{}</strong>',
+            execution.status,
+            STATUS_COLOURS.get(execution.status, "inherit"),
+            execution.get_status_display(),
+        )
+
+    @admin.display(description="owner", ordering="created_by__username")
+    def owner(self, execution):
+        return execution.created_by.get_username() if execution.created_by else "system"
+
+    @admin.display(description="age / duration")
+    def age_or_duration(self, execution):
+        """How long it ran (finished) or has been running (still running)."""
+        if execution.finished_at:
+            return f"ran {_short_timedelta(execution.finished_at - execution.created_at)}"
+        return f"running for {_short_timedelta(timezone.now() - execution.created_at)}"
+
+    @admin.display(description="error info")
+    def error_info_pretty(self, execution):
+        return _pretty_json(execution.error_info)
+
+    @admin.display(description="metadata")
+    def metadata_pretty(self, execution):
+        return _pretty_json(execution.metadata)
+
+    # --- search: name, or the whole id or its first characters -----------------------
+    def get_search_results(self, request, queryset, search_term):
+        by_name, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        id_range = _id_prefix_range(search_term)
+        if id_range is None:
+            return by_name, may_have_duplicates
+        return by_name | queryset.filter(pk__range=id_range), may_have_duplicates
+
+    # --- permissions: the change page is a view page; the actions need "change" -------
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # For one execution the answer is no, so its page is read-only with no Save button;
+        # for the list (obj=None) it is the real permission, which the actions require.
+        return obj is None and super().has_change_permission(request)
+
+    # --- actions -----------------------------------------------------------------------
+    def response_action(self, request, queryset):
+        # A posted id that is not a UUID selects nothing, instead of failing the request.
+        selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        valid = [value for value in selected if _is_uuid(value)]
+        if len(valid) != len(selected):
+            request.POST = request.POST.copy()
+            request.POST.setlist(helpers.ACTION_CHECKBOX_NAME, valid)
+        return super().response_action(request, queryset)
+
+    @admin.action(description="Cancel selected executions", permissions=["change"])
+    def cancel_selected(self, request, queryset):
+        self._change_status(request, queryset, ExecutionStatus.CANCELLED)
+
+    @admin.action(description="Mark selected executions as completed", permissions=["change"])
+    def mark_completed(self, request, queryset):
+        self._change_status(request, queryset, ExecutionStatus.COMPLETED)
+
+    @admin.action(description="Mark selected executions as failed…", permissions=["change"])
+    def mark_failed(self, request, queryset):
+        """First shows a form asking why; its POST comes back here with the reason."""
+        form = FailureReasonForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            self._change_status(
+                request, queryset, ExecutionStatus.FAILED, error_info={"reason": form.cleaned_data["reason"]}
+            )
+            return None
+        selected_ids = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        select_across = request.POST.get("select_across", "0")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Mark executions as failed",
+            "opts": self.model._meta,
+            "form": form,
+            "action": "mark_failed",
+            "selected_ids": selected_ids,
+            "select_across": select_across,
+            "sample": queryset.order_by("-created_at", "-id")[:20],
+            "count": queryset.count() if select_across == "1" else len(selected_ids),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/executions/execution/mark_failed.html", context)
+
+    def _change_status(self, request, queryset, status, error_info=None):
+        # The selection is streamed in pages of ids (a "select all" may be a million rows), and
+        # what this user may act on goes along, to be re-checked on the locked rows.
+        batch_size = settings.EXECUTIONS_BULK_BATCH_SIZE
+        result = execution_change_status_bulk(
+            execution_ids=execution_ids_streamed(queryset, batch_size),
+            status=status,
+            channel=ChangeChannel.ADMIN,
+            actor=request.user,
+            error_info=error_info,
+            batch_size=batch_size,
+            executions=self.get_queryset(request),
+        )
+        label = ExecutionStatus(status).label.lower()
+        changed = f"{result.changed} execution{'s' if result.changed != 1 else ''} {label}"
+        if result.skipped:
+            verb = "was" if result.skipped == 1 else "were"
+            self.message_user(
+                request,
+                f"{changed}; {result.skipped} skipped because {'it' if result.skipped == 1 else 'they'} "
+                f"{verb} no longer running.",
+                messages.WARNING,
+            )
+        else:
+            self.message_user(request, f"{changed}.", messages.SUCCESS)
+
+
+def _may_view_executions(request):
+    return request.user.has_perm("executions.view_execution") or request.user.has_perm(
+        "executions.change_execution"
+    )
+
+
+def _pretty_json(value):
+    if value is None:
+        return "-"
+    return format_html("<pre style=\"margin: 0; white-space: pre-wrap\">{}</pre>",
+                       json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def _short_timedelta(delta: timedelta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    parts = [f"{days}d", f"{hours}h", f"{minutes}m", f"{seconds}s"]
+    values = [days, hours, minutes, seconds]
+    first = next((i for i, value in enumerate(values) if value), 3)
+    return " ".join(parts[first : first + 2])
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _id_prefix_range(term: str):
+    """The ids that start with `term` ("3f2a9c01", or a whole id, dashes or not), as a range
+    of the primary key, which its index answers; None when `term` cannot start an id."""
+    hex_digits = term.strip().lower().replace("-", "")
+    if not 4 <= len(hex_digits) <= 32 or any(c not in "0123456789abcdef" for c in hex_digits):
+        return None
+    return uuid.UUID(hex_digits.ljust(32, "0")), uuid.UUID(hex_digits.ljust(32, "f"))
+
