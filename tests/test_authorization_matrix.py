@@ -12,7 +12,10 @@ import re
 import uuid
 
 import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.messages import get_messages
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -260,3 +263,148 @@ def test_filters_never_reach_invisible_executions(api_as, three_executions, role
     assert for_invisible.json() == for_nothing.json() == {"results": [], "next_cursor": None, "next": None}
     assert [shape(q["sql"]) for q in invisible_queries] == [shape(q["sql"]) for q in nothing_queries]
 
+
+
+# --- The admin site ------------------------------------------------------------------------
+# Only staff reach it at all; among staff, `view_execution`/`change_execution` open the pages
+# and actions, and `manage_all_executions` (or superuser) widens them from one's own
+# executions to everyone's, exactly as in the API.
+
+CHANGELIST = "/admin/executions/execution/"
+LOGIN_REDIRECT = "/admin/login/?next="
+SEES_IN_ADMIN = {"staff_manager", "superuser"}
+NO_ADMIN = ["anonymous", "owner", "other", "manager"]
+
+
+@pytest.fixture
+def admin_as(users):
+    def make(role):
+        client = Client()
+        if users[role] is not None:
+            client.force_login(users[role])
+        return client
+
+    return make
+
+
+def change_page(execution_id):
+    return f"{CHANGELIST}{execution_id}/change/"
+
+
+def run_action(client, action, execution, **extra):
+    return client.post(
+        CHANGELIST, {"action": action, "index": 0, ACTION_CHECKBOX_NAME: [str(execution.id)], **extra}
+    )
+
+
+ADMIN_ACTIONS = {
+    "cancel_selected": ({}, ExecutionStatus.CANCELLED),
+    "mark_completed": ({}, ExecutionStatus.COMPLETED),
+    "mark_failed": ({"apply": "1", "reason": "operator says so"}, ExecutionStatus.FAILED),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_admin_changelist_matrix(admin_as, owner, role):
+    execution = ExecutionFactory(created_by=owner, name="owners-job")
+    response = admin_as(role).get(CHANGELIST)
+
+    if role in NO_ADMIN:
+        assert response.status_code == 302
+        assert response["Location"].startswith(LOGIN_REDIRECT)
+        return
+    assert response.status_code == 200
+    assert (execution in response.context["cl"].result_list) == (role in SEES_IN_ADMIN)
+    assert ("owners-job" in response.content.decode()) == (role in SEES_IN_ADMIN)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_admin_change_page_matrix(admin_as, owner, role):
+    execution = ExecutionFactory(created_by=owner, name="owners-job", error_info={"reason": "secret-detail"})
+    client = admin_as(role)
+    response = client.get(change_page(execution.id))
+
+    if role in NO_ADMIN:
+        assert response.status_code == 302
+        assert response["Location"].startswith(LOGIN_REDIRECT)
+    elif role in SEES_IN_ADMIN:
+        assert response.status_code == 200
+        assert "secret-detail" in response.content.decode()
+    else:
+        # Exactly what a missing id gets: a redirect to the index and "doesn't exist".
+        missing_id = uuid.uuid4()
+        missing = admin_as(role).get(change_page(missing_id))
+        assert response.status_code == missing.status_code == 302
+        assert response["Location"] == missing["Location"] == "/admin/"
+        said = [str(m).replace(str(execution.id), "<id>") for m in get_messages(response.wsgi_request)]
+        said_missing = [str(m).replace(str(missing_id), "<id>") for m in get_messages(missing.wsgi_request)]
+        assert said == said_missing
+        assert "doesn’t exist" in said[0]
+
+
+@pytest.mark.parametrize("action", ADMIN_ACTIONS)
+@pytest.mark.parametrize("role", ROLES)
+def test_admin_action_matrix(admin_as, owner, role, action):
+    extra, target = ADMIN_ACTIONS[action]
+    execution = ExecutionFactory(created_by=owner)
+
+    response = run_action(admin_as(role), action, execution, **extra)
+
+    execution.refresh_from_db()
+    if role in NO_ADMIN:
+        assert response.status_code == 302
+        assert response["Location"].startswith(LOGIN_REDIRECT)
+    assert execution.status == (target if role in SEES_IN_ADMIN else ExecutionStatus.RUNNING)
+    changes = list(execution.status_changes.all())
+    if role in SEES_IN_ADMIN:
+        assert [(c.channel, c.actor_username) for c in changes] == [("admin", role_username(role))]
+    else:
+        assert changes == []
+
+
+def role_username(role):
+    return {"superuser": "root"}.get(role, role)
+
+
+def test_staff_without_execution_permissions_gets_no_admin_pages(owner):
+    execution = ExecutionFactory(created_by=owner)
+    client = Client()
+    client.force_login(UserFactory(username="bare-staff", is_staff=True))
+
+    assert client.get(CHANGELIST).status_code == 403
+    assert client.get(change_page(execution.id)).status_code == 403
+    run_action(client, "cancel_selected", execution)
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.RUNNING
+
+
+def test_view_only_staff_sees_but_cannot_act(owner):
+    execution = ExecutionFactory(created_by=owner)
+    viewer = UserFactory(
+        username="viewer", is_staff=True, permissions=["view_execution", "manage_all_executions"]
+    )
+    client = Client()
+    client.force_login(viewer)
+
+    assert execution in client.get(CHANGELIST).context["cl"].result_list
+    run_action(client, "cancel_selected", execution)
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.RUNNING
+
+
+def test_admin_select_all_acts_only_on_what_the_staff_user_may_see(admin_as, users, owner):
+    owners = ExecutionFactory(created_by=owner)
+    staffs = ExecutionFactory(created_by=users["staff"])
+
+    admin_as("staff").post(
+        CHANGELIST,
+        {
+            "action": "cancel_selected", "index": 0, "select_across": "1",
+            ACTION_CHECKBOX_NAME: [str(staffs.id)],
+        },
+    )
+
+    owners.refresh_from_db()
+    staffs.refresh_from_db()
+    assert staffs.status == ExecutionStatus.CANCELLED
+    assert owners.status == ExecutionStatus.RUNNING

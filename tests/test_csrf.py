@@ -2,6 +2,8 @@
 (a cross-site page cannot make a browser send an Authorization header)."""
 
 import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -85,3 +87,14 @@ def test_session_reads_need_no_csrf_token(session_client, running_execution):
     assert session_client.get(f"/api/v1/executions/{running_execution.id}").status_code == 200
     assert session_client.get("/api/v1/executions").status_code == 200
 
+
+
+def test_admin_actions_need_the_csrf_token(superuser, running_execution):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(superuser)
+    response = client.post(
+        "/admin/executions/execution/",
+        {"action": "cancel_selected", "index": 0, ACTION_CHECKBOX_NAME: [str(running_execution.id)]},
+    )
+    assert response.status_code == 403
+    assert_unchanged(running_execution)
