@@ -287,10 +287,6 @@ def admin_as(users):
     return make
 
 
-def change_page(execution_id):
-    return f"{CHANGELIST}{execution_id}/change/"
-
-
 def run_action(client, action, execution, **extra):
     return client.post(
         CHANGELIST, {"action": action, "index": 0, ACTION_CHECKBOX_NAME: [str(execution.id)], **extra}
@@ -318,22 +314,31 @@ def test_admin_changelist_matrix(admin_as, owner, role):
     assert ("owners-job" in response.content.decode()) == (role in SEES_IN_ADMIN)
 
 
+# The pages of one execution, and what on each only someone who may see it would read.
+OBJECT_PAGES = {
+    "change": ("change/", "secret-detail"),  # its error_info
+    "history": ("history/", "owners-job"),  # Django's object history page names it
+}
+
+
+@pytest.mark.parametrize("page", OBJECT_PAGES)
 @pytest.mark.parametrize("role", ROLES)
-def test_admin_change_page_matrix(admin_as, owner, role):
+def test_admin_object_pages_matrix(admin_as, owner, role, page):
+    suffix, visible_text = OBJECT_PAGES[page]
     execution = ExecutionFactory(created_by=owner, name="owners-job", error_info={"reason": "secret-detail"})
     client = admin_as(role)
-    response = client.get(change_page(execution.id))
+    response = client.get(f"{CHANGELIST}{execution.id}/{suffix}")
 
     if role in NO_ADMIN:
         assert response.status_code == 302
         assert response["Location"].startswith(LOGIN_REDIRECT)
     elif role in SEES_IN_ADMIN:
         assert response.status_code == 200
-        assert "secret-detail" in response.content.decode()
+        assert visible_text in response.content.decode()
     else:
         # Exactly what a missing id gets: a redirect to the index and "doesn't exist".
         missing_id = uuid.uuid4()
-        missing = admin_as(role).get(change_page(missing_id))
+        missing = admin_as(role).get(f"{CHANGELIST}{missing_id}/{suffix}")
         assert response.status_code == missing.status_code == 302
         assert response["Location"] == missing["Location"] == "/admin/"
         said = [str(m).replace(str(execution.id), "<id>") for m in get_messages(response.wsgi_request)]
@@ -372,7 +377,7 @@ def test_staff_without_execution_permissions_gets_no_admin_pages(owner):
     client.force_login(UserFactory(username="bare-staff", is_staff=True))
 
     assert client.get(CHANGELIST).status_code == 403
-    assert client.get(change_page(execution.id)).status_code == 403
+    assert client.get(f"{CHANGELIST}{execution.id}/change/").status_code == 403
     run_action(client, "cancel_selected", execution)
     execution.refresh_from_db()
     assert execution.status == ExecutionStatus.RUNNING
