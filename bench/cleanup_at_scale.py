@@ -12,9 +12,11 @@ Prints seconds, peak RSS, rows/s and command/floor, and checks both databases en
     scripts/with-postgres.sh python bench/cleanup_at_scale.py  # PostgreSQL
 
 Options: --sizes 100000,300000,1000000   --batch-size 1000
+Each size runs in a process of its own (Django is set up once per process).
 """
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -35,13 +37,23 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,300000,1000000")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sizes = [int(size) for size in args.sizes.split(",")]
+
+    if args.one_size:
+        with harness.bench_database() as (database_url, folder):
+            print(json.dumps(measure(args.one_size, args.batch_size, database_url, folder)))
+        return
 
     results = []
-    for size in sizes:
-        with harness.bench_database() as (database_url, folder):
-            results.append(measure(size, args.batch_size, database_url, folder))
+    for size in [int(size) for size in args.sizes.split(",")]:
+        child = subprocess.run(
+            [harness.PYTHON, __file__, "--one-size", str(size), "--batch-size", str(args.batch_size)],
+            capture_output=True, text=True,
+        )
+        if child.returncode != 0:
+            sys.exit(f"the {size} run failed:\n{child.stdout}{child.stderr}")
+        results.append(json.loads(child.stdout.strip().splitlines()[-1]))
     report(results)
 
 

@@ -45,8 +45,6 @@ def main():
         user = User.objects.create_user("bench")
         token = Token.objects.create(user=user).key
         harness.seed_running_executions(args.executions, user.id, datetime.now(timezone.utc))
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
         last_of_depth = (
             Execution.objects.filter(created_by=user).order_by("-created_at", "-id")
             .values_list("created_at", "id")[args.depth * DEFAULT_PAGE_SIZE - 1]

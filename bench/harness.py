@@ -19,6 +19,9 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+# The server scripts/with-postgres.sh started, if any; read once, since django_setup()
+# points DATABASE_URL at the benchmark's own database.
+GIVEN_DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
 
 def server_environment(database_url: str) -> dict[str, str]:
@@ -45,7 +48,7 @@ def bench_database():
     database is created on that server, so the one named in DATABASE_URL is left alone;
     otherwise a SQLite file in the temporary folder."""
     folder = Path(tempfile.mkdtemp(prefix="executions-bench-"))
-    given = os.environ.get("DATABASE_URL", "")
+    given = GIVEN_DATABASE_URL
     created_database = None
     if given.startswith("postgres"):
         created_database = f"bench_{os.getpid()}"
@@ -84,7 +87,8 @@ def django_setup(database_url: str) -> None:
 def seed_running_executions(count: int, owner_id: int | None, newest_created_at) -> None:
     """Insert `count` running executions in one statement (no ORM row by row), never
     heartbeated, created one second apart going back from `newest_created_at`, owned by
-    `owner_id`. Django must be set up."""
+    `owner_id`; then ANALYZE, as autovacuum would have done on a real table. Django must be
+    set up in this process (once: django_setup)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -112,6 +116,7 @@ def seed_running_executions(count: int, owner_id: int | None, newest_created_at)
                 """,
                 [count, owner_id, base, base],
             )
+        cursor.execute("ANALYZE")
 
 
 def free_port() -> int:

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# All three benchmarks, on SQLite and on a throwaway PostgreSQL: one line, some minutes.
+#   bench/run_all.sh            # full sizes (1M rows; expect 30-60 minutes on 2 cores)
+#   QUICK=1 bench/run_all.sh    # small sizes, to check that everything runs (a few minutes)
+# Needs wrk (apt-get install wrk) and PostgreSQL's server binaries. Every server and
+# temporary database it starts is stopped and removed, also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh requirements/bench.txt
+python=.venv/bin/python
+if [ -n "${QUICK:-}" ]; then
+    patch_args=(--duration 5 --executions 30000)
+    cleanup_args=(--sizes 10000,30000)
+    pages_args=(--executions 100000 --depth 1000 --requests 50)
+else
+    patch_args=()
+    cleanup_args=()
+    pages_args=()
+fi
+for database in sqlite postgresql; do
+    run=()
+    [ $database = postgresql ] && run=(scripts/with-postgres.sh)
+    echo "=== $database: PATCH throughput"
+    env -u DATABASE_URL "${run[@]}" $python bench/patch_throughput.py "${patch_args[@]}"
+    echo "=== $database: cleanup at scale"
+    env -u DATABASE_URL "${run[@]}" $python bench/cleanup_at_scale.py "${cleanup_args[@]}"
+    echo "=== $database: deep pages"
+    env -u DATABASE_URL "${run[@]}" $python bench/deep_pages.py "${pages_args[@]}"
+done
