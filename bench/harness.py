@@ -84,6 +84,15 @@ def django_setup(database_url: str) -> None:
     django.setup()
 
 
+def create_bench_user() -> tuple:
+    """The user the benchmarks act as (a plain owner, no special rights) and its token key."""
+    from django.contrib.auth.models import User
+    from rest_framework.authtoken.models import Token
+
+    user = User.objects.create_user("bench")
+    return user, Token.objects.create(user=user).key
+
+
 def seed_running_executions(count: int, owner_id: int | None, newest_created_at) -> None:
     """Insert `count` running executions in one statement (no ORM row by row), never
     heartbeated, created one second apart going back from `newest_created_at`, owned by
