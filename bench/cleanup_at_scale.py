@@ -118,39 +118,23 @@ def run_command(database_url: str, batch_size: int) -> tuple[float, float, str]:
     return seconds, usage.ru_maxrss / 1024, output
 
 
+# The floor: the same change as plain SQL. Only the JSON constructor differs by database.
+FLOOR_SQL_TEMPLATE = [
+    """INSERT INTO executions_executionstatuschange
+           (execution_id, previous_status, new_status, error_info, actor_id, actor_username,
+            channel, correlation_id, created_at)
+       SELECT id, 'running', 'interrupted', {why}, NULL, '', 'command', '', %(now)s
+       FROM executions_execution
+       WHERE status = 'running' AND coalesce(last_heartbeat_at, created_at) < %(cutoff)s""",
+    """UPDATE executions_execution
+       SET status = 'interrupted', finished_at = %(now)s, updated_at = %(now)s, error_info = {why}
+       WHERE status = 'running' AND coalesce(last_heartbeat_at, created_at) < %(cutoff)s""",
+]
+WHY = ("{json}('reason', 'stale', 'last_seen_at', coalesce(last_heartbeat_at, created_at), "
+       "'threshold', '1d', 'detected_by', 'floor')")
 FLOOR_SQL = {
-    "sqlite": [
-        """INSERT INTO executions_executionstatuschange
-               (execution_id, previous_status, new_status, error_info, actor_id, actor_username,
-                channel, correlation_id, created_at)
-           SELECT id, 'running', 'interrupted',
-                  json_object('reason', 'stale', 'last_seen_at', coalesce(last_heartbeat_at, created_at),
-                              'threshold', '1d', 'detected_by', 'floor'),
-                  NULL, '', 'command', '', %(now)s
-           FROM executions_execution
-           WHERE status = 'running' AND coalesce(last_heartbeat_at, created_at) < %(cutoff)s""",
-        """UPDATE executions_execution
-           SET status = 'interrupted', finished_at = %(now)s, updated_at = %(now)s,
-               error_info = json_object('reason', 'stale', 'last_seen_at', coalesce(last_heartbeat_at, created_at),
-                                        'threshold', '1d', 'detected_by', 'floor')
-           WHERE status = 'running' AND coalesce(last_heartbeat_at, created_at) < %(cutoff)s""",
-    ],
-    "postgresql": [
-        """INSERT INTO executions_executionstatuschange
-               (execution_id, previous_status, new_status, error_info, actor_id, actor_username,
-                channel, correlation_id, created_at)
-           SELECT id, 'running', 'interrupted',
-                  jsonb_build_object('reason', 'stale', 'last_seen_at', coalesce(last_heartbeat_at, created_at),
-                                     'threshold', '1d', 'detected_by', 'floor'),
-                  NULL, '', 'command', '', %(now)s
-           FROM executions_execution
-           WHERE status = 'running' AND coalesce(last_heartbeat_at, created_at) < %(cutoff)s""",
-        """UPDATE executions_execution
-           SET status = 'interrupted', finished_at = %(now)s, updated_at = %(now)s,
-               error_info = jsonb_build_object('reason', 'stale', 'last_seen_at', coalesce(last_heartbeat_at, created_at),
-                                               'threshold', '1d', 'detected_by', 'floor')
-           WHERE status = 'running' AND coalesce(last_heartbeat_at, created_at) < %(cutoff)s""",
-    ],
+    vendor: [sql.format(why=WHY.format(json=json_function)) for sql in FLOOR_SQL_TEMPLATE]
+    for vendor, json_function in [("sqlite", "json_object"), ("postgresql", "jsonb_build_object")]
 }
 
 

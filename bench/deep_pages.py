@@ -35,15 +35,12 @@ def main():
 
     with harness.bench_database() as (database_url, folder):
         harness.django_setup(database_url)
-        from django.contrib.auth.models import User
         from django.db import connection
-        from rest_framework.authtoken.models import Token
 
         from executions.api.pagination import DEFAULT_PAGE_SIZE, encode_cursor
         from executions.models import Execution
 
-        user = User.objects.create_user("bench")
-        token = Token.objects.create(user=user).key
+        user, token = harness.create_bench_user()
         harness.seed_running_executions(args.executions, user.id, datetime.now(timezone.utc))
         last_of_depth = (
             Execution.objects.filter(created_by=user).order_by("-created_at", "-id")

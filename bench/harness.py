@@ -35,6 +35,9 @@ def server_environment(database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "DATABASE_CONN_MAX_AGE": "600",
         "PYTHONPATH": str(PROJECT),
+        # The bench measures the service, not its rate limits (docs/security.md): no throttles.
+        "API_THROTTLE_USER": "",
+        "API_THROTTLE_ANON": "",
     }
 
 
@@ -79,6 +82,15 @@ def django_setup(database_url: str) -> None:
     import django
 
     django.setup()
+
+
+def create_bench_user() -> tuple:
+    """The user the benchmarks act as (a plain owner, no special rights) and its token key."""
+    from django.contrib.auth.models import User
+    from rest_framework.authtoken.models import Token
+
+    user = User.objects.create_user("bench")
+    return user, Token.objects.create(user=user).key
 
 
 def seed_running_executions(count: int, owner_id: int | None, newest_created_at) -> None:

@@ -35,14 +35,11 @@ def main():
 
     with harness.bench_database() as (database_url, folder):
         harness.django_setup(database_url)
-        from django.contrib.auth.models import User
         from django.db import connection
-        from rest_framework.authtoken.models import Token
 
         from executions.models import Execution, ExecutionStatusChange
 
-        user = User.objects.create_user("bench")
-        token = Token.objects.create(user=user).key
+        user, token = harness.create_bench_user()
         harness.seed_running_executions(args.executions, user.id, datetime.now(timezone.utc))
         ids_file = folder / "ids.txt"
         with open(ids_file, "w") as out:

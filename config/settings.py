@@ -196,3 +196,68 @@ SPECTACULAR_SETTINGS.update(
 # the service); `manage.py collectstatic` into STATIC_ROOT still works for a deployment.
 WHITENOISE_USE_FINDERS = True
 STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns at every start when it is missing
+
+# --- Security --------------------------------------------------------------------------
+# What each switch protects, and how it is tested: docs/security.md.
+
+# Behind TLS (directly, or through a TLS-terminating proxy) DJANGO_SECURE=true turns on
+# secure cookies, the redirect to HTTPS and HSTS at once; each can still be set on its own.
+_secure = env.bool("DJANGO_SECURE", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=_secure)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=_secure)
+# Probes of a load balancer or an orchestrator often speak plain HTTP to the process.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if _secure else 0)
+# These two reach beyond this service (every subdomain; browsers' built-in lists), so they
+# are the operator's explicit decision rather than part of DJANGO_SECURE.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# Only behind a proxy that sets X-Forwarded-Proto itself (and drops a client's): otherwise
+# any client could claim its plain HTTP request was HTTPS.
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# Django's defaults, stated so that a reader (and a test) sees them.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+# Throttle counters live in this cache. The default, local memory, is per process: with N
+# worker processes a client gets up to N times the rate. CACHE_URL=dbcache://django_cache
+# (then `manage.py createcachetable`) shares them through the database, no new server needed.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
+# Rates are "number/period" (s, min, hour, day); an empty value turns a throttle off.
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    "executions.api.throttling.UserRateThrottle",
+    "executions.api.throttling.AnonRateThrottle",
+]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "user": env.str("API_THROTTLE_USER", default="600/min") or None,
+    "anon": env.str("API_THROTTLE_ANON", default="60/min") or None,
+}
+# How many proxies in front of the service append to X-Forwarded-For. 0 (the default)
+# identifies an anonymous client by its socket address; DRF's own default would trust a
+# client-sent X-Forwarded-For and let it pick a fresh identity per request.
+REST_FRAMEWORK["NUM_PROXIES"] = env.int("API_NUM_PROXIES", default=0)
+
+from executions.durations import parse_duration  # noqa: E402
+
+# The admin's login page: after too many failed logins for one username from one address,
+# django-axes refuses that pair (429) for a while, even with the right password.
+INSTALLED_APPS = [*INSTALLED_APPS, "axes"]
+MIDDLEWARE = [*MIDDLEWARE, "axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = parse_duration(env.str("ADMIN_LOGIN_COOLOFF", default="15m"))
+# A username tried from one client address: guessing one account's password is slow, and
+# behind a proxy (one address for everyone) nobody else's login is locked.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# --- End of Security -------------------------------------------------------------------

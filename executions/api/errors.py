@@ -29,6 +29,7 @@ from ..errors import (
 from .middleware import current_correlation_id
 from .parsers import PayloadTooLarge
 from .schemas import ErrorResponse
+from .throttling import throttle_refused_authentication
 from .validation import RequestValidationError
 
 logger = logging.getLogger("executions.api")
@@ -79,6 +80,8 @@ def api_exception_handler(exc, context):
         # What Django answers 400 outside DRF (e.g. TooManyFieldsSent for a query string
         # with more than DATA_UPLOAD_MAX_NUMBER_FIELDS parameters) is a 400 here too.
         exc = BadRequest()
+    elif isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+        exc = throttle_refused_authentication(context["request"], context["view"]) or exc
 
     set_rollback()
     headers = {}

@@ -20,6 +20,9 @@ class _Open(APIView):
     # No authentication: it would read the database, and these must answer without it.
     authentication_classes = []
     permission_classes = [AllowAny]
+    # Not throttled: probes come often, all from one address (a node, a load balancer), and
+    # a 429 would take a healthy process out of service.
+    throttle_classes = []
 
 
 class LivenessView(_Open):
