@@ -41,6 +41,7 @@ DOMAIN_ERROR_STATUS = {
     PreconditionFailed: status.HTTP_412_PRECONDITION_FAILED,
 }
 
+
 class BadRequest(drf_exceptions.APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "Bad request"
