@@ -93,7 +93,9 @@ class Soak:
                     self.all_ids.append(answer[2]["id"])
         elif operation == "heartbeat":
             execution_id = self._pick_running(rng)
-            answer = request(self.port, "POST", f"/api/v1/executions/{execution_id}/heartbeat", None, self.auth)
+            answer = request(
+                self.port, "POST", f"/api/v1/executions/{execution_id}/heartbeat", None, self.auth
+            )
         elif operation == "patch":
             execution_id = self._pick_running(rng, remove=True)
             status = rng.choice(["cancelled", "failed", "completed"])
@@ -104,7 +106,9 @@ class Soak:
                 execution_id = rng.choice(self.all_ids)
             answer = request(self.port, "GET", f"/api/v1/executions/{execution_id}", None, self.auth)
         else:
-            query = rng.choice(["", "?status=running", "?status=failed,cancelled", "?page_size=5", "?stale=true"])
+            query = rng.choice(
+                ["", "?status=running", "?status=failed,cancelled", "?page_size=5", "?stale=true"]
+            )
             answer = request(self.port, "GET", f"/api/v1/executions{query}", None, self.auth)
         with self.lock:
             self.counts[(operation, answer[0])] += 1
@@ -157,7 +161,9 @@ def postgres_database():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=int(os.environ.get("SOAK_SECONDS", 180)))
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=3)
@@ -173,19 +179,25 @@ def main():
         seed_code = (
             "from django.contrib.auth.models import User; from executions.services import execution_create;"
             f"owner = User.objects.get(username='soak-{os.getpid()}');"
-            f"print(*[execution_create(name='seed', created_by=owner).id for _ in range({args.seed_executions})])"
+            "print(*[execution_create(name='seed', created_by=owner).id"
+            f" for _ in range({args.seed_executions})])"
         )
-        execution_ids = manage(env, "shell", "-c", seed_code).split()[-args.seed_executions:]
+        execution_ids = manage(env, "shell", "-c", seed_code).split()[-args.seed_executions :]
 
         with Gunicorn(env, workers=args.workers, threads=args.threads) as server:
             operations = offered_operations(server.port)
             soak = Soak(server.port, token, execution_ids, operations)
-            print(f"soak: {args.duration}s, {args.clients} clients, gunicorn {args.workers}x{args.threads} "
-                  f"(gthread) on PostgreSQL; operations: {', '.join(soak.operations)}", flush=True)
+            print(
+                f"soak: {args.duration}s, {args.clients} clients, gunicorn {args.workers}x{args.threads} "
+                f"(gthread) on PostgreSQL; operations: {', '.join(soak.operations)}",
+                flush=True,
+            )
 
             # Warm-up: every worker has imported everything and opened its connection.
             warm_until = time.monotonic() + min(15, args.duration / 6)
-            warm = [threading.Thread(target=soak.client, args=(1000 + n, warm_until)) for n in range(args.clients)]
+            warm = [
+                threading.Thread(target=soak.client, args=(1000 + n, warm_until)) for n in range(args.clients)
+            ]
             for thread in warm:
                 thread.start()
             for thread in warm:
@@ -222,17 +234,31 @@ def main():
     print("worker RSS (MiB): start -> end (max); at each fifth of the run")
     for pid, values in samples.items():
         fifths = [values[round(step * (len(values) - 1) / 5)] / 1024 for step in range(6)]
-        print(f"  {pid}: {values[0] / 1024:.1f} -> {values[-1] / 1024:.1f} ({max(values) / 1024:.1f}); "
-              + " ".join(f"{value:.1f}" for value in fifths))
+        print(
+            f"  {pid}: {values[0] / 1024:.1f} -> {values[-1] / 1024:.1f} ({max(values) / 1024:.1f}); "
+            + " ".join(f"{value:.1f}" for value in fifths)
+        )
     if restarted:
         print(f"workers that died or were replaced: {sorted(restarted)}")
     if "Traceback" in log_tail:
         print("gunicorn log has a traceback:\n" + log_tail)
-    print(json.dumps({
-        "requests": total, "seconds": round(elapsed), "unexpected": sum(soak.errors.values()),
-        "rss_mib": {str(pid): [round(values[0] / 1024, 1), round(values[-1] / 1024, 1), round(max(values) / 1024, 1)]
-                    for pid, values in samples.items()},
-    }))
+    print(
+        json.dumps(
+            {
+                "requests": total,
+                "seconds": round(elapsed),
+                "unexpected": sum(soak.errors.values()),
+                "rss_mib": {
+                    str(pid): [
+                        round(values[0] / 1024, 1),
+                        round(values[-1] / 1024, 1),
+                        round(max(values) / 1024, 1),
+                    ]
+                    for pid, values in samples.items()
+                },
+            }
+        )
+    )
     return 1 if soak.errors or restarted else 0
 
 

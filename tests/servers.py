@@ -29,8 +29,10 @@ def free_port() -> int:
 
 def postgres_bin() -> str | None:
     """The PostgreSQL server binaries' folder (PG_BIN, else the newest installed), or None."""
-    candidates = [os.environ["PG_BIN"]] if os.environ.get("PG_BIN") else sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda path: int(path.split("/")[-2])
+    candidates = (
+        [os.environ["PG_BIN"]]
+        if os.environ.get("PG_BIN")
+        else sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda path: int(path.split("/")[-2]))
     )
     for folder in reversed(candidates):
         if os.access(os.path.join(folder, "initdb"), os.X_OK):
@@ -80,8 +82,21 @@ class ThrowawayPostgres:
         )
         if not self.durable:
             options += " -c synchronous_commit=off"
-        self._pg(["pg_ctl", "-D", self.data, "-l", os.path.join(self.workdir, "server.log"),
-                  "-w", "-t", "60", "-o", options, "start"])
+        self._pg(
+            [
+                "pg_ctl",
+                "-D",
+                self.data,
+                "-l",
+                os.path.join(self.workdir, "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ]
+        )
 
     def stop(self) -> None:
         """Stop at once, as a crash would: every open connection is cut."""
@@ -166,15 +181,33 @@ class Gunicorn:
     def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4, log_path: str | None = None):
         self.port = free_port()
         self._own_log = log_path is None  # a log of our own is deleted with the server
-        self.log_path = log_path or os.path.join(tempfile.gettempdir(), f"executions-gunicorn-{self.port}.log")
+        self.log_path = log_path or os.path.join(
+            tempfile.gettempdir(), f"executions-gunicorn-{self.port}.log"
+        )
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application",
-             "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
-             "--threads", str(threads), "--worker-class", "gthread", "--timeout", "60",
-             # Several servers may run at once (tests, soak): none needs gunicorn's control socket.
-             "--no-control-socket"],
-            cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+                "--worker-class",
+                "gthread",
+                "--timeout",
+                "60",
+                # Several servers may run at once (tests, soak): none needs gunicorn's control socket.
+                "--no-control-socket",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self._wait_until_serving()
 

@@ -102,22 +102,36 @@ def test_idle_connections_to_a_restarted_database_are_replaced_without_errors(se
     execution_ids = create_running_executions(env, 64)
     auth = {"Authorization": f"Token {token}"}
     with ThreadPoolExecutor(8) as pool:
-        warm = list(pool.map(
-            lambda execution_id: request(gunicorn.port, "PATCH", f"/api/v1/executions/{execution_id}",
-                                         {"status": "completed"}, auth),
-            execution_ids[:32],
-        ))
+        warm = list(
+            pool.map(
+                lambda execution_id: request(
+                    gunicorn.port,
+                    "PATCH",
+                    f"/api/v1/executions/{execution_id}",
+                    {"status": "completed"},
+                    auth,
+                ),
+                execution_ids[:32],
+            )
+        )
     assert [answer[0] for answer in warm] == [200] * 32
 
     postgres.stop()
     postgres.start()
 
     with ThreadPoolExecutor(8) as pool:
-        after = list(pool.map(
-            lambda execution_id: request(gunicorn.port, "PATCH", f"/api/v1/executions/{execution_id}",
-                                         {"status": "cancelled"}, auth),
-            execution_ids[32:],
-        ))
+        after = list(
+            pool.map(
+                lambda execution_id: request(
+                    gunicorn.port,
+                    "PATCH",
+                    f"/api/v1/executions/{execution_id}",
+                    {"status": "cancelled"},
+                    auth,
+                ),
+                execution_ids[32:],
+            )
+        )
     assert [(answer[0], answer[2]["success"]) for answer in after] == [(200, True)] * 32
     assert_each_change_recorded_once(postgres, execution_ids)
 
@@ -210,8 +224,9 @@ def test_database_down_under_load_is_503_json_then_recovers_without_restart(serv
             assert statuses[execution_id] == ExecutionStatus.CANCELLED
     # A client that was told 503 retries and gets a definite answer either way.
     for execution_id in [execution_id for execution_id, answer in patched.items() if answer[0] == 503]:
-        status, _, body = request(gunicorn.port, "PATCH", f"/api/v1/executions/{execution_id}",
-                                  {"status": "cancelled"}, auth)
+        status, _, body = request(
+            gunicorn.port, "PATCH", f"/api/v1/executions/{execution_id}", {"status": "cancelled"}, auth
+        )
         assert status == 200 and body["current_status"] == ExecutionStatus.CANCELLED
         assert body["success"] is (statuses[execution_id] == ExecutionStatus.RUNNING)
     assert_each_change_recorded_once(postgres, patched)
@@ -219,7 +234,10 @@ def test_database_down_under_load_is_503_json_then_recovers_without_restart(serv
     # Every create that was answered 201 is there (a 503 may or may not have committed).
     created = [answer[2]["id"] for _, _, name, _, answer in answers if name == "create" and answer[0] == 201]
     attempts = sum(1 for entry in answers if entry[2] == "create")
-    stored = {row[0] for row in postgres.query("SELECT id::text FROM executions_execution WHERE name = 'fault-create'")}
+    stored = {
+        row[0]
+        for row in postgres.query("SELECT id::text FROM executions_execution WHERE name = 'fault-create'")
+    }
     assert set(created) <= stored
     assert len(stored) <= attempts
     assert "Traceback" not in gunicorn.log()
@@ -246,8 +264,15 @@ def test_sixteen_sqlite_writers_never_see_database_is_locked(live_server):
             answers = []
             for number in range(rounds):
                 execution = execution_create(name=f"writer-{index}-{number}", created_by=owner)
-                answers.append(request(port, "PATCH", f"/api/v1/executions/{execution.id}",
-                                       {"status": target_of[index]}, {"Authorization": f"Token {token}"}))
+                answers.append(
+                    request(
+                        port,
+                        "PATCH",
+                        f"/api/v1/executions/{execution.id}",
+                        {"status": target_of[index]},
+                        {"Authorization": f"Token {token}"},
+                    )
+                )
             return answers
         finally:
             connection.close()
@@ -275,12 +300,17 @@ def test_sixteen_writers_in_gunicorn_processes_and_a_cleanup_on_one_sqlite_file(
     env = service_env(f"sqlite:///{tmp_path / 'embedded.sqlite3'}")
     manage(env, "migrate", "--no-input")
     token = create_user_with_token(env, "writer")
-    manage(env, "shell", "-c", (
-        "from datetime import timedelta; from django.utils import timezone;"
-        "from executions.models import Execution;"
-        "Execution.objects.bulk_create([Execution(name='stale', created_at=timezone.now() - timedelta(days=1))"
-        " for _ in range(300)])"
-    ))
+    manage(
+        env,
+        "shell",
+        "-c",
+        (
+            "from datetime import timedelta; from django.utils import timezone;"
+            "from executions.models import Execution;"
+            "day_ago = timezone.now() - timedelta(days=1);"
+            "Execution.objects.bulk_create([Execution(name='stale', created_at=day_ago) for _ in range(300)])"
+        ),
+    )
     auth = {"Authorization": f"Token {token}"}
     clients, rounds = 16, 8
     targets = [ExecutionStatus.CANCELLED, ExecutionStatus.FAILED, ExecutionStatus.COMPLETED]
@@ -294,14 +324,28 @@ def test_sixteen_writers_in_gunicorn_processes_and_a_cleanup_on_one_sqlite_file(
                 continue
             path = f"/api/v1/executions/{created[2]['id']}"
             answers.append(("heartbeat", request(gunicorn.port, "POST", f"{path}/heartbeat", None, auth)))
-            answers.append(("patch", request(gunicorn.port, "PATCH", path, {"status": targets[index % 3]}, auth)))
+            answers.append(
+                ("patch", request(gunicorn.port, "PATCH", path, {"status": targets[index % 3]}, auth))
+            )
         return answers
 
     with Gunicorn(env, workers=4, threads=4) as gunicorn:
         cleanup = subprocess.Popen(
-            [sys.executable, "manage.py", "cleanup_stale_executions", "--older-than", "1h", "--batch-size", "10",
-             "--json"],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "manage.py",
+                "cleanup_stale_executions",
+                "--older-than",
+                "1h",
+                "--batch-size",
+                "10",
+                "--json",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         with ThreadPoolExecutor(clients) as pool:
             results = list(pool.map(client, range(clients)))
@@ -316,11 +360,17 @@ def test_sixteen_writers_in_gunicorn_processes_and_a_cleanup_on_one_sqlite_file(
     assert cleanup.returncode == 0, cleanup_err
     assert json.loads(cleanup_out.strip().splitlines()[-1])["changed"] == 300
     assert "locked" not in log and "Traceback" not in log
-    counts = manage(env, "shell", "-c", (
-        "from executions.models import Execution, ExecutionStatusChange;"
-        "print(Execution.objects.count(), Execution.objects.filter(status='running').count(),"
-        " ExecutionStatusChange.objects.count(), ExecutionStatusChange.objects.values('execution').distinct().count())"
-    )).split()[-4:]
+    counts = manage(
+        env,
+        "shell",
+        "-c",
+        (
+            "from executions.models import Execution, ExecutionStatusChange;"
+            "changes = ExecutionStatusChange.objects;"
+            "print(Execution.objects.count(), Execution.objects.filter(status='running').count(),"
+            " changes.count(), changes.values('execution').distinct().count())"
+        ),
+    ).split()[-4:]
     total = 300 + clients * rounds
     # executions, still running, audit records, executions with an audit record
     assert [int(count) for count in counts] == [total, 0, total, total]
@@ -418,8 +468,16 @@ def test_cleanup_killed_mid_run_leaves_whole_batches_and_a_rerun_finishes():
         **service_env(_database_url_of_this_test()),
         "EXECUTIONS_BULK_BATCH_SIZE": "50",
     }
-    command = [sys.executable, "manage.py", "cleanup_stale_executions", "--older-than", "1h",
-               "--batch-size", "50", "--json"]
+    command = [
+        sys.executable,
+        "manage.py",
+        "cleanup_stale_executions",
+        "--older-than",
+        "1h",
+        "--batch-size",
+        "50",
+        "--json",
+    ]
     params = connection.get_connection_params()
     for key in ("cursor_factory", "context"):
         params.pop(key, None)
@@ -427,8 +485,11 @@ def test_cleanup_killed_mid_run_leaves_whole_batches_and_a_rerun_finishes():
     with psycopg.connect(**params) as worker, psycopg.connect(**params, autocommit=True) as observer:
         # The worker's transaction locks the 226th execution (batch 5) and stays open.
         worker.execute("SELECT id FROM executions_execution WHERE id = %s FOR UPDATE", [stale[225]])
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         try:
+
             def waiting_backend():
                 rows = observer.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
@@ -436,8 +497,10 @@ def test_cleanup_killed_mid_run_leaves_whole_batches_and_a_rerun_finishes():
                 ).fetchall()
                 return rows[0][0] if rows else None
 
-            _wait_for(lambda: waiting_backend() is not None or process.poll() is not None,
-                      "the command to wait for the worker's lock")
+            _wait_for(
+                lambda: waiting_backend() is not None or process.poll() is not None,
+                "the command to wait for the worker's lock",
+            )
             assert process.poll() is None, process.communicate()
             command_backend = waiting_backend()
             changes_at_kill = ExecutionStatusChange.objects.count()
@@ -449,19 +512,29 @@ def test_cleanup_killed_mid_run_leaves_whole_batches_and_a_rerun_finishes():
                 process.wait()
         worker.rollback()  # the worker lets go; the dead command's backend finds its client gone
         _wait_for(
-            lambda: not observer.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [command_backend]).fetchall(),
+            lambda: (
+                not observer.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s", [command_backend]
+                ).fetchall()
+            ),
             "the killed command's backend to end",
         )
 
     assert process.returncode == -signal.SIGKILL
     assert changes_at_kill == 200
-    changed = set(Execution.objects.filter(pk__in=stale, status=ExecutionStatus.INTERRUPTED).values_list("pk", flat=True))
+    changed = set(
+        Execution.objects.filter(pk__in=stale, status=ExecutionStatus.INTERRUPTED).values_list(
+            "pk", flat=True
+        )
+    )
     assert changed == set(stale[:200])  # four whole batches, oldest first, and nothing of the fifth
     assert ExecutionStatusChange.objects.count() == 200
     assert set(ExecutionStatusChange.objects.values_list("execution_id", flat=True)) == changed
     assert Execution.objects.filter(pk__in=stale[200:], status=ExecutionStatus.RUNNING).count() == 300
 
-    rerun = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=DEADLINE_SECONDS)
+    rerun = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=DEADLINE_SECONDS
+    )
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])
     assert (summary["changed"], summary["skipped"]) == (300, 0)

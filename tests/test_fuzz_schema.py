@@ -31,16 +31,28 @@ DEFAULT_SEED = "20261129"
 
 def schemathesis_command(schema_url: str, token: str) -> list[str]:
     command = [
-        sys.executable, "-m", "schemathesis.cli", "--no-color",
-        "--config-file", str(FUZZ_DIR / "schemathesis.toml"),
-        "run", schema_url,
-        "--header", f"Authorization: Token {token}",
-        "--checks", "all",
-        "--mode", "all",
-        "--max-examples", os.environ.get("FUZZ_MAX_EXAMPLES", "100"),
-        "--generation-database", "none",
-        "--workers", "2",
-        "--request-timeout", "30",
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--no-color",
+        "--config-file",
+        str(FUZZ_DIR / "schemathesis.toml"),
+        "run",
+        schema_url,
+        "--header",
+        f"Authorization: Token {token}",
+        "--checks",
+        "all",
+        "--mode",
+        "all",
+        "--max-examples",
+        os.environ.get("FUZZ_MAX_EXAMPLES", "100"),
+        "--generation-database",
+        "none",
+        "--workers",
+        "2",
+        "--request-timeout",
+        "30",
     ]
     seed = os.environ.get("FUZZ_SEED", DEFAULT_SEED)
     if seed != "random":
@@ -69,7 +81,9 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
             "FUZZ_EXECUTION_IDS": " ".join(str(execution.id) for execution in own + others),
         },
         cwd=tmp_path,  # where schemathesis keeps its cache
-        capture_output=True, text=True, timeout=1800,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
 
@@ -88,6 +102,8 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
                 (ExecutionStatus.RUNNING, execution.status)
             ]
             assert changes[0].actor_id == fuzzer.id
-    assert not Execution.objects.filter(pk__in=[execution.id for execution in others]).exclude(
-        status=ExecutionStatus.RUNNING
-    ).exists()
+    assert (
+        not Execution.objects.filter(pk__in=[execution.id for execution in others])
+        .exclude(status=ExecutionStatus.RUNNING)
+        .exists()
+    )

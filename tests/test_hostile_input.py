@@ -65,7 +65,9 @@ def assert_validation_error(response, error_type, loc=None):
 
 
 def patch(http, execution_id, body: bytes, content_type="application/json", **headers):
-    return http.generic("PATCH", f"/api/v1/executions/{execution_id}", body, content_type=content_type, **headers)
+    return http.generic(
+        "PATCH", f"/api/v1/executions/{execution_id}", body, content_type=content_type, **headers
+    )
 
 
 def nested(depth: int, leaf: str = "1") -> bytes:
@@ -96,26 +98,64 @@ MALFORMED_BODIES = [
     ("extra field", b'{"status": "cancelled", "foo": 1}', "extra_forbidden", ["body", "foo"]),
     ("extra field, surrogate name", b'{"status": "cancelled", "\\ud800": 1}', "string_unicode", ["body"]),
     ("error_info a list", b'{"status": "failed", "error_info": [1, 2]}', "dict_type", ["body", "error_info"]),
-    ("error_info a string", b'{"status": "failed", "error_info": "boom"}', "dict_type", ["body", "error_info"]),
-    ("error_info with cancelled", b'{"status": "cancelled", "error_info": {"a": 1}}', "error_info_not_allowed", None),
+    (
+        "error_info a string",
+        b'{"status": "failed", "error_info": "boom"}',
+        "dict_type",
+        ["body", "error_info"],
+    ),
+    (
+        "error_info with cancelled",
+        b'{"status": "cancelled", "error_info": {"a": 1}}',
+        "error_info_not_allowed",
+        None,
+    ),
     ("error_info NUL", b'{"status": "failed", "error_info": {"a": "x\\u0000y"}}', "string_unstorable", None),
     ("error_info NUL key", b'{"status": "failed", "error_info": {"\\u0000": 1}}', "string_unstorable", None),
-    ("error_info lone surrogate", b'{"status": "failed", "error_info": {"a": "\\ud800"}}', "string_unstorable", None),
-    ("error_info surrogate key", b'{"status": "failed", "error_info": {"\\udfff": 1}}', "string_unstorable", None),
-    ("error_info deep", b'{"status": "failed", "error_info": ' + nested(MAX_JSON_DEPTH + 5) + b"}",
-     "json_too_deep", None),
-    ("error_info very deep", b'{"status": "failed", "error_info": ' + nested(900) + b"}", "json_too_deep", None),
+    (
+        "error_info lone surrogate",
+        b'{"status": "failed", "error_info": {"a": "\\ud800"}}',
+        "string_unstorable",
+        None,
+    ),
+    (
+        "error_info surrogate key",
+        b'{"status": "failed", "error_info": {"\\udfff": 1}}',
+        "string_unstorable",
+        None,
+    ),
+    (
+        "error_info deep",
+        b'{"status": "failed", "error_info": ' + nested(MAX_JSON_DEPTH + 5) + b"}",
+        "json_too_deep",
+        None,
+    ),
+    (
+        "error_info very deep",
+        b'{"status": "failed", "error_info": ' + nested(900) + b"}",
+        "json_too_deep",
+        None,
+    ),
     ("nested 100k levels", b"[" * 100_000 + b"]" * 100_000, "json_invalid", None),
     ("objects nested 40k levels", nested(40_000), "json_invalid", None),
     ("NaN", b'{"status": "failed", "error_info": {"a": NaN}}', "json_invalid", None),
     ("Infinity", b'{"status": "failed", "error_info": {"a": -Infinity}}', "json_invalid", None),
     ("float overflow", b'{"status": "failed", "error_info": {"a": 1e400}}', "json_invalid", None),
-    ("5000-digit integer", b'{"status": "failed", "error_info": {"a": ' + b"9" * 5000 + b"}}", "json_invalid", None),
+    (
+        "5000-digit integer",
+        b'{"status": "failed", "error_info": {"a": ' + b"9" * 5000 + b"}}",
+        "json_invalid",
+        None,
+    ),
     ("invalid UTF-8", b'{"status": "\xff\xfe"}', "json_invalid", None),
     ("overlong UTF-8", b'{"status": "\xc0\xaf"}', "json_invalid", None),
     # json.loads decodes bytes with "surrogatepass": the surrogate arrives, and is refused.
-    ("UTF-8 encoded surrogate", b'{"status": "failed", "error_info": {"a": "\xed\xa0\x80"}}', "string_unstorable",
-     None),
+    (
+        "UTF-8 encoded surrogate",
+        b'{"status": "failed", "error_info": {"a": "\xed\xa0\x80"}}',
+        "string_unstorable",
+        None,
+    ),
     ("invalid UTF-16", b"\xff\xfe{\x00\x00\xd8", "json_invalid", None),
     ("latin-1", '{"status": "failed", "error_info": {"a": "é"}}'.encode("latin-1"), "json_invalid", None),
     ("trailing garbage", b'{"status": "cancelled"} x', "json_invalid", None),
@@ -172,9 +212,7 @@ def test_unusual_but_valid_error_info_is_stored_as_sent(http, execution, error_i
     assert ExecutionStatusChange.objects.get(execution=execution).error_info == error_info
 
 
-@pytest.mark.parametrize(
-    "encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"]
-)
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
 def test_json_in_other_unicode_encodings_is_read_as_fastapi_reads_it(http, execution, encoding):
     """json.loads detects UTF-16 and UTF-32 and skips a UTF-8 byte order mark, as it does
     under FastAPI; such a body means what it says, never something else."""
@@ -206,8 +244,12 @@ def test_duplicate_keys_take_the_last_value_as_json_does(http, execution):
 )
 def test_unknown_api_routes_get_json_404(http, execution, path):
     before = snapshot()
-    response = http.generic("PATCH", path.format(execution_id=execution.id), b'{"status": "cancelled"}',
-                            content_type="application/json")
+    response = http.generic(
+        "PATCH",
+        path.format(execution_id=execution.id),
+        b'{"status": "cancelled"}',
+        content_type="application/json",
+    )
     assert_error(response, 404, ErrorCode.NOT_FOUND)
     assert snapshot() == before
 
@@ -215,8 +257,12 @@ def test_unknown_api_routes_get_json_404(http, execution, path):
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "TRACE", "BREW", "PROPFIND"])
 def test_methods_the_resource_does_not_have_get_json_405(http, execution, method):
     before = snapshot()
-    response = http.generic(method, f"/api/v1/executions/{execution.id}", b'{"status": "cancelled"}',
-                            content_type="application/json")
+    response = http.generic(
+        method,
+        f"/api/v1/executions/{execution.id}",
+        b'{"status": "cancelled"}',
+        content_type="application/json",
+    )
     assert_error(response, 405, ErrorCode.METHOD_NOT_ALLOWED)
     assert snapshot() == before
 
@@ -243,8 +289,11 @@ def test_absurd_query_parameters_are_refused_or_ignored(http, execution, query):
         assert execution.status == ExecutionStatus.CANCELLED
         return
     assert response.status_code in (400, 404), response.content[:300]
-    assert_error(response, response.status_code,
-                 ErrorCode.BAD_REQUEST if response.status_code == 400 else ErrorCode.NOT_FOUND)
+    assert_error(
+        response,
+        response.status_code,
+        ErrorCode.BAD_REQUEST if response.status_code == 400 else ErrorCode.NOT_FOUND,
+    )
     assert snapshot() == before
 
 
@@ -297,7 +346,9 @@ WITH_ID = [endpoint for endpoint in ENDPOINTS if "{execution_id}" in endpoint[1]
 WITH_BODY = [endpoint for endpoint in ENDPOINTS if endpoint[2] is not None]
 
 
-def call(client, endpoint, execution_id, body=None, content_type="application/json", path_suffix="", **headers):
+def call(
+    client, endpoint, execution_id, body=None, content_type="application/json", path_suffix="", **headers
+):
     method, path, valid_body = endpoint
     url = path.format(execution_id=execution_id) + path_suffix
     payload = valid_body if body is None else body
@@ -307,8 +358,19 @@ def call(client, endpoint, execution_id, body=None, content_type="application/js
 @pytest.mark.parametrize("endpoint", WITH_ID, ids=[f"{m} {p}" for m, p, _ in WITH_ID])
 @pytest.mark.parametrize(
     "execution_id",
-    ["a" * 10_000, "%00", "%FF%FE", "%ED%A0%80", "%C3%BC%C3%B1%C3%AF", "00000000-0000-0000-0000-000000000000",
-     "{execution_id}%20", "{execution_id}%00", "'%20OR%201=1--", "-1", "1e400"],
+    [
+        "a" * 10_000,
+        "%00",
+        "%FF%FE",
+        "%ED%A0%80",
+        "%C3%BC%C3%B1%C3%AF",
+        "00000000-0000-0000-0000-000000000000",
+        "{execution_id}%20",
+        "{execution_id}%00",
+        "'%20OR%201=1--",
+        "-1",
+        "1e400",
+    ],
 )
 def test_absurd_ids_on_every_endpoint_are_not_found(http, execution, endpoint, execution_id):
     before = snapshot()
@@ -329,8 +391,15 @@ def test_someone_elses_execution_is_not_found_on_every_endpoint(http, endpoint, 
 @pytest.mark.parametrize("endpoint", WITH_BODY, ids=[f"{m} {p}" for m, p, _ in WITH_BODY])
 @pytest.mark.parametrize(
     "content_type",
-    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-     "application/xml", "application/jsonx", "", "json"],
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "application/jsonx",
+        "",
+        "json",
+    ],
 )
 def test_wrong_content_types_on_every_body_get_415(http, execution, endpoint, content_type):
     before = snapshot()
@@ -381,11 +450,21 @@ def test_more_query_parameters_than_django_takes_is_400_everywhere(http, executi
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=ENDPOINT_IDS)
 @pytest.mark.parametrize(
     "authorization",
-    ["Token", "Token " + "x" * 10_000, "Token a b", "Token \x00\xff", "Bearer abc", "Basic Og==", "Token ' OR 1=1"],
+    [
+        "Token",
+        "Token " + "x" * 10_000,
+        "Token a b",
+        "Token \x00\xff",
+        "Bearer abc",
+        "Basic Og==",
+        "Token ' OR 1=1",
+    ],
 )
 def test_absurd_credentials_get_401_everywhere(execution, endpoint, authorization):
     before = snapshot()
-    response = call(Client(raise_request_exception=False), endpoint, execution.id, HTTP_AUTHORIZATION=authorization)
+    response = call(
+        Client(raise_request_exception=False), endpoint, execution.id, HTTP_AUTHORIZATION=authorization
+    )
     assert response.status_code == 401
     assert response.json()["error_code"] in (ErrorCode.NOT_AUTHENTICATED, ErrorCode.AUTHENTICATION_FAILED)
     assert_error(response, 401, response.json()["error_code"])
@@ -411,7 +490,9 @@ def test_hostile_request_ids_are_replaced_everywhere(http, execution, endpoint):
 def test_methods_no_route_has_get_json_405(http, execution, path, methods):
     before = snapshot()
     for method in methods:
-        response = http.generic(method, path.format(execution_id=execution.id), b"{}", content_type="application/json")
+        response = http.generic(
+            method, path.format(execution_id=execution.id), b"{}", content_type="application/json"
+        )
         assert_error(response, 405, ErrorCode.METHOD_NOT_ALLOWED)
     assert snapshot() == before
 
@@ -429,16 +510,36 @@ MALFORMED_CREATE_BODIES = [
     ("metadata list", b'{"name": "a", "metadata": [1]}', "dict_type", ["body", "metadata"]),
     ("metadata null", b'{"name": "a", "metadata": null}', "dict_type", ["body", "metadata"]),
     ("metadata NUL key", b'{"name": "a", "metadata": {"\\u0000": 1}}', "string_unstorable", None),
-    ("metadata deep", b'{"name": "a", "metadata": ' + nested(MAX_JSON_DEPTH + 5) + b"}", "json_too_deep", None),
-    ("client sets the status", b'{"name": "a", "status": "completed"}', "extra_forbidden", ["body", "status"]),
-    ("client sets the id", b'{"name": "a", "id": "00000000-0000-0000-0000-000000000000"}', "extra_forbidden",
-     ["body", "id"]),
-    ("client sets the owner", b'{"name": "a", "created_by": "root"}', "extra_forbidden", ["body", "created_by"]),
+    (
+        "metadata deep",
+        b'{"name": "a", "metadata": ' + nested(MAX_JSON_DEPTH + 5) + b"}",
+        "json_too_deep",
+        None,
+    ),
+    (
+        "client sets the status",
+        b'{"name": "a", "status": "completed"}',
+        "extra_forbidden",
+        ["body", "status"],
+    ),
+    (
+        "client sets the id",
+        b'{"name": "a", "id": "00000000-0000-0000-0000-000000000000"}',
+        "extra_forbidden",
+        ["body", "id"],
+    ),
+    (
+        "client sets the owner",
+        b'{"name": "a", "created_by": "root"}',
+        "extra_forbidden",
+        ["body", "created_by"],
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    "body,error_type,loc", [case[1:] for case in MALFORMED_CREATE_BODIES],
+    "body,error_type,loc",
+    [case[1:] for case in MALFORMED_CREATE_BODIES],
     ids=[case[0] for case in MALFORMED_CREATE_BODIES],
 )
 def test_malformed_create_bodies_get_422_and_create_nothing(http, owner, body, error_type, loc):
@@ -451,8 +552,12 @@ def test_malformed_create_bodies_get_422_and_create_nothing(http, owner, body, e
 def test_create_stores_unusual_but_valid_values_as_sent(http, owner):
     name = "\u202eright-to-left \U0001f680 " + "x" * 180
     metadata = {"big": 10**30, "deepest": json.loads(nested(MAX_JSON_DEPTH - 2)), "sep": "\u2028"}
-    response = http.generic("POST", "/api/v1/executions", json.dumps({"name": name, "metadata": metadata}),
-                            content_type="application/json")
+    response = http.generic(
+        "POST",
+        "/api/v1/executions",
+        json.dumps({"name": name, "metadata": metadata}),
+        content_type="application/json",
+    )
     assert response.status_code == 201, response.content[:300]
     execution = Execution.objects.get(pk=response.json()["id"])
     assert (execution.name, execution.metadata, execution.created_by) == (name, metadata, owner)
@@ -460,9 +565,12 @@ def test_create_stores_unusual_but_valid_values_as_sent(http, owner):
 
 
 def test_a_heartbeat_ignores_any_body(http, execution):
-    response = http.generic("POST", f"/api/v1/executions/{execution.id}/heartbeat",
-                            b'{"status": "completed", "last_heartbeat_at": "1999-01-01T00:00:00Z"}',
-                            content_type="application/json")
+    response = http.generic(
+        "POST",
+        f"/api/v1/executions/{execution.id}/heartbeat",
+        b'{"status": "completed", "last_heartbeat_at": "1999-01-01T00:00:00Z"}',
+        content_type="application/json",
+    )
     assert response.status_code == 200
     execution.refresh_from_db()
     assert execution.status == ExecutionStatus.RUNNING
@@ -476,7 +584,9 @@ def test_absurd_page_sizes_get_422(http, execution, page_size):
     assert response.json()["detail"][0]["loc"] == ["query", "page_size"]
 
 
-@pytest.mark.parametrize("parameter", ["created_after", "created_before", "updated_after", "updated_before", "stale"])
+@pytest.mark.parametrize(
+    "parameter", ["created_after", "created_before", "updated_after", "updated_before", "stale"]
+)
 def test_list_parameters_given_empty_get_422(http, execution, parameter):
     """The schema says a time or one of the choices; an empty value is neither (the fuzzer
     found these ignored)."""

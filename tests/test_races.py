@@ -51,7 +51,10 @@ def server_port(live_server):
 
 def patch_status(port, token, execution_id, status, request_id):
     return request(
-        port, "PATCH", f"/api/v1/executions/{execution_id}", {"status": status},
+        port,
+        "PATCH",
+        f"/api/v1/executions/{execution_id}",
+        {"status": status},
         {"Authorization": f"Token {token}", "X-Request-ID": request_id},
     )
 
@@ -169,7 +172,15 @@ def test_cleanup_command_against_worker_patches(server_port):
         if index == 0:
             out = StringIO()
             try:
-                call_command("cleanup_stale_executions", "--older-than", "1h", "--batch-size", "7", "--json", stdout=out)
+                call_command(
+                    "cleanup_stale_executions",
+                    "--older-than",
+                    "1h",
+                    "--batch-size",
+                    "7",
+                    "--json",
+                    stdout=out,
+                )
             finally:
                 connection.close()
             return json.loads(out.getvalue())
@@ -197,7 +208,8 @@ def test_admin_bulk_action_against_worker_patches(server_port, settings):
     owner = UserFactory(username="worker")
     token = token_for(owner)
     operator = UserFactory(
-        username="operator", is_staff=True,
+        username="operator",
+        is_staff=True,
         permissions=["view_execution", "change_execution", "manage_all_executions"],
     )
     ids = [ExecutionFactory(created_by=owner).id for _ in range(60)]
@@ -228,10 +240,15 @@ def test_admin_bulk_action_against_worker_patches(server_port, settings):
     skipped = len(ids) - cancelled
     expected = f"{cancelled} execution{'s' if cancelled != 1 else ''} cancelled"
     if skipped:
-        expected += f"; {skipped} skipped because {'it was' if skipped == 1 else 'they were'} no longer running"
+        expected += (
+            f"; {skipped} skipped because {'it was' if skipped == 1 else 'they were'} no longer running"
+        )
     assert admin_messages == [expected + "."]
-    assert set(ExecutionStatusChange.objects.filter(channel=ChangeChannel.ADMIN).values_list(
-        "actor_username", flat=True)) <= {"operator"}
+    assert set(
+        ExecutionStatusChange.objects.filter(channel=ChangeChannel.ADMIN).values_list(
+            "actor_username", flat=True
+        )
+    ) <= {"operator"}
 
 
 @pytest.mark.postgres_only
@@ -248,9 +265,16 @@ def test_heartbeats_against_a_cancel(server_port):
     def act(index):
         execution = executions[index // 8]
         if index % 8 == 0:
-            return patch_status(server_port, tokens["operator"], execution.id, ExecutionStatus.CANCELLED, "cancel")
-        return request(server_port, "POST", f"/api/v1/executions/{execution.id}/heartbeat", None,
-                       {"Authorization": f"Token {tokens['worker']}"})
+            return patch_status(
+                server_port, tokens["operator"], execution.id, ExecutionStatus.CANCELLED, "cancel"
+            )
+        return request(
+            server_port,
+            "POST",
+            f"/api/v1/executions/{execution.id}/heartbeat",
+            None,
+            {"Authorization": f"Token {tokens['worker']}"},
+        )
 
     answers = run_together(16, act)
     for number, execution in enumerate(executions):
@@ -274,6 +298,7 @@ def test_heartbeats_against_a_cancel(server_port):
             assert stored.isoformat().replace("+00:00", "Z") in accepted
         else:
             assert stored is None
-        assert [(c.previous_status, c.new_status) for c in ExecutionStatusChange.objects.filter(execution=execution)] == [
-            (ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED)
-        ]
+        assert [
+            (c.previous_status, c.new_status)
+            for c in ExecutionStatusChange.objects.filter(execution=execution)
+        ] == [(ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED)]
