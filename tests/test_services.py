@@ -1,6 +1,5 @@
 """The status service: the one place that changes a status, for one execution or many."""
 
-import threading
 import uuid
 
 import pytest
@@ -121,49 +120,4 @@ def test_bulk_signals_once_per_change_after_commit(django_capture_on_commit_call
     assert sorted(received) == sorted(e.id for e in executions)
 
 
-# --- Concurrency (PostgreSQL: real row locks, real parallel connections) ------------------
-
-
-@pytest.mark.postgres_only
-@pytest.mark.django_db(transaction=True)
-def test_sixteen_concurrent_requests_one_winner():
-    from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
-
-    owner = UserFactory(username="racer")
-    token = Token.objects.create(user=owner).key
-    execution = ExecutionFactory(created_by=owner)
-    targets = ["cancelled", "failed", "completed"] * 6
-    barrier = threading.Barrier(16)
-    answers = []
-
-    def send(target):
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        try:
-            barrier.wait()
-            response = client.patch(f"/api/v1/executions/{execution.id}", {"status": target}, format="json")
-            answers.append((target, response.status_code, response.json()))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send, args=(targets[i],)) for i in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    winners = [(target, body) for target, code, body in answers if code == 200 and body["success"]]
-    assert len(answers) == 16
-    assert len(winners) == 1
-    winning_target = winners[0][0]
-    for target, code, body in answers:
-        if (target, body) in winners:
-            continue
-        if target == winning_target:  # asked for what the winner did: told it already is
-            assert (code, body["success"], body["current_status"]) == (200, False, winning_target)
-        else:
-            assert code == 400 and body["error_code"] == "INVALID_STATUS_TRANSITION"
-    execution.refresh_from_db()
-    assert execution.status == winning_target
-    assert ExecutionStatusChange.objects.filter(execution=execution).count() == 1
+# Concurrency: tests/test_races.py (16 concurrent PATCHes against a live server, both databases).
