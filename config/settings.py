@@ -170,6 +170,8 @@ LOGGING = {
         # Our own request log carries the correlation id; Django's would repeat it without.
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
+        # django-axes announces itself at INFO in every process, every manage.py command.
+        "axes": {"level": "WARNING"},
     },
 }
 
