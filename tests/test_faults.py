@@ -101,37 +101,25 @@ def test_idle_connections_to_a_restarted_database_are_replaced_without_errors(se
     postgres, env, token, gunicorn = service
     execution_ids = create_running_executions(env, 64)
     auth = {"Authorization": f"Token {token}"}
-    with ThreadPoolExecutor(8) as pool:
-        warm = list(
-            pool.map(
-                lambda execution_id: request(
-                    gunicorn.port,
-                    "PATCH",
-                    f"/api/v1/executions/{execution_id}",
-                    {"status": "completed"},
-                    auth,
-                ),
-                execution_ids[:32],
+
+    def patch_all(ids, status):
+        with ThreadPoolExecutor(8) as pool:
+            return list(
+                pool.map(
+                    lambda execution_id: request(
+                        gunicorn.port, "PATCH", f"/api/v1/executions/{execution_id}", {"status": status}, auth
+                    ),
+                    ids,
+                )
             )
-        )
+
+    warm = patch_all(execution_ids[:32], "completed")
     assert [answer[0] for answer in warm] == [200] * 32
 
     postgres.stop()
     postgres.start()
 
-    with ThreadPoolExecutor(8) as pool:
-        after = list(
-            pool.map(
-                lambda execution_id: request(
-                    gunicorn.port,
-                    "PATCH",
-                    f"/api/v1/executions/{execution_id}",
-                    {"status": "cancelled"},
-                    auth,
-                ),
-                execution_ids[32:],
-            )
-        )
+    after = patch_all(execution_ids[32:], "cancelled")
     assert [(answer[0], answer[2]["success"]) for answer in after] == [(200, True)] * 32
     assert_each_change_recorded_once(postgres, execution_ids)
 
