@@ -9,16 +9,16 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+sys.path.insert(0, str(PROJECT))
+from tests.servers import Gunicorn  # noqa: E402  (the same server the reliability tests run)
+
 # The server scripts/with-postgres.sh started, if any; read once, since django_setup()
 # points DATABASE_URL at the benchmark's own database.
 GIVEN_DATABASE_URL = os.environ.get("DATABASE_URL", "")
@@ -128,47 +128,12 @@ def seed_running_executions(count: int, owner_id: int | None, newest_created_at)
         cursor.execute("ANALYZE")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def gunicorn(database_url: str, folder: Path, workers: int = 4):
-    """A gunicorn server as production runs it; yields its base URL; stops it after."""
-    port = free_port()
-    log = open(folder / "gunicorn.log", "w")
-    process = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "config.wsgi", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-         "--log-level", "warning"],
-        cwd=PROJECT, env={**server_environment(database_url), "LOG_LEVEL": "WARNING"},
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(base_url + "/healthz", process)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
-def wait_until_answering(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
+    """gunicorn with sync workers, as production runs it; yields its base URL."""
+    env = {**server_environment(database_url), "LOG_LEVEL": "WARNING"}
+    with Gunicorn(env, workers=workers, threads=1, worker_class="sync", log_path=str(folder / "gunicorn.log")) as server:
+        yield f"http://127.0.0.1:{server.port}"
 
 
 def wrk(url: str, script: Path, duration: int, connections: int, env: dict | None = None) -> dict:

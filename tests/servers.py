@@ -178,7 +178,14 @@ def request(port: int, method: str, path: str, body=None, headers=None, timeout:
 class Gunicorn:
     """gunicorn serving config.wsgi on a free port of 127.0.0.1 (a context manager)."""
 
-    def __init__(self, env: dict[str, str], workers: int = 2, threads: int = 4, log_path: str | None = None):
+    def __init__(
+        self,
+        env: dict[str, str],
+        workers: int = 2,
+        threads: int = 4,
+        log_path: str | None = None,
+        worker_class: str = "gthread",
+    ):
         self.port = free_port()
         self._own_log = log_path is None  # a log of our own is deleted with the server
         self.log_path = log_path or os.path.join(
@@ -198,7 +205,7 @@ class Gunicorn:
                 "--threads",
                 str(threads),
                 "--worker-class",
-                "gthread",
+                worker_class,
                 "--timeout",
                 "60",
                 # Several servers may run at once (tests, soak): none needs gunicorn's control socket.
