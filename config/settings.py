@@ -246,8 +246,6 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
 # client-sent X-Forwarded-For and let it pick a fresh identity per request.
 REST_FRAMEWORK["NUM_PROXIES"] = env.int("API_NUM_PROXIES", default=0)
 
-from executions.durations import parse_duration  # noqa: E402
-
 # The admin's login page: after too many failed logins for one username from one address,
 # django-axes refuses that pair (429) for a while, even with the right password.
 INSTALLED_APPS = [*INSTALLED_APPS, "axes"]
