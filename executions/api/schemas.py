@@ -59,7 +59,7 @@ def _check_storable(value: Any, depth: int = 0) -> None:
 class ExecutionStatusUpdateRequest(_Body):
     """Request to update execution status."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_drop_property_defaults)
+    model_config = ConfigDict(extra="forbid")
 
     status: Literal["cancelled", "failed", "completed"] = Field(
         description="Target status ('cancelled', 'failed', or 'completed')"
@@ -146,7 +146,7 @@ MAX_NAME_LENGTH = 200
 class ExecutionCreateRequest(_Body):
     """Request to create a running execution owned by the caller."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_drop_property_defaults)
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, description="What runs: the job or workflow name")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form JSON object kept with it")
