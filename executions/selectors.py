@@ -99,13 +99,21 @@ def executions_listable_by(user) -> QuerySet:
     return executions.filter(created_by=user.pk)
 
 
+def parse_execution_id(execution_id) -> uuid.UUID:
+    """`execution_id` as a UUID. Text that is not one cannot name any execution: it raises
+    ExecutionNotFound, the same answer as for a missing execution."""
+    if isinstance(execution_id, uuid.UUID):
+        return execution_id
+    try:
+        return uuid.UUID(str(execution_id))
+    except ValueError:
+        raise ExecutionNotFound() from None
+
+
 def execution_get(executions: QuerySet, execution_id) -> Execution:
     """One execution of `executions` (see executions_visible_to), with its owner. An id that
     is not a UUID, a missing execution and an invisible one all raise ExecutionNotFound."""
-    try:
-        execution_id = uuid.UUID(str(execution_id))
-    except ValueError:
-        raise ExecutionNotFound() from None
+    execution_id = parse_execution_id(execution_id)
     execution = executions.select_related("created_by").filter(pk=execution_id).first()
     if execution is None:
         raise ExecutionNotFound()

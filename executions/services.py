@@ -23,6 +23,7 @@ from .models import (
     ExecutionStatusChange,
     statuses_that_can_become,
 )
+from .selectors import parse_execution_id
 from .signals import execution_status_changed
 
 
@@ -45,17 +46,13 @@ def execution_create(*, name: str, created_by=None, metadata: dict | None = None
     return Execution.objects.create(name=name, created_by=created_by, metadata=metadata or {})
 
 
-def _as_uuid(execution_id) -> uuid.UUID:
-    try:
-        return execution_id if isinstance(execution_id, uuid.UUID) else uuid.UUID(str(execution_id))
-    except ValueError:
-        # Not an id any execution could have: the same answer as for a missing one.
-        raise ExecutionNotFound() from None
+def _known_actor(actor):
+    """The user to record as the actor: None for the system, and for an anonymous user."""
+    return actor if actor is not None and actor.is_authenticated else None
 
 
 def _audit_record(*, execution_id, previous_status, status, actor, channel, error_info, correlation_id, at):
-    if actor is not None and not actor.is_authenticated:
-        actor = None
+    actor = _known_actor(actor)
     return ExecutionStatusChange(
         execution_id=execution_id,
         previous_status=previous_status,
@@ -109,7 +106,7 @@ def execution_change_status(
     execution's `updated_at` (the API's ETag): the condition is part of the same UPDATE, and
     when it does not hold nothing is written and PreconditionFailed is raised.
     """
-    execution_id = _as_uuid(execution_id)
+    execution_id = parse_execution_id(execution_id)
     executions = Execution.objects.all() if executions is None else executions
     if expected_updated_at is not None:
         if isinstance(expected_updated_at, datetime):
@@ -239,8 +236,7 @@ def _apply_locked_batch(rows, status, channel, actor, error_info, correlation_id
 def _apply_locked_batch_in_sql(rows, status, channel, actor, error_info, correlation_id):
     now = timezone.now()
     ids = [row["id"] for row in rows]
-    if actor is not None and not actor.is_authenticated:
-        actor = None
+    actor = _known_actor(actor)
     audit_fields = {
         "execution": F("pk"),
         "previous_status": F("status"),
@@ -285,7 +281,7 @@ def execution_heartbeat(*, execution_id, executions: models.QuerySet | None = No
     the API's ETag), because `last_heartbeat_at` is part of what a reader sees. Raises
     ExecutionNotFound, or ExecutionNotRunning with the current status so the worker stops.
     """
-    execution_id = _as_uuid(execution_id)
+    execution_id = parse_execution_id(execution_id)
     executions = Execution.objects.all() if executions is None else executions
     now = timezone.now()
     changed = executions.filter(pk=execution_id, status=ExecutionStatus.RUNNING).update(
