@@ -104,7 +104,7 @@ def api_exception_handler(exc, context):
             error_body(str(exc.detail), exc.default_code.upper()), status=exc.status_code, headers=headers
         )
     if isinstance(exc, (OperationalError, InterfaceError)):
-        return _database_unavailable_response(exc, Response)
+        return database_unavailable_response(exc, Response)
     if isinstance(exc, DataError):
         logger.warning("Value refused by the database: %s", exc)
         return Response(
@@ -118,7 +118,8 @@ def api_exception_handler(exc, context):
     )
 
 
-def _database_unavailable_response(exc, response_class):
+def database_unavailable_response(exc, response_class):
+    """503 SERVICE_UNAVAILABLE with Retry-After, as a DRF Response or a Django JsonResponse."""
     logger.warning("Database unavailable: %s", exc)
     return response_class(
         error_body("The database is unavailable; try again shortly", ErrorCode.SERVICE_UNAVAILABLE),
@@ -170,5 +171,5 @@ def server_error(request, template_name="500.html"):
     # a database that went away outside a DRF view (middleware, a plain view) is a 503 too.
     exception = sys.exc_info()[1]
     if isinstance(exception, (OperationalError, InterfaceError)):
-        return _database_unavailable_response(exception, JsonResponse)
+        return database_unavailable_response(exception, JsonResponse)
     return _json_error("Internal server error", ErrorCode.INTERNAL_ERROR, 500)

@@ -1,19 +1,13 @@
 """Liveness and readiness, for load balancers and orchestrators: JSON, no authentication."""
 
-import logging
-
 from django.db import DatabaseError, connections
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..errors import ErrorCode
-from .errors import RETRY_AFTER_DATABASE_DOWN, error_body
+from .errors import database_unavailable_response
 from .schemas import ErrorResponse, HealthStatus, ReadinessStatus
-
-logger = logging.getLogger("executions.health")
 
 
 class _Open(APIView):
@@ -58,10 +52,5 @@ class ReadinessView(_Open):
                 cursor.execute("SELECT 1")
                 cursor.fetchone()
         except DatabaseError as exc:
-            logger.warning("Readiness check: database unavailable: %s", exc)
-            return Response(
-                error_body("The database is unavailable", ErrorCode.SERVICE_UNAVAILABLE),
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers={"Retry-After": str(RETRY_AFTER_DATABASE_DOWN)},
-            )
+            return database_unavailable_response(exc, Response)
         return Response(ReadinessStatus(status="ok", database="ok").model_dump(mode="json"))
