@@ -44,17 +44,16 @@ EXECUTION_ID_PARAMETER = OpenApiParameter(
     required=True,
 )
 
-# Error answers every authenticated operation can give.
-AUTH_ERROR_RESPONSES = {
-    401: OpenApiResponse(ErrorResponse, description="Not authenticated"),
-    403: OpenApiResponse(ErrorResponse, description="Permission denied"),
-}
-
 # Error answers of every operation, whatever it does.
 COMMON_ERROR_RESPONSES = {
     401: OpenApiResponse(ErrorResponse, description="Not authenticated"),
     406: OpenApiResponse(ErrorResponse, description="The client does not accept JSON"),
     503: OpenApiResponse(ErrorResponse, description="The database is unavailable; retry after Retry-After seconds"),
+}
+# The contract's PATCH: not authenticated, or not permitted.
+AUTH_ERROR_RESPONSES = {
+    401: COMMON_ERROR_RESPONSES[401],
+    403: OpenApiResponse(ErrorResponse, description="Permission denied"),
 }
 # Unsafe methods: a session-authenticated request without its CSRF token is refused.
 CSRF_ERROR_RESPONSE = {403: OpenApiResponse(ErrorResponse, description="Permission denied (CSRF)")}
