@@ -10,12 +10,23 @@ down, and importing this module has no side effects beyond reading the environme
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from executions.durations import parse_duration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+
+
+def env_duration(name: str, default: str):
+    """A duration ("30m") from the environment; a bad one stops every command and the server
+    with one line that names the variable (manage.py prints it without a traceback)."""
+    try:
+        return parse_duration(env.str(name, default=default))
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from None
+
 
 # --- Core ------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -249,7 +260,7 @@ SESSION_COOKIE_HTTPONLY = True
 # The admin's login page: after too many failed logins for one username from one address,
 # django-axes refuses that pair (429) for a while, even with the right password.
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
-AXES_COOLOFF_TIME = parse_duration(env.str("ADMIN_LOGIN_COOLOFF", default="15m"))
+AXES_COOLOFF_TIME = env_duration("ADMIN_LOGIN_COOLOFF", default="15m")
 # A username tried from one client address: guessing one account's password is slow, and
 # behind a proxy (one address for everyone) nobody else's login is locked.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -261,4 +272,4 @@ EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=1000)
 
 # A running execution with no sign of life (heartbeat, else creation) for longer than this
 # is stale: `?stale=true` lists it, the cleanup interrupts it. Duration text: 90s, 30m, 6h, 2d.
-EXECUTIONS_STALE_AFTER = parse_duration(env.str("EXECUTIONS_STALE_AFTER", default="30m"))
+EXECUTIONS_STALE_AFTER = env_duration("EXECUTIONS_STALE_AFTER", default="30m")

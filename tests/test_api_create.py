@@ -1,6 +1,7 @@
 import pytest
 from django.test import override_settings
 
+from executions.api.schemas import NAME_CONTROL_CHARACTERS
 from executions.models import Execution
 
 URL = "/api/v1/executions"
@@ -51,6 +52,15 @@ def test_create_needs_authentication(client, db):
         ({"name": "x", "metadata": "{}"}, ["body", "metadata"], "dict_type"),
         ({"name": "x", "status": "failed"}, ["body", "status"], "extra_forbidden"),
         ({"name": "nul\u0000byte"}, ["body", "name"], "string_unstorable"),
+        # Control characters would reach operators' terminals (docs/api.md).
+        ({"name": "evil\u001b[2J\u001b[31mRED\u001b]0;pwned\u0007\n  00000000-fake  fake-row"}, ["body", "name"],
+         NAME_CONTROL_CHARACTERS),
+        ({"name": "bell\u0007"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
+        ({"name": "two\nlines"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
+        ({"name": "carriage\rreturn"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
+        ({"name": "tab\there"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
+        ({"name": "del\u007f"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
+        ({"name": "c1-csi\u009b2J"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
         ({"name": "x", "metadata": {"k": "nul\u0000"}}, ["body", "metadata"], "string_unstorable"),
         ([{"name": "x"}], ["body"], "model_attributes_type"),
         ("x", ["body"], "model_attributes_type"),

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchem
 from pydantic_core import PydanticCustomError
 
 from ..models import ExecutionStatus
+from ..text import has_control_characters
 
 # Deeper JSON than this is refused: nobody needs it, and it is how recursion limits are hit.
 MAX_JSON_DEPTH = 32
@@ -141,6 +142,8 @@ class HTTPValidationError(_Body):
 # --- The rest of the executions resource -----------------------------------------------
 
 MAX_NAME_LENGTH = 200
+# The 422 item type of a name with a control character in it.
+NAME_CONTROL_CHARACTERS = "string_control_characters"
 
 
 class ExecutionCreateRequest(_Body):
@@ -156,6 +159,17 @@ class ExecutionCreateRequest(_Body):
     def storable(cls, value):
         _check_storable(value)
         return value
+
+    @field_validator("name")
+    @classmethod
+    def no_control_characters(cls, name):
+        # Operators read names in terminals (the cleanup command's sample) and logs: an ESC
+        # could clear or recolour the screen, a newline forge a line.
+        if has_control_characters(name):
+            raise PydanticCustomError(
+                NAME_CONTROL_CHARACTERS, "Name may not contain control characters (U+0000-U+001F, U+007F-U+009F)"
+            )
+        return name
 
 
 class Execution(_Body):

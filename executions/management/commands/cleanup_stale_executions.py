@@ -11,8 +11,10 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from executions.durations import format_duration, parse_duration
+from executions.management.arguments import text_argument, whole_number
 from executions.models import ChangeChannel, Execution, ExecutionStatus, statuses_that_can_become
 from executions.selectors import executions_stale
+from executions.text import printable
 from executions.services import execution_change_status_bulk
 
 DETECTED_BY = "cleanup_stale_executions"
@@ -20,6 +22,9 @@ TARGET_STATUSES = [
     status for status in ExecutionStatus.values if ExecutionStatus.RUNNING in statuses_that_can_become(status)
 ]
 SAMPLE_SIZE = 10
+# One batch's ids go into one statement: SQLite takes at most 32,766 parameters in one.
+MAX_BATCH_SIZE = 10_000
+MAX_LIMIT = 1_000_000_000
 
 
 class UtcIsoformat(Func):
@@ -102,11 +107,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="Count and show a sample; change nothing.")
         parser.add_argument(
-            "--batch-size", type=int, default=None,
-            help="Executions per transaction (default: the EXECUTIONS_BULK_BATCH_SIZE setting, 1000).",
+            "--batch-size", type=whole_number(MAX_BATCH_SIZE), default=None,
+            help=f"Executions per transaction, at most {MAX_BATCH_SIZE} "
+            "(default: the EXECUTIONS_BULK_BATCH_SIZE setting, 1000).",
         )
-        parser.add_argument("--limit", type=int, help="Change at most this many executions in this run.")
-        parser.add_argument("--name", help="Only executions with exactly this name.")
+        parser.add_argument(
+            "--limit", type=whole_number(MAX_LIMIT), help="Change at most this many executions in this run."
+        )
+        parser.add_argument("--name", type=text_argument, help="Only executions with exactly this name.")
         parser.add_argument("--json", action="store_true", help="Print a machine-readable summary.")
 
     def handle(self, *args, **options):
@@ -120,14 +128,8 @@ class Command(BaseCommand):
             except ValueError as error:
                 raise CommandError(f"--older-than: {error}") from None
             threshold_text = threshold_text.strip()
-        batch_size = options["batch_size"]
-        if batch_size is None:
-            batch_size = settings.EXECUTIONS_BULK_BATCH_SIZE
-        elif batch_size < 1:
-            raise CommandError("--batch-size must be a whole number of at least 1")
+        batch_size = options["batch_size"] or settings.EXECUTIONS_BULK_BATCH_SIZE
         limit = options["limit"]
-        if limit is not None and limit < 1:
-            raise CommandError("--limit must be a whole number of at least 1")
         status = options["status"]
 
         started = time.monotonic()
@@ -176,7 +178,9 @@ class Command(BaseCommand):
         if not as_json and sample:
             self.stdout.write(f"Sample (oldest first, {len(sample)} of {summary['would_change']}):")
             for row in sample:
-                self.stdout.write(f"  {row['id']}  {row['name']}  last seen {row['last_seen_at']}")
+                # Escaped: a name written before names were checked (or by another writer) could
+                # otherwise clear the operator's screen or forge a line of this sample.
+                self.stdout.write(f"  {row['id']}  {printable(row['name'])}  last seen {row['last_seen_at']}")
 
     def _run(self, stale, threshold_text, status, batch_size, limit, summary, as_json):
         def stale_ids():

@@ -1,6 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from executions.management.arguments import text_argument
 from executions.tokens import token_rotate
 
 
@@ -11,7 +12,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("username")
+        parser.add_argument("username", type=text_argument)
 
     def handle(self, *args, username, **options):
         User = get_user_model()
