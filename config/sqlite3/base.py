@@ -6,12 +6,52 @@ command) most of the time went to sleeping: PATCH throughput fell as workers wer
 Taking an exclusive flock() on a file beside the database before BEGIN IMMEDIATE queues the
 writers in the kernel instead, which wakes the next one the moment the lock is released.
 Readers never take it (WAL lets them read during a write); a process that dies releases it.
+
+A writer waits at most SQLITE_BUSY_TIMEOUT (the `timeout` option) for its turn, as SQLite's
+own busy handler would, then fails with OperationalError (the API's 503). flock() has no
+timeout, so a writer that finds the lock taken waits for it in a helper thread of its own,
+which still wakes the moment the lock is free.
 """
 
 import fcntl
 import os
+import threading
 
+from django.db import OperationalError
 from django.db.backends.sqlite3 import base
+
+# sqlite3.connect's default `timeout`, when the settings give none.
+DEFAULT_TIMEOUT = 5
+
+
+class _WriterLockWait:
+    """A blocking flock() in a thread, on a file descriptor of its own, that the caller may
+    give up on: if it does, the thread lets the lock go again the moment it gets it."""
+
+    def __init__(self, path: str):
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._acquired = threading.Event()
+        self._mutex = threading.Lock()
+        self._abandoned = False
+        threading.Thread(target=self._wait, name="sqlite-writer-lock-wait", daemon=True).start()
+
+    def _wait(self):
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        with self._mutex:
+            if self._abandoned:
+                os.close(self.fd)  # which releases the lock
+            else:
+                self._acquired.set()
+
+    def acquired_within(self, timeout: float) -> bool:
+        """Whether the lock is held (on self.fd) within `timeout` seconds; if not, never."""
+        if self._acquired.wait(timeout):
+            return True
+        with self._mutex:
+            if self._acquired.is_set():
+                return True
+            self._abandoned = True
+            return False
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -50,10 +90,21 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _acquire_writer_lock(self):
         if self.is_in_memory_db():
             return
+        path = f"{self.settings_dict['NAME']}.writer-lock"
         if self._writer_lock_fd is None:
-            path = f"{self.settings_dict['NAME']}.writer-lock"
             self._writer_lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._writer_lock_fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._writer_lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            timeout = self.settings_dict["OPTIONS"].get("timeout", DEFAULT_TIMEOUT)
+            wait = _WriterLockWait(path)
+            if not wait.acquired_within(timeout):
+                raise OperationalError(
+                    f"database is locked: no turn to write within {timeout}s (SQLITE_BUSY_TIMEOUT)"
+                ) from None
+            # The lock is held on the waiter's descriptor: it becomes this connection's.
+            os.close(self._writer_lock_fd)
+            self._writer_lock_fd = wait.fd
         self._holds_writer_lock = True
 
     def _release_writer_lock(self):
