@@ -58,6 +58,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "executions.api.middleware.RequestIdMiddleware",
+    "executions.api.middleware.ReleaseRenderedResponseMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the API docs' assets) from the process itself, with DEBUG off too.
     "whitenoise.middleware.WhiteNoiseMiddleware",

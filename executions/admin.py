@@ -16,6 +16,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connection
 from django.template.response import TemplateResponse
@@ -56,6 +57,16 @@ class EstimatedCountPaginator(Paginator):
             if estimate > EXACT_COUNT_UP_TO:
                 return estimate
         return super().count
+
+
+# What the list and the "mark failed" page show of a row never includes its JSON, which may
+# be large (docs/api.md: limits): 100 rows of it would cost a worker hundreds of megabytes.
+LARGE_FIELDS = ["metadata", "error_info"]
+
+
+class ExecutionChangeList(ChangeList):
+    def get_queryset(self, request, exclude_parameters=None):
+        return super().get_queryset(request, exclude_parameters).defer(*LARGE_FIELDS)
 
 
 class StaleFilter(admin.SimpleListFilter):
@@ -143,6 +154,9 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return executions_visible_to(request.user)
+
+    def get_changelist(self, request, **kwargs):
+        return ExecutionChangeList
 
     # --- list columns ------------------------------------------------------------------
     @admin.display(description="id", ordering="id")
@@ -234,7 +248,7 @@ class ExecutionAdmin(admin.ModelAdmin):
             "action": "mark_failed",
             "selected_ids": selected_ids,
             "select_across": select_across,
-            "sample": queryset.order_by("-created_at", "-id")[:20],
+            "sample": queryset.defer(*LARGE_FIELDS).order_by("-created_at", "-id")[:20],
             "count": queryset.count() if select_across == "1" else len(selected_ids),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }

@@ -1,7 +1,9 @@
+import json
+
 import pytest
 from django.test import override_settings
 
-from executions.api.schemas import NAME_CONTROL_CHARACTERS
+from executions.api.schemas import JSON_TOO_LARGE, MAX_JSON_OBJECT_BYTES, NAME_CONTROL_CHARACTERS
 from executions.models import Execution
 
 URL = "/api/v1/executions"
@@ -111,3 +113,19 @@ def test_create_refuses_bodies_over_the_limit_with_413(owner_client):
     assert response.status_code == 413
     assert response.json()["error_code"] == "PAYLOAD_TOO_LARGE"
     assert not Execution.objects.exists()
+
+
+def test_metadata_up_to_the_size_limit_is_stored_and_one_byte_more_is_refused(owner_client):
+    envelope = len(json.dumps({"blob": ""}, separators=(",", ":")))
+    at_the_limit = {"blob": "x" * (MAX_JSON_OBJECT_BYTES - envelope)}
+    response = owner_client.post(URL, {"name": "x", "metadata": at_the_limit}, format="json")
+    assert response.status_code == 201
+    assert response.json()["metadata"] == at_the_limit
+
+    over = {"blob": "x" * (MAX_JSON_OBJECT_BYTES - envelope + 1)}
+    response = owner_client.post(URL, {"name": "y", "metadata": over}, format="json")
+    assert response.status_code == 422
+    [item] = response.json()["detail"]
+    assert (item["type"], item["loc"]) == (JSON_TOO_LARGE, ["body", "metadata"])
+    assert item["ctx"] == {"max_bytes": MAX_JSON_OBJECT_BYTES, "size": MAX_JSON_OBJECT_BYTES + 1}
+    assert list(Execution.objects.values_list("name", flat=True)) == ["x"]

@@ -6,6 +6,7 @@ classes into the OpenAPI components of the same names. Class docstrings become t
 descriptions, so they are kept to the one sentence the contract shows.
 """
 
+import json
 import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
@@ -19,6 +20,12 @@ from ..text import has_control_characters
 
 # Deeper JSON than this is refused: nobody needs it, and it is how recursion limits are hit.
 MAX_JSON_DEPTH = 32
+# `metadata` and `error_info` each take at most this many bytes as compact JSON (UTF-8), so
+# that one execution costs a worker a bounded amount of memory to read and render (a small
+# JSON text can be ~20 times larger as Python objects). docs/api.md: limits.
+MAX_JSON_OBJECT_BYTES = 16 * 1024
+# The 422 item type of a `metadata` or `error_info` over that size.
+JSON_TOO_LARGE = "json_too_large"
 
 StatusValue = Literal["running", "completed", "failed", "cancelled", "interrupted"]
 assert set(StatusValue.__args__) == set(ExecutionStatus.values)
@@ -32,6 +39,16 @@ def _drop_property_defaults(schema: dict[str, Any]) -> None:
 
 class _Body(BaseModel):
     model_config = ConfigDict(json_schema_extra=_drop_property_defaults)
+
+
+def _check_size(value: dict) -> None:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    if size > MAX_JSON_OBJECT_BYTES:
+        raise PydanticCustomError(
+            JSON_TOO_LARGE,
+            "JSON object may take at most {max_bytes} bytes as compact JSON; this one takes {size}",
+            {"max_bytes": MAX_JSON_OBJECT_BYTES, "size": size},
+        )
 
 
 def _check_storable(value: Any, depth: int = 0) -> None:
@@ -81,6 +98,7 @@ class ExecutionStatusUpdateRequest(_Body):
                 {"status": status},
             )
         _check_storable(error_info)
+        _check_size(error_info)
         return error_info
 
 
@@ -152,13 +170,22 @@ class ExecutionCreateRequest(_Body):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, description="What runs: the job or workflow name")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form JSON object kept with it")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"Free-form JSON object kept with it; at most {MAX_JSON_OBJECT_BYTES} bytes as compact JSON",
+    )
 
     @field_validator("name", "metadata")
     @classmethod
     def storable(cls, value):
         _check_storable(value)
         return value
+
+    @field_validator("metadata")
+    @classmethod
+    def not_too_large(cls, metadata):
+        _check_size(metadata)
+        return metadata
 
     @field_validator("name")
     @classmethod
@@ -178,8 +205,12 @@ class Execution(_Body):
     id: UUID = Field(description="Execution UUID")
     name: str
     status: StatusValue
-    error_info: dict[str, Any] | None = Field(description="Why it failed or was stopped")
-    metadata: dict[str, Any]
+    error_info: dict[str, Any] | None = Field(
+        description=f"Why it failed or was stopped; at most {MAX_JSON_OBJECT_BYTES} bytes as compact JSON"
+    )
+    metadata: dict[str, Any] = Field(
+        description=f"What its creator attached; at most {MAX_JSON_OBJECT_BYTES} bytes as compact JSON"
+    )
     created_by: str | None = Field(description="Username of the owner; null for executions the system created")
     created_at: datetime
     updated_at: datetime = Field(description="Last change of any field, heartbeats included; the ETag follows it")
