@@ -16,9 +16,10 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import ERROR_FLAG, ChangeList
 from django.core.paginator import Paginator
 from django.db import connection
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -157,6 +158,13 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request, **kwargs):
         return ExecutionChangeList
+
+    def changelist_view(self, request, extra_context=None):
+        # PostgreSQL cannot compare text with NUL in it (DataError, a 500): a filter or search
+        # value with NUL is refused as Django refuses any invalid filter, with the "?e=1" page.
+        if any("\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values):
+            return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
+        return super().changelist_view(request, extra_context)
 
     # --- list columns ------------------------------------------------------------------
     @admin.display(description="id", ordering="id")

@@ -270,3 +270,27 @@ def test_ids_that_are_not_uuids_select_nothing(operator_client):
     assert page_messages(response) == [
         "Items must be selected in order to perform actions on them. No items have been changed."
     ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"status__exact": "\x00"},
+        {"q": "\x00"},
+        {"q": "job\x00"},
+        {"created_at__gte": "\x00"},
+        {"created_at__year": "\x00"},
+        {"stale": "\x00"},
+        {"o": "\x00"},
+        {"p": "\x00"},
+        {"\x00": "1"},
+    ],
+)
+def test_a_filter_or_search_with_nul_is_refused_like_any_invalid_filter_not_a_500(operator_client, query):
+    # PostgreSQL cannot compare text with NUL (DataError): this was a 500 there.
+    ExecutionFactory(name="job")
+    response = operator_client.get(CHANGELIST, query)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"{CHANGELIST}?e=1"
+    assert operator_client.get(response["Location"]).status_code == 200
