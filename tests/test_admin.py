@@ -10,6 +10,7 @@ from django.utils import timezone
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_change_status
 
+from .database_down import database_down  # noqa: F401
 from .factories import ExecutionFactory, UserFactory
 
 CHANGELIST = "/admin/executions/execution/"
@@ -294,3 +295,21 @@ def test_a_filter_or_search_with_nul_is_refused_like_any_invalid_filter_not_a_50
     assert response.status_code == 302
     assert response["Location"] == f"{CHANGELIST}?e=1"
     assert operator_client.get(response["Location"]).status_code == 200
+
+
+def test_admin_with_the_database_down_is_a_503_page_with_retry_after(operator_client, request):
+    request.getfixturevalue("database_down")
+    operator_client.raise_request_exception = False
+    anonymous = Client(raise_request_exception=False)
+
+    answers = [
+        operator_client.get("/admin/"),
+        operator_client.get(CHANGELIST),
+        anonymous.post("/admin/login/", {"username": "operator", "password": "whatever"}),
+    ]
+
+    for response in answers:
+        assert response.status_code == 503
+        assert response["Content-Type"].startswith("text/html")
+        assert int(response["Retry-After"]) > 0
+        assert b"Service unavailable" in response.content

@@ -11,7 +11,7 @@ import sys
 
 from django.core import exceptions as django_exceptions
 from django.db import DataError, InterfaceError, OperationalError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
@@ -168,12 +168,28 @@ def page_not_found(request, exception, template_name="404.html"):
     return api_route_not_found(request)
 
 
+# The admin's answer while the database is unreachable: a page of its own, with no template
+# or context processor that could reach for the database again.
+DATABASE_UNAVAILABLE_PAGE = (
+    "<!doctype html>\n<html lang=\"en\"><head><title>Service unavailable</title></head><body>"
+    "<h1>Service unavailable</h1><p>The database is unavailable; try again shortly.</p></body></html>\n"
+)
+
+
 def server_error(request, template_name="500.html"):
-    if not _is_api(request):
-        return defaults.server_error(request, template_name)
     # Django calls this handler while it handles the exception, so exc_info() is that one:
-    # a database that went away outside a DRF view (middleware, a plain view) is a 503 too.
+    # a database that went away outside a DRF view (middleware, a plain view, the admin) is a
+    # 503 with Retry-After, not a 500.
     exception = sys.exc_info()[1]
-    if isinstance(exception, (OperationalError, InterfaceError)):
+    database_unavailable = isinstance(exception, (OperationalError, InterfaceError))
+    if not _is_api(request):
+        if database_unavailable:
+            return HttpResponse(
+                DATABASE_UNAVAILABLE_PAGE,
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(RETRY_AFTER_DATABASE_DOWN)},
+            )
+        return defaults.server_error(request, template_name)
+    if database_unavailable:
         return database_unavailable_response(exception, JsonResponse)
     return _json_error("Internal server error", ErrorCode.INTERNAL_ERROR, 500)

@@ -25,7 +25,10 @@ class CorrelationIdLogFilter(logging.Filter):
 
     def filter(self, record):
         if not hasattr(record, "correlation_id"):
-            record.correlation_id = _current_correlation_id.get()
+            # Django logs an error response (django.request) after the middleware that set
+            # the id has returned, but passes the request along with the record.
+            request_id = getattr(getattr(record, "request", None), "correlation_id", None)
+            record.correlation_id = request_id or _current_correlation_id.get()
         return True
 
 
