@@ -180,7 +180,13 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Executions API",
-    "DESCRIPTION": "The record of every execution, and the safe way to move one out of running.",
+    # A 405 answers a method that a path has no operation for, so no operation can list it.
+    "DESCRIPTION": (
+        "The record of every execution, and the safe way to move one out of running.\n\n"
+        "A method that a path does not list here (PUT, DELETE, POST on an execution...) is answered "
+        "405 with an ErrorResponse (error_code METHOD_NOT_ALLOWED) and an Allow header; any URL "
+        "under /api/ that is not listed here, 404 NOT_FOUND."
+    ),
     "VERSION": "1.0.0",
     "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -48,6 +48,8 @@ EXECUTION_ID_PARAMETER = OpenApiParameter(
 COMMON_ERROR_RESPONSES = {
     401: OpenApiResponse(ErrorResponse, description="Not authenticated"),
     406: OpenApiResponse(ErrorResponse, description="The client does not accept JSON"),
+    # API_THROTTLE_USER / API_THROTTLE_ANON (a request refused with 401 counts too).
+    429: OpenApiResponse(ErrorResponse, description="Too many requests; retry after Retry-After seconds"),
     503: OpenApiResponse(ErrorResponse, description="The database is unavailable; retry after Retry-After seconds"),
 }
 # The contract's PATCH: not authenticated, or not permitted.
@@ -137,6 +139,7 @@ class ExecutionViewSet(viewsets.GenericViewSet):
             412: OpenApiResponse(ErrorResponse, description="The execution changed since the If-Match ETag"),
             413: BODY_ERROR_RESPONSES[413],
             415: BODY_ERROR_RESPONSES[415],
+            429: COMMON_ERROR_RESPONSES[429],
             503: COMMON_ERROR_RESPONSES[503],
         },
     )
