@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from ..models import ExecutionStatus
 from ..text import has_control_characters
+from .pagination import MAX_PAGE_JSON_BYTES
 
 # Deeper JSON than this is refused: nobody needs it, and it is how recursion limits are hit.
 MAX_JSON_DEPTH = 32
@@ -238,7 +239,13 @@ class ExecutionList(_Body):
     """One page of executions, newest first."""
 
     results: list[Execution]
-    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page")
+    next_cursor: str | None = Field(
+        description=(
+            "Pass as `cursor` to get the next page; null on the last page. A page may hold fewer "
+            "than page_size rows and still have a next one: it ends once its rows' metadata and "
+            f"error_info add up to {MAX_PAGE_JSON_BYTES} bytes of JSON"
+        )
+    )
     next: str | None = Field(description="URL of the next page, with the same filters; null on the last page")
 
 
