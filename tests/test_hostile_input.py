@@ -336,6 +336,15 @@ def test_hostile_request_ids_are_replaced_and_never_logged(http, execution, requ
             assert request_id not in record.getMessage()
 
 
+def test_control_characters_in_the_path_are_escaped_in_the_request_log_line(http, caplog):
+    caplog.set_level(logging.INFO)
+    response = http.get("/api/v1/executions/x%0A2026-01-01 INFO forged line%1B[2J")
+    assert_error(response, 404, ErrorCode.EXECUTION_NOT_FOUND)
+    [line] = [record.getMessage() for record in caplog.records if record.name == "executions.request"]
+    assert "\n" not in line and "\x1b" not in line
+    assert "/api/v1/executions/x\\x0a2026-01-01 INFO forged line\\x1b[2J 404" in line
+
+
 def test_a_plain_request_id_is_kept(http, execution):
     response = patch(http, "nope", b'{"status": "cancelled"}', HTTP_X_REQUEST_ID="job-42.retry:3")
     assert assert_error(response, 404, ErrorCode.EXECUTION_NOT_FOUND)["correlation_id"] == "job-42.retry:3"

@@ -6,6 +6,8 @@ import re
 import time
 import uuid
 
+from ..text import printable
+
 logger = logging.getLogger("executions.request")
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -49,7 +51,8 @@ class RequestIdMiddleware:
             logger.info(
                 "%s %s %s %.1fms",
                 request.method,
-                request.path,
+                # A path may hold anything percent-encoded: a newline would forge a log line.
+                printable(request.path),
                 response.status_code,
                 (time.perf_counter() - started) * 1000,
                 extra={"correlation_id": correlation_id},
