@@ -22,8 +22,6 @@ from .factories import ExecutionFactory, UserFactory
 CHROMIUM = os.environ.get("CHROMIUM_BINARY") or shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
 PASSWORD = "correct horse battery staple"
-
-
 WINDOW_WIDTH = 1400
 UTC_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
 
