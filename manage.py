@@ -13,7 +13,7 @@ def main():
     # Load the settings first: a missing secret (or another configuration error, whose
     # message says what to set) is one line to read, not a traceback through Django.
     try:
-        settings.SECRET_KEY
+        _ = settings.SECRET_KEY
     except ImproperlyConfigured as error:
         sys.exit(f"manage.py: {error}")
     execute_from_command_line(sys.argv)

@@ -325,9 +325,9 @@ def get_page(client, url):
     """The admin page at `url`. An execution's history URL leads, unchecked, to its change page
     (executions/admin.py), where the checks are: the page that answers is that one."""
     response = client.get(url)
-    if url.endswith("/history/") and response.status_code == 302:
-        if response["Location"] == url.removesuffix("history/") + "change/":
-            return client.get(response["Location"])
+    change_page = url.removesuffix("history/") + "change/"
+    if url.endswith("/history/") and response.status_code == 302 and response["Location"] == change_page:
+        return client.get(change_page)
     return response
 
 
