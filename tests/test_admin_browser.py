@@ -19,6 +19,9 @@ from executions.services import execution_change_status
 
 from .factories import ExecutionFactory, UserFactory
 
+# A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = os.environ.get("CHROMIUM_BINARY") or shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
 PASSWORD = "correct horse battery staple"

@@ -37,6 +37,9 @@ from .servers import (
     service_env,
 )
 
+# A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 ERROR_RESPONSE_KEYS = {"detail", "error_code", "correlation_id", "timestamp"}
 # A bound on every wait below, so that a broken service fails the test instead of hanging it.
 DEADLINE_SECONDS = 120

@@ -25,6 +25,9 @@ from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 
 from .factories import ExecutionFactory, UserFactory
 
+# A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 FUZZ_DIR = Path(__file__).parent / "fuzz"
 DEFAULT_SEED = "20261129"
 

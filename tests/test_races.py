@@ -23,6 +23,9 @@ from executions.models import ChangeChannel, Execution, ExecutionStatus, Executi
 from .factories import ExecutionFactory, UserFactory
 from .servers import request
 
+# A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
+
 TARGETS = [ExecutionStatus.CANCELLED, ExecutionStatus.FAILED, ExecutionStatus.COMPLETED]
 CONCURRENCY = 16
 
