@@ -10,12 +10,12 @@ def main():
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    # Load the settings first: a missing secret (or another configuration error, whose
+    # message says what to set) is one line to read, not a traceback through Django.
     try:
-        # Read here, so that a bad setting is one line naming it, not a traceback (nor
-        # Django's "Unknown command" for every command of the project).
-        settings.INSTALLED_APPS
+        _ = settings.SECRET_KEY
     except ImproperlyConfigured as error:
-        sys.exit(f"Error: {error}")
+        sys.exit(f"manage.py: {error}")
     execute_from_command_line(sys.argv)
 
 

@@ -305,7 +305,7 @@ def test_a_bad_duration_setting_is_one_line_naming_it_for_every_command():
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "EXECUTIONS_STALE_AFTER": "999999999d"},
         )
         assert process.returncode == 1
-        assert process.stderr.startswith("Error: EXECUTIONS_STALE_AFTER: '999999999d' is not a duration")
+        assert process.stderr.startswith("manage.py: EXECUTIONS_STALE_AFTER: '999999999d' is not a duration")
         assert "Traceback" not in process.stderr
         assert process.stderr.count("\n") == 1
 
