@@ -3,7 +3,8 @@ import json
 import pytest
 from django.test import override_settings
 
-from executions.api.schemas import JSON_TOO_LARGE, MAX_JSON_OBJECT_BYTES, NAME_CONTROL_CHARACTERS
+from executions.api.limits import MAX_JSON_OBJECT_BYTES
+from executions.api.schemas import JSON_TOO_LARGE, NAME_CONTROL_CHARACTERS
 from executions.models import Execution
 
 URL = "/api/v1/executions"

@@ -7,8 +7,8 @@ from django.contrib.auth.models import Group, Permission
 from django.test import override_settings
 from django.utils import timezone
 
-from executions.api.pagination import MAX_PAGE_JSON_BYTES, MAX_PAGE_SIZE
-from executions.api.schemas import MAX_JSON_OBJECT_BYTES
+from executions.api.limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES
+from executions.api.pagination import MAX_PAGE_SIZE
 from executions.models import ExecutionStatus
 
 from .factories import ExecutionFactory, UserFactory

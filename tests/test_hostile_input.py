@@ -10,7 +10,8 @@ import pytest
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from executions.api.schemas import JSON_TOO_LARGE, MAX_JSON_DEPTH, MAX_JSON_OBJECT_BYTES, ErrorResponse, HTTPValidationError
+from executions.api.limits import MAX_JSON_OBJECT_BYTES
+from executions.api.schemas import JSON_TOO_LARGE, MAX_JSON_DEPTH, ErrorResponse, HTTPValidationError
 from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from executions.api.schemas import MAX_JSON_OBJECT_BYTES
+from executions.api.limits import MAX_JSON_OBJECT_BYTES
 
 from .servers import Gunicorn, ThrowawayPostgres, manage, request, service_env
 

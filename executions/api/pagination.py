@@ -21,12 +21,12 @@ from django.db.models.functions import Cast, Coalesce, Length
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from .limits import MAX_PAGE_JSON_BYTES
+
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 CURSOR_PARAMETER = "cursor"
 PAGE_SIZE_PARAMETER = "page_size"
-# The JSON of `metadata` and `error_info` one page carries at most (docs/api.md: limits).
-MAX_PAGE_JSON_BYTES = 1024 * 1024
 
 
 def encode_cursor(created_at: datetime, execution_id: uuid.UUID) -> str:

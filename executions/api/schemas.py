@@ -6,7 +6,6 @@ classes into the OpenAPI components of the same names. Class docstrings become t
 descriptions, so they are kept to the one sentence the contract shows.
 """
 
-import json
 import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
@@ -17,14 +16,10 @@ from pydantic_core import PydanticCustomError
 
 from ..models import ExecutionStatus
 from ..text import has_control_characters
-from .pagination import MAX_PAGE_JSON_BYTES
+from .limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES, json_size
 
 # Deeper JSON than this is refused: nobody needs it, and it is how recursion limits are hit.
 MAX_JSON_DEPTH = 32
-# `metadata` and `error_info` each take at most this many bytes as compact JSON (UTF-8), so
-# that one execution costs a worker a bounded amount of memory to read and render (a small
-# JSON text can be ~20 times larger as Python objects). docs/api.md: limits.
-MAX_JSON_OBJECT_BYTES = 16 * 1024
 # The 422 item type of a `metadata` or `error_info` over that size.
 JSON_TOO_LARGE = "json_too_large"
 
@@ -43,7 +38,7 @@ class _Body(BaseModel):
 
 
 def _check_size(value: dict) -> None:
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    size = json_size(value)
     if size > MAX_JSON_OBJECT_BYTES:
         raise PydanticCustomError(
             JSON_TOO_LARGE,
@@ -163,6 +158,7 @@ class HTTPValidationError(_Body):
 MAX_NAME_LENGTH = 200
 # The 422 item type of a name with a control character in it.
 NAME_CONTROL_CHARACTERS = "string_control_characters"
+NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
 
 
 class ExecutionCreateRequest(_Body):
@@ -170,7 +166,14 @@ class ExecutionCreateRequest(_Body):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, description="What runs: the job or workflow name")
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="What runs: the job or workflow name; no control characters",
+        # In the schema only (so that clients and fuzzers know); the validator below refuses
+        # with a 422 type of its own rather than pydantic's string_pattern_mismatch.
+        json_schema_extra={"pattern": NAME_PATTERN},
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict,
         description=f"Free-form JSON object kept with it; at most {MAX_JSON_OBJECT_BYTES} bytes as compact JSON",

@@ -7,7 +7,8 @@
 - Schema-valid (positive) cases are kept within what the contract says and JSON Schema
   cannot: `error_info` only with status `failed` (422 otherwise), and a list `cursor` only
   as the API hands it out (an opaque token; anything else is 422 `cursor_invalid`): a
-  generated one is dropped, one the stateful phase took from a `next_cursor` is kept.
+  generated one is dropped, one the stateful phase took from a `next_cursor` is kept; a
+  `metadata` or `error_info` over the API's byte limit (422 `json_too_large`) is dropped.
   Negative cases are left alone.
 """
 
@@ -18,6 +19,7 @@ import zlib
 import schemathesis
 
 from executions.api.pagination import decode_cursor
+from executions.api.limits import MAX_JSON_OBJECT_BYTES, json_size
 
 EXECUTION_IDS = os.environ.get("FUZZ_EXECUTION_IDS", "").split()
 
@@ -36,6 +38,10 @@ def map_case(context, case):
     if isinstance(case.body, dict) and case.body.get("status") != "failed":
         if case.body.get("error_info") is not None:
             del case.body["error_info"]
+    if isinstance(case.body, dict):
+        for field in ("metadata", "error_info"):
+            if isinstance(case.body.get(field), dict) and json_size(case.body[field]) > MAX_JSON_OBJECT_BYTES:
+                del case.body[field]
     if case.query and "cursor" in case.query and not _is_api_cursor(case.query["cursor"]):
         del case.query["cursor"]
     return case
