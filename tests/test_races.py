@@ -15,12 +15,11 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from executions.errors import ErrorCode
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 
-from .factories import ExecutionFactory, UserFactory
+from .factories import ExecutionFactory, UserFactory, api_key_for
 from .servers import request
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
@@ -31,7 +30,7 @@ CONCURRENCY = 16
 
 
 def token_for(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+    return api_key_for(user)
 
 
 def run_together(count: int, action):
