@@ -4,16 +4,19 @@ working after the upgrade; never written to a log or an error body."""
 
 import hashlib
 import logging
+import re
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.conf import settings
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import User
+from django.contrib.messages import get_messages
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.test import RequestFactory, override_settings
+from django.test import Client, RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -360,3 +363,104 @@ def test_a_token_is_not_logged_with_an_internal_error(owner, every_log_record, m
     assert key not in response.content.decode()
     assert any(record.exc_info for record in every_log_record.records)
     assert_not_logged(every_log_record, key)
+
+
+# --- The admin: lists and revokes, never shows a key; superusers make tokens, seen once ---------
+
+TOKENS_ADMIN = "/admin/executions/apitoken/"
+
+
+def admin_client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def token_staff(db):
+    """Staff with every permission on tokens, but not a superuser."""
+    return UserFactory(
+        username="token-staff", is_staff=True, permissions=["view_apitoken", "change_apitoken", "add_apitoken"]
+    )
+
+
+def test_the_admin_lists_tokens_without_their_keys(superuser, owner):
+    key = command("create_token", "owner", "--name", "nightly-worker on host-3", "--expires", "30d").strip()
+    token = ApiToken.objects.get()
+    client = admin_client(superuser)
+
+    listing = client.get(TOKENS_ADMIN)
+    page = client.get(f"{TOKENS_ADMIN}{token.pk}/change/")
+
+    assert listing.status_code == page.status_code == 200
+    for response in (listing, page):
+        text = response.content.decode()
+        assert token.prefix in text and "nightly-worker on host-3" in text and "owner" in text
+        assert key not in text
+        assert key[len(token.prefix):][:8] not in text
+    assert list(listing.context["cl"].result_list) == [token]
+    assert 'name="_save"' not in page.content.decode()
+
+
+def test_a_superuser_makes_a_token_in_the_admin_and_sees_its_key_once(superuser, owner):
+    client = admin_client(superuser)
+    assert client.get(f"{TOKENS_ADMIN}add/").status_code == 200
+
+    response = client.post(f"{TOKENS_ADMIN}add/", {"user": owner.pk, "name": "host-3", "expires_in": "30d"})
+
+    assert response.status_code == 200
+    [key] = re.findall(r'<code class="api-token-key"[^>]*>([^<]+)</code>', response.content.decode())
+    token = ApiToken.objects.get()
+    assert (token.user, token.name, token.expires_at - token.created_at) == (owner, "host-3", timedelta(days=30))
+    assert token.key_hash == hashlib.sha256(key.encode()).hexdigest()
+    assert authenticates(key)
+    assert key not in client.get(TOKENS_ADMIN).content.decode()
+    assert key not in client.get(f"{TOKENS_ADMIN}{token.pk}/change/").content.decode()
+
+
+def test_the_admin_refuses_a_bad_expiry_and_makes_nothing(superuser, owner):
+    response = admin_client(superuser).post(f"{TOKENS_ADMIN}add/", {"user": owner.pk, "name": "x", "expires_in": "soon"})
+    assert response.status_code == 200
+    assert "is not a duration" in response.content.decode()
+    assert not ApiToken.objects.exists()
+
+
+def test_staff_who_are_not_superusers_cannot_make_tokens(token_staff, owner):
+    client = admin_client(token_staff)
+    assert client.get(f"{TOKENS_ADMIN}add/").status_code == 403
+    assert client.post(f"{TOKENS_ADMIN}add/", {"user": token_staff.pk, "name": "mine"}).status_code == 403
+    assert not ApiToken.objects.exists()
+
+
+def revoke_in_admin(client, *tokens):
+    return client.post(
+        TOKENS_ADMIN, {"action": "revoke_selected", "index": 0, ACTION_CHECKBOX_NAME: [t.pk for t in tokens]}
+    )
+
+
+def test_the_admin_revokes_tokens_and_their_keys_are_refused_at_once(token_staff, owner):
+    revoked_key, kept_key = api_key_for(owner, name="leaked"), api_key_for(owner, name="kept")
+    leaked = ApiToken.objects.get(name="leaked")
+
+    response = revoke_in_admin(admin_client(token_staff), leaked)
+
+    assert response.status_code == 302
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "1 token revoked; their keys are refused from now on."
+    ]
+    leaked.refresh_from_db()
+    assert leaked.revoked_at is not None
+    assert not authenticates(revoked_key)
+    assert authenticates(kept_key)
+
+
+def test_staff_who_may_only_view_tokens_cannot_revoke_them(owner):
+    viewer = UserFactory(username="token-viewer", is_staff=True, permissions=["view_apitoken"])
+    key = api_key_for(owner)
+    client = admin_client(viewer)
+
+    assert client.get(TOKENS_ADMIN).status_code == 200
+    revoke_in_admin(client, ApiToken.objects.get())
+
+    assert ApiToken.objects.get().revoked_at is None
+    assert authenticates(key)
