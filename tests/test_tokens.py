@@ -409,6 +409,7 @@ def test_a_superuser_makes_a_token_in_the_admin_and_sees_its_key_once(superuser,
     response = client.post(f"{TOKENS_ADMIN}add/", {"user": owner.pk, "name": "host-3", "expires_in": "30d"})
 
     assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
     [key] = re.findall(r'<code class="api-token-key"[^>]*>([^<]+)</code>', response.content.decode())
     token = ApiToken.objects.get()
     assert (token.user, token.name, token.expires_at - token.created_at) == (owner, "host-3", timedelta(days=30))
