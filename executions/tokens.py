@@ -2,7 +2,8 @@
 
 A key is "exe_" and 43 URL-safe characters (256 random bits). The database keeps its SHA-256
 hash and its first characters (the prefix, to tell keys apart); the key itself exists in
-clear only in the return value of token_create, for the caller to show once.
+clear only in what token_create (token_save_new, token_rotate) returns, for the caller to
+show once.
 Keys of DRF's old authtoken (40 hex characters) were hashed the same way by a migration,
 without a new prefix, and keep working.
 """
