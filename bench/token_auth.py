@@ -26,7 +26,9 @@ DRF_AUTHTOKEN = "rest_framework.authtoken"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
@@ -51,9 +53,12 @@ def main():
         user, our_key = harness.create_bench_user()
         drf_key = Token.objects.create(user=user).key
 
+        def request_with(key):
+            return RequestFactory().get("/", HTTP_AUTHORIZATION=f"Token {key}")
+
         cases = {
-            "DRF authtoken": (TokenAuthentication(), RequestFactory().get("/", HTTP_AUTHORIZATION=f"Token {drf_key}")),
-            "hashed tokens": (HashedTokenAuthentication(), RequestFactory().get("/", HTTP_AUTHORIZATION=f"Token {our_key}")),
+            "DRF authtoken": (TokenAuthentication(), request_with(drf_key)),
+            "hashed tokens": (HashedTokenAuthentication(), request_with(our_key)),
         }
         best = {name: float("inf") for name in cases}
         for _ in range(args.rounds):

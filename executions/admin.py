@@ -391,7 +391,5 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke_selected(self, request, queryset):
         revoked = tokens_revoke(queryset)
-        self.message_user(
-            request, f"{revoked} token{'s' if revoked != 1 else ''} revoked; their keys are refused from now on.",
-            messages.SUCCESS,
-        )
+        tokens = f"{revoked} token{'s' if revoked != 1 else ''}"
+        self.message_user(request, f"{tokens} revoked; their keys are refused from now on.", messages.SUCCESS)

@@ -59,7 +59,8 @@ def api_as(users, client_for):
     def make(role):
         if role in REFUSED_TOKENS:
             client = APIClient()
-            client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(users['owner'], **REFUSED_TOKENS[role]())}")
+            key = api_key_for(users["owner"], **REFUSED_TOKENS[role]())
+            client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
             return client
         return APIClient() if users[role] is None else client_for(users[role])
 

@@ -16,7 +16,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--name", required=True, help='What will use it, e.g. "nightly-worker on host-3".')
+        parser.add_argument(
+            "--name", required=True, help='What will use it, e.g. "nightly-worker on host-3".'
+        )
         parser.add_argument("--expires", type=duration_argument, help=EXPIRES_HELP)
 
     def handle(self, *args, username, name, expires, **options):
