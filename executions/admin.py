@@ -403,7 +403,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
     else is acting as them. Revoking needs `change_apitoken`; a revoked token is kept (its
     row says who had it and when it was revoked), so nothing is deleted here."""
 
-    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    shown_fields = [
+        "prefix", "name", "owner", "state", "created_at", "last_used_at", "expires_at", "revoked_at",
+    ]
+    list_display = shown_fields
     list_display_links = ["prefix", "name"]
     list_select_related = ["user"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter)]
@@ -412,7 +415,19 @@ class ApiTokenAdmin(admin.ModelAdmin):
     ordering = ["-created_at", "-id"]
     actions = ["revoke_selected"]
     autocomplete_fields = ["user"]
-    shown_fields = ["prefix", "name", "user", "created_at", "last_used_at", "expires_at", "revoked_at"]
+
+    @admin.display(description="owner", ordering="user__username")
+    def owner(self, token):
+        return token.user.get_username()
+
+    @admin.display(description="state")
+    def state(self, token):
+        """What the token's key gets now: the reason it is refused, if it is."""
+        if token.revoked_at is not None:
+            return "revoked"
+        if token.expires_at is not None and token.expires_at <= timezone.now():
+            return "expired"
+        return "active"
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:

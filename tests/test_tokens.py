@@ -388,8 +388,9 @@ def token_staff(db):
     )
 
 
-def test_the_admin_lists_tokens_without_their_keys(superuser, owner):
-    key = command("create_token", "owner", "--name", "nightly-worker on host-3", "--expires", "30d").strip()
+def test_the_admin_lists_tokens_without_their_keys(superuser):
+    UserFactory(username="host3-runner")
+    key = command("create_token", "host3-runner", "--name", "nightly job", "--expires", "30d").strip()
     token = ApiToken.objects.get()
     client = admin_client(superuser)
 
@@ -399,11 +400,27 @@ def test_the_admin_lists_tokens_without_their_keys(superuser, owner):
     assert listing.status_code == page.status_code == 200
     for response in (listing, page):
         text = response.content.decode()
-        assert token.prefix in text and "nightly-worker on host-3" in text and "owner" in text
+        for shown in (token.prefix, "nightly job", "host3-runner", "active"):
+            assert shown in text
         assert key not in text
         assert key[len(token.prefix):][:8] not in text
+        assert token.key_hash not in text
     assert list(listing.context["cl"].result_list) == [token]
     assert 'name="_save"' not in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    "fields,state",
+    [
+        ({}, "active"),
+        ({"revoked_at": timezone.now()}, "revoked"),
+        ({"expires_at": timezone.now()}, "expired"),
+    ],
+)
+def test_the_admin_says_which_tokens_are_refused_and_why(superuser, owner, fields, state):
+    api_key_for(owner, **fields)
+    listing = admin_client(superuser).get(TOKENS_ADMIN)
+    assert f'<td class="field-state">{state}</td>' in listing.content.decode()
 
 
 def test_a_superuser_makes_a_token_in_the_admin_and_sees_its_key_once(superuser, owner):
