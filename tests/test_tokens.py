@@ -281,14 +281,14 @@ def test_a_drf_token_made_before_the_upgrade_keeps_working_after_it():
             from rest_framework.authtoken.models import Token
 
             old_key = Token.generate_key()
-            state.apps.get_model("authtoken", "Token").objects.create(key=old_key, user_id=worker.pk)
+            drf_token = state.apps.get_model("authtoken", "Token").objects.create(key=old_key, user_id=worker.pk)
 
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
 
         migrated = ApiToken.objects.get()
         assert (migrated.user, migrated.prefix) == (worker, old_key[:8])
-        assert migrated.name == "DRF token (migrated)"
+        assert (migrated.name, migrated.created_at) == ("DRF token (migrated)", drf_token.created)
         assert not any(old_key in value for value in stored_values(migrated))
         with connection.cursor() as cursor:
             cursor.execute("SELECT COUNT(*) FROM authtoken_token")
