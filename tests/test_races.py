@@ -240,7 +240,7 @@ def test_admin_bulk_action_against_worker_patches(server_port, settings):
     )
     assert admin_status == 200
     skipped = len(ids) - cancelled
-    expected = f"{cancelled} execution{'s' if cancelled != 1 else ''} cancelled"
+    expected = f"Cancelled {cancelled} execution{'s' if cancelled != 1 else ''}"
     if skipped:
         expected += (
             f"; {skipped} skipped because {'it was' if skipped == 1 else 'they were'} no longer running"
