@@ -31,10 +31,11 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from .durations import format_duration
-from .models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
+from .durations import format_duration, parse_duration
+from .models import ApiToken, ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from .selectors import execution_ids_streamed, executions_stale, executions_visible_to
 from .services import execution_change_status_bulk
+from .tokens import token_save_new, tokens_revoke
 
 STATUS_COLOURS = {
     ExecutionStatus.RUNNING: "#1565c0",
@@ -388,3 +389,103 @@ def _id_prefix_range(term: str):
         return None
     return uuid.UUID(hex_digits.ljust(32, "0")), uuid.UUID(hex_digits.ljust(32, "f"))
 
+
+
+class ApiTokenCreationForm(forms.ModelForm):
+    expires_in = forms.CharField(
+        required=False,
+        max_length=20,
+        help_text="Refuse the key after this long: 90d, 12w, 6h... Empty: never.",
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name"]
+
+    def clean_expires_in(self):
+        text = self.cleaned_data["expires_in"].strip()
+        if not text:
+            return None
+        try:
+            return parse_duration(text)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Lists tokens and revokes them; never shows a key, which only its creator ever sees.
+
+    Only superusers make tokens here: a token acts as its user, so making one for someone
+    else is acting as them. Revoking needs `change_apitoken`; a revoked token is kept (its
+    row says who had it and when it was revoked), so nothing is deleted here."""
+
+    shown_fields = [
+        "prefix", "name", "owner", "state", "created_at", "last_used_at", "expires_at", "revoked_at",
+    ]
+    list_display = shown_fields
+    list_display_links = ["prefix", "name"]
+    list_select_related = ["user"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "user__username"]
+    search_help_text = "Name, key prefix (its first characters) or username."
+    ordering = ["-created_at", "-id"]
+    actions = ["revoke_selected"]
+    autocomplete_fields = ["user"]
+
+    @admin.display(description="owner", ordering="user__username")
+    def owner(self, token):
+        return token.user.get_username()
+
+    @admin.display(description="state")
+    def state(self, token):
+        """What the token's key gets now: the reason it is refused, if it is."""
+        if token.revoked_at is not None:
+            return "revoked"
+        if token.expires_at is not None and token.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiTokenCreationForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["user", "name", "expires_in"] if obj is None else self.shown_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.shown_fields
+
+    def save_model(self, request, obj, form, change):
+        # Only an addition reaches here: a token's own page is read-only.
+        obj.key_shown_once = token_save_new(obj, form.cleaned_data["expires_in"])
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The key is on this one page and nowhere else: not in a redirect, a message (which
+        # would travel in a cookie or sit in the session table) or a log.
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "The new token's key",
+            "opts": self.model._meta,
+            "token": obj,
+            "key": obj.key_shown_once,
+        }
+        return TemplateResponse(request, "admin/executions/apitoken/key_once.html", context)
+
+    def has_add_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        # The list (obj=None) needs the real permission for the revoke action; a token's page
+        # is read-only.
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        revoked = tokens_revoke(queryset)
+        tokens = f"{revoked} token{'s' if revoked != 1 else ''}"
+        self.message_user(request, f"{tokens} revoked; their keys are refused from now on.", messages.SUCCESS)
