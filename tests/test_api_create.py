@@ -56,8 +56,11 @@ def test_create_needs_authentication(client, db):
         ({"name": "x", "status": "failed"}, ["body", "status"], "extra_forbidden"),
         ({"name": "nul\u0000byte"}, ["body", "name"], "string_unstorable"),
         # Control characters would reach operators' terminals (docs/api.md).
-        ({"name": "evil\u001b[2J\u001b[31mRED\u001b]0;pwned\u0007\n  00000000-fake  fake-row"}, ["body", "name"],
-         NAME_CONTROL_CHARACTERS),
+        (
+            {"name": "evil\u001b[2J\u001b[31mRED\u001b]0;pwned\u0007\n  00000000-fake  fake-row"},
+            ["body", "name"],
+            NAME_CONTROL_CHARACTERS,
+        ),
         ({"name": "bell\u0007"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
         ({"name": "two\nlines"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
         ({"name": "carriage\rreturn"}, ["body", "name"], NAME_CONTROL_CHARACTERS),

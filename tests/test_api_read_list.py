@@ -344,7 +344,8 @@ def test_a_page_ends_early_at_its_json_budget_and_the_next_pages_have_the_rest(o
 def test_a_row_larger_than_the_budget_is_a_page_of_its_own(owner_client, owner):
     # Stored before the limits (or by another writer): still listed, one per page.
     huge = {f"k{number}": number for number in range(120_000)}
-    older = ExecutionFactory(created_by=owner, metadata=huge, created_at=timezone.now() - timedelta(seconds=1))
+    an_instant_ago = timezone.now() - timedelta(seconds=1)
+    older = ExecutionFactory(created_by=owner, metadata=huge, created_at=an_instant_ago)
     newer = ExecutionFactory(created_by=owner, metadata=huge)
 
     pages = all_pages(owner_client, URL, {"page_size": 10})

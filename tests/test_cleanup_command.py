@@ -282,7 +282,10 @@ def test_bad_arguments_exit_non_zero_from_the_shell():
     "args, message",
     [
         ([b"--name", b"\xed\xa0\x80"], "argument --name: not valid UTF-8 text"),
-        ([b"--batch-size", b"9223372036854775808"], "argument --batch-size: must be a whole number from 1 to 10000"),
+        (
+            [b"--batch-size", b"9223372036854775808"],
+            "argument --batch-size: must be a whole number from 1 to 10000",
+        ),
     ],
 )
 def test_bad_bytes_on_the_command_line_are_one_line_not_a_traceback(args, message):
@@ -298,11 +301,12 @@ def test_bad_bytes_on_the_command_line_are_one_line_not_a_traceback(args, messag
 
 
 def test_a_bad_duration_setting_is_one_line_naming_it_for_every_command():
+    bad = "999999999d"
     for args in (["check"], [COMMAND, "--dry-run"]):
         process = subprocess.run(
             [sys.executable, "manage.py", *args],
             capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "EXECUTIONS_STALE_AFTER": "999999999d"},
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "EXECUTIONS_STALE_AFTER": bad},
         )
         assert process.returncode == 1
         assert process.stderr.startswith("manage.py: EXECUTIONS_STALE_AFTER: '999999999d' is not a duration")
@@ -319,7 +323,8 @@ def test_dry_run_escapes_control_characters_in_names():
     output = cleanup("--older-than", "1h", "--dry-run")
 
     assert "\x1b" not in output and "\x07" not in output and "\u202e" not in output
-    assert f"  {execution.id}  evil\\x1b[2J\\x1b[31mRED\\x1b]0;pwned\\x07\\x0a  00000000-fake  fake-row\\u202e  last seen" in output
+    escaped = "evil\\x1b[2J\\x1b[31mRED\\x1b]0;pwned\\x07\\x0a  00000000-fake  fake-row\\u202e"
+    assert f"  {execution.id}  {escaped}  last seen" in output
     # One line per sample row: the newline in the name forged none.
     assert not any(line.startswith("  00000000-fake") for line in output.splitlines())
 

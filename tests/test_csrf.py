@@ -118,9 +118,10 @@ def test_unsafe_method_on_an_unknown_api_url_is_a_json_404_with_csrf_enforced(
     if credentials == "session with csrf cookie":
         client.cookies["csrftoken"] = CSRF_SECRET
     if credentials == "token":
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(owner)}")
 
-    response = getattr(client, method)(url.format(id=running_execution.id), {"status": "cancelled"}, format="json")
+    url = url.format(id=running_execution.id)
+    response = getattr(client, method)(url, {"status": "cancelled"}, format="json")
 
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"

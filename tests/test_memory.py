@@ -25,27 +25,40 @@ LEGACY = 50
 
 SEED = """
 import json
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
-from rest_framework.authtoken.models import Token
 from executions.models import Execution, ExecutionStatusChange
+from executions.tokens import token_create
 
 dense = {"a": [{} for _ in range(DENSE_ITEMS)]}
 legacy = {f"k{number}": number for number in range(18_500)}
 owner = User.objects.create_user("worker")
 operator = User.objects.create_superuser("operator", password="x")
+# The operator's admin session, as a login would make it.
 session = SessionStore()
-session.update({"_auth_user_id": str(operator.pk), "_auth_user_backend": "django.contrib.auth.backends.ModelBackend",
-                "_auth_user_hash": operator.get_session_auth_hash()})
+session[SESSION_KEY] = str(operator.pk)
+session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+session[HASH_SESSION_KEY] = operator.get_session_auth_hash()
 session.create()
-rows = [Execution(name="big", created_by=owner, status="failed", metadata=legacy, error_info=legacy) for _ in range(LEGACY)]
-rows += [Execution(name="big", created_by=owner, status="failed", metadata=dense, error_info=dense) for _ in range(DENSE)]
+
+def failed(info):
+    return Execution(name="big", created_by=owner, status="failed", metadata=info, error_info=info)
+
+rows = [failed(legacy) for _ in range(LEGACY)] + [failed(dense) for _ in range(DENSE)]
 Execution.objects.bulk_create(rows, batch_size=25)
 ExecutionStatusChange.objects.bulk_create(
-    [ExecutionStatusChange(execution=row, previous_status="running", new_status="failed", error_info=row.error_info,
-                           channel="api") for row in rows], batch_size=25)
+    [
+        ExecutionStatusChange(
+            execution=row, previous_status="running", new_status="failed", error_info=row.error_info,
+            channel="api",
+        )
+        for row in rows
+    ],
+    batch_size=25,
+)
 running = Execution.objects.create(name="big", created_by=owner, metadata=legacy)
-print(json.dumps({"token": Token.objects.create(user=owner).key, "session": session.session_key,
+print(json.dumps({"token": token_create(user=owner, name="memory")[1], "session": session.session_key,
                   "legacy": str(rows[0].pk), "dense": str(rows[-1].pk), "running": str(running.pk)}))
 """
 
@@ -82,8 +95,8 @@ def database_url(tmp_path_factory):
 def seeded(database_url):
     env = service_env(database_url)
     manage(env, "migrate", "--no-input")
-    code = SEED.replace("DENSE_ITEMS", str(DENSE_ITEMS)).replace("LEGACY", str(LEGACY)).replace("DENSE", str(DENSE))
-    output = manage(env, "shell", "-c", code)
+    code = SEED.replace("DENSE_ITEMS", str(DENSE_ITEMS))
+    output = manage(env, "shell", "-c", code.replace("LEGACY", str(LEGACY)).replace("DENSE", str(DENSE)))
     return env, json.loads(output.strip().splitlines()[-1])
 
 
@@ -94,31 +107,35 @@ def test_no_request_takes_a_worker_above_256_mb_and_the_memory_comes_back(seeded
     # One worker, one thread: every request below is alone in the process that is measured.
     with Gunicorn(env, workers=1, threads=1) as gunicorn:
         [worker] = gunicorn.worker_pids()
-        assert request(gunicorn.port, "GET", "/api/v1/executions?page_size=1", headers=api)[0] == 200
-        assert request(gunicorn.port, "GET", "/admin/executions/execution/?q=nothing", headers=admin)[0] == 200
+
+        def send(method, path, body=None, headers=api):
+            return request(gunicorn.port, method, path, body, headers=headers, timeout=120)
+
+        assert send("GET", "/api/v1/executions?page_size=1")[0] == 200
+        assert send("GET", "/admin/executions/execution/?q=nothing", headers=admin)[0] == 200
         settled_kb = memory_kb(worker, "VmRSS")
 
         listed, path = 0, "/api/v1/executions?page_size=500"
         while path:
-            status, _, body = request(gunicorn.port, "GET", path, headers=api, timeout=120)
+            status, _, body = send("GET", path)
             assert status == 200, body
             listed += len(body["results"])
             path = body["next"] and body["next"].split(f":{gunicorn.port}", 1)[1]
         assert listed == LEGACY + DENSE + 1
 
         one = "/api/v1/executions/{}"
+        changelist = "/admin/executions/execution/"
         answers = [
-            request(gunicorn.port, "GET", one.format(ids["legacy"]), headers=api),
-            request(gunicorn.port, "GET", one.format(ids["dense"]), headers=api),
-            request(gunicorn.port, "GET", one.format(ids["legacy"]) + "/history", headers=api),
-            request(gunicorn.port, "GET", one.format(ids["dense"]) + "/history", headers=api),
-            request(gunicorn.port, "POST", one.format(ids["running"]) + "/heartbeat", headers=api),
-            request(gunicorn.port, "PATCH", one.format(ids["running"]), {"status": "failed", "error_info": dense_object()},
-                    headers=api),
-            request(gunicorn.port, "GET", "/admin/executions/execution/", headers=admin),
-            request(gunicorn.port, "GET", "/admin/executions/execution/?p=2", headers=admin),
-            request(gunicorn.port, "GET", f"/admin/executions/execution/{ids['legacy']}/change/", headers=admin),
-            request(gunicorn.port, "GET", f"/admin/executions/execution/{ids['dense']}/change/", headers=admin),
+            send("GET", one.format(ids["legacy"])),
+            send("GET", one.format(ids["dense"])),
+            send("GET", one.format(ids["legacy"]) + "/history"),
+            send("GET", one.format(ids["dense"]) + "/history"),
+            send("POST", one.format(ids["running"]) + "/heartbeat"),
+            send("PATCH", one.format(ids["running"]), {"status": "failed", "error_info": dense_object()}),
+            send("GET", changelist, headers=admin),
+            send("GET", f"{changelist}?p=2", headers=admin),
+            send("GET", f"{changelist}{ids['legacy']}/change/", headers=admin),
+            send("GET", f"{changelist}{ids['dense']}/change/", headers=admin),
         ]
         assert [status for status, _, _ in answers] == [200] * len(answers)
         assert len(answers[0][2]["metadata"]) == 18_500

@@ -55,7 +55,8 @@ def body_schema(openapi, method, path, code):
 # One request per documented (method, path, status). `ctx` has clients and executions.
 def _throttled(ctx, send):
     """The second of two requests, with every client allowed one a minute."""
-    ctx.settings.REST_FRAMEWORK = {**ctx.settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": "1/min", "anon": "1/min"}}
+    one_a_minute = {"user": "1/min", "anon": "1/min"}
+    ctx.settings.REST_FRAMEWORK = {**ctx.settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": one_a_minute}
     cache.clear()
     send()
     return send()
@@ -87,7 +88,9 @@ CASES = {
     ("POST", EXECUTIONS, 413): lambda ctx: ctx.owner.post(EXECUTIONS, _big_body(ctx), format="json"),
     ("POST", EXECUTIONS, 415): lambda ctx: ctx.owner.post(EXECUTIONS, "name=n", content_type="text/plain"),
     ("POST", EXECUTIONS, 422): lambda ctx: ctx.owner.post(EXECUTIONS, {"name": ""}, format="json"),
-    ("POST", EXECUTIONS, 429): lambda ctx: _throttled(ctx, lambda: ctx.owner.post(EXECUTIONS, {"name": "n"}, format="json")),
+    ("POST", EXECUTIONS, 429): lambda ctx: _throttled(
+        ctx, lambda: ctx.owner.post(EXECUTIONS, {"name": "n"}, format="json")
+    ),
     ("POST", EXECUTIONS, 503): lambda ctx: ctx.down() or ctx.anonymous.post(EXECUTIONS, {"name": "n"}, format="json", **TOKEN),
     # Read
     ("GET", ONE, 200): lambda ctx: ctx.owner.get(ctx.one),
@@ -107,7 +110,9 @@ CASES = {
     ("PATCH", ONE, 413): lambda ctx: ctx.owner.patch(ctx.one, {**_big_body(ctx), "status": "failed"}, format="json"),
     ("PATCH", ONE, 415): lambda ctx: ctx.owner.patch(ctx.one, "status=failed", content_type="text/plain"),
     ("PATCH", ONE, 422): lambda ctx: ctx.owner.patch(ctx.one, {}, format="json"),
-    ("PATCH", ONE, 429): lambda ctx: _throttled(ctx, lambda: ctx.anonymous.patch(ctx.one, {"status": "cancelled"}, format="json")),
+    ("PATCH", ONE, 429): lambda ctx: _throttled(
+        ctx, lambda: ctx.anonymous.patch(ctx.one, {"status": "cancelled"}, format="json")
+    ),
     ("PATCH", ONE, 503): lambda ctx: ctx.down() or ctx.anonymous.patch(ctx.one, {"status": "cancelled"}, format="json", **TOKEN),
     # Heartbeat
     ("POST", HEARTBEAT, 200): lambda ctx: ctx.owner.post(f"{ctx.one}/heartbeat"),

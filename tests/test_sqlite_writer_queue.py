@@ -126,7 +126,13 @@ def test_django_still_has_the_private_hooks_the_writer_queue_overrides(hook, cal
     )
 
 
-def test_a_queued_write_gives_up_after_the_busy_timeout_with_the_json_503(owner_client, running_execution, settings):
+def cancel(client, execution):
+    return client.patch(f"/api/v1/executions/{execution.id}", {"status": "cancelled"}, format="json")
+
+
+def test_a_queued_write_gives_up_after_the_busy_timeout_with_the_json_503(
+    owner_client, running_execution, settings
+):
     # Another process's writer holds the queue and does not let go.
     fd = os.open(f"{connection.settings_dict['NAME']}.writer-lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -135,9 +141,7 @@ def test_a_queued_write_gives_up_after_the_busy_timeout_with_the_json_503(owner_
     try:
         # In a thread, so that a write that waits forever fails this test instead of hanging it.
         thread = threading.Thread(
-            target=lambda: answers.append(
-                owner_client.patch(f"/api/v1/executions/{running_execution.id}", {"status": "cancelled"}, format="json")
-            )
+            target=lambda: answers.append(cancel(owner_client, running_execution))
         )
         thread.start()
         thread.join(timeout=60)
@@ -155,4 +159,4 @@ def test_a_queued_write_gives_up_after_the_busy_timeout_with_the_json_503(owner_
     running_execution.refresh_from_db()
     assert running_execution.status == "running"
     # Once the queue is free again, the same write goes through.
-    assert owner_client.patch(f"/api/v1/executions/{running_execution.id}", {"status": "cancelled"}, format="json").json()["success"]
+    assert cancel(owner_client, running_execution).json()["success"]

@@ -257,7 +257,9 @@ def test_rotate_token_refuses_an_unknown_user(db):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("username, message", [("\udced\udca0\udc80", "not valid UTF-8 text"), ("a\x00", "may not contain NUL")])
+@pytest.mark.parametrize(
+    "username, message", [("\udced\udca0\udc80", "not valid UTF-8 text"), ("a\x00", "may not contain NUL")]
+)
 def test_rotate_token_refuses_a_username_no_database_can_take(username, message):
     # A command line that is not UTF-8 arrives surrogate-escaped: it was a UnicodeEncodeError.
     with pytest.raises(CommandError, match=message):

@@ -176,7 +176,9 @@ class ExecutionCreateRequest(_Body):
     )
     metadata: dict[str, Any] = Field(
         default_factory=dict,
-        description=f"Free-form JSON object kept with it; at most {MAX_JSON_OBJECT_BYTES} bytes as compact JSON",
+        description=(
+            f"Free-form JSON object kept with it; at most {MAX_JSON_OBJECT_BYTES} bytes as compact JSON"
+        ),
     )
 
     @field_validator("name", "metadata")
@@ -198,7 +200,8 @@ class ExecutionCreateRequest(_Body):
         # could clear or recolour the screen, a newline forge a line.
         if has_control_characters(name):
             raise PydanticCustomError(
-                NAME_CONTROL_CHARACTERS, "Name may not contain control characters (U+0000-U+001F, U+007F-U+009F)"
+                NAME_CONTROL_CHARACTERS,
+                "Name may not contain control characters (U+0000-U+001F, U+007F-U+009F)",
             )
         return name
 

@@ -11,8 +11,12 @@ class Command(BaseCommand):
     help = "Create a running execution (for scripts and the quickstart) and print its id."
 
     def add_arguments(self, parser):
-        parser.add_argument("--name", required=True, type=text_argument, help="What runs: the job or workflow name.")
-        parser.add_argument("--owner", type=text_argument, help="Username of the owner; none for a system execution.")
+        parser.add_argument(
+            "--name", required=True, type=text_argument, help="What runs: the job or workflow name."
+        )
+        parser.add_argument(
+            "--owner", type=text_argument, help="Username of the owner; none for a system execution."
+        )
 
     def handle(self, *args, name, owner, **options):
         # The API's rules for a name, so that what one channel refuses the other does too.

@@ -19,7 +19,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username", type=text_argument)
         parser.add_argument(
-            "--name", required=True, type=text_argument, help='What will use it, e.g. "nightly-worker on host-3".'
+            "--name",
+            required=True,
+            type=text_argument,
+            help='What will use it, e.g. "nightly-worker on host-3".'
         )
         parser.add_argument("--expires", type=duration_argument, help=EXPIRES_HELP)
 
