@@ -32,6 +32,9 @@ keepalive = 75
 limit_request_line = 8190
 limit_request_fields = 32768
 limit_request_field_size = 0
+# nginx passes any method of capital letters, "_" and "-"; gunicorn would refuse one over 20
+# characters with its HTML 400. Django answers it instead: 405 METHOD_NOT_ALLOWED, in JSON.
+permit_unconventional_http_method = True
 
 # Logs go to standard error; Django logs each request with its correlation id already.
 errorlog = "-"

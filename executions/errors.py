@@ -18,6 +18,9 @@ class ErrorCode:
     INTERNAL_ERROR = "INTERNAL_ERROR"
     EXECUTION_NOT_RUNNING = "EXECUTION_NOT_RUNNING"
     PRECONDITION_FAILED = "PRECONDITION_FAILED"
+    # Answered by nginx in production, before Django (deploy/nginx.conf).
+    URI_TOO_LONG = "URI_TOO_LONG"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
 
 
 class ExecutionError(Exception):

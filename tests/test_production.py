@@ -88,7 +88,11 @@ def production(database_url):
 
 def create_execution(port: int, token: str) -> str:
     status, _, body = request(
-        port, "POST", "/api/v1/executions", body={"name": "production"}, headers={"Authorization": f"Token {token}"}
+        port,
+        "POST",
+        "/api/v1/executions",
+        body={"name": "production"},
+        headers={"Authorization": f"Token {token}"},
     )
     assert status == 201, body
     return body["id"]
@@ -104,7 +108,8 @@ def raw_request(port: int, data: bytes) -> tuple[int, dict, bytes]:
             answer += sock.recv(65536)
         head, _, body = answer.partition(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+        fields = (line.partition(":") for line in header_lines)
+        headers = {name.lower(): value.strip() for name, _, value in fields}
         while len(body) < int(headers["content-length"]):
             body += sock.recv(65536)
     return int(status_line.split()[1]), headers, body
@@ -143,7 +148,8 @@ def test_slow_headers_delay_nobody_and_are_closed(production):
     answering 200 within a second, and nginx closes every slow connection once its header
     timeout has passed (the whole header must arrive within it)."""
     server, token = production
-    slow = SlowClients(server.port, SLOW_CLIENTS, b"", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100)
+    trickle = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100
+    slow = SlowClients(server.port, SLOW_CLIENTS, b"", trickle)
     slowest = measure_during(server, token, slow)
 
     for probe in ("healthz", "patch"):
@@ -207,13 +213,13 @@ def test_an_8_kb_request_line_reaches_django(production):
             "request line over 8 KB",
             b"GET /api/v1/executions/" + b"a" * 8200 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
             414,
-            "URI_TOO_LONG",
+            ErrorCode.URI_TOO_LONG,
         ),
         (
             "a header over 8 KB",
             b"GET /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
             431,
-            "HEADERS_TOO_LARGE",
+            ErrorCode.HEADERS_TOO_LARGE,
         ),
         (
             "headers over 32 KB in all",
@@ -221,10 +227,28 @@ def test_an_8_kb_request_line_reaches_django(production):
             + b"".join(b"X-%d: %s\r\n" % (n, b"a" * 7000) for n in range(6))
             + b"\r\n",
             431,
-            "HEADERS_TOO_LARGE",
+            ErrorCode.HEADERS_TOO_LARGE,
         ),
         ("not HTTP at all", b"GARBAGE\r\n\r\n", 400, ErrorCode.BAD_REQUEST),
-        ("NUL in the path", b"GET /api/v1/executions/\x00 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400, ErrorCode.BAD_REQUEST),
+        (
+            "TRACE, which nginx refuses",
+            b"TRACE /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            405,
+            ErrorCode.METHOD_NOT_ALLOWED,
+        ),
+        (
+            # Django's answer (gunicorn alone would refuse the method in HTML): no token yet.
+            "a 100-letter method",
+            b"X" * 100 + b" /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            401,
+            ErrorCode.NOT_AUTHENTICATED,
+        ),
+        (
+            "NUL in the path",
+            b"GET /api/v1/executions/\x00 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            400,
+            ErrorCode.BAD_REQUEST,
+        ),
         ("HTTP/1.1 without Host", b"GET /api/v1/executions HTTP/1.1\r\n\r\n", 400, ErrorCode.BAD_REQUEST),
         (
             "a space in a header name",
@@ -246,7 +270,8 @@ def test_an_8_kb_request_line_reaches_django(production):
         ),
         (
             "a broken chunked body",
-            b"POST /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"POST /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
             400,
             ErrorCode.BAD_REQUEST,
         ),
@@ -263,7 +288,12 @@ def test_an_8_kb_request_line_reaches_django(production):
             501,
             ErrorCode.BAD_REQUEST,
         ),
-        ("an HTTP version nginx does not speak", b"GET /api/v1/executions HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n", 505, ErrorCode.BAD_REQUEST),
+        (
+            "an HTTP version nginx does not speak",
+            b"GET /api/v1/executions HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n",
+            505,
+            ErrorCode.BAD_REQUEST,
+        ),
         (
             "a body declared over the limit",
             b"PATCH /api/v1/executions/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -274,7 +304,10 @@ def test_an_8_kb_request_line_reaches_django(production):
         (
             "a chunked body over the limit",
             b"POST /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % (BODY_LIMIT + 1) + b" " * (BODY_LIMIT + 1) + b"\r\n0\r\n\r\n",
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n" % (BODY_LIMIT + 1)
+            + b" " * (BODY_LIMIT + 1)
+            + b"\r\n0\r\n\r\n",
             413,
             ErrorCode.PAYLOAD_TOO_LARGE,
         ),
@@ -308,7 +341,19 @@ def test_the_client_request_id_is_the_correlation_id_of_nginx_answers(production
         b"POST /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: abc-123\r\n"
         + f"Content-Length: {BODY_LIMIT + 1}\r\n\r\n".encode(),
     )
-    assert assert_error_json(status, headers, body, 413, ErrorCode.PAYLOAD_TOO_LARGE).correlation_id == "abc-123"
+    error = assert_error_json(status, headers, body, 413, ErrorCode.PAYLOAD_TOO_LARGE)
+    assert error.correlation_id == "abc-123"
+
+
+def test_a_request_id_that_could_break_the_json_is_replaced(production):
+    server, _ = production
+    status, headers, body = raw_request(
+        server.port,
+        b'POST /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: a", "x": "\\\r\n'
+        + f"Content-Length: {BODY_LIMIT + 1}\r\n\r\n".encode(),
+    )
+    correlation_id = assert_error_json(status, headers, body, 413, ErrorCode.PAYLOAD_TOO_LARGE).correlation_id
+    assert '"' not in correlation_id and len(correlation_id) == 32
 
 
 def test_two_instances_run_side_by_side(production, database_url):
@@ -330,7 +375,9 @@ def test_gunicorn_down_is_a_json_502(tmp_path):
         deadline = time.monotonic() + 30
         while True:
             try:
-                status, headers, body = raw_request(port, b"GET /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                status, headers, body = raw_request(
+                    port, b"GET /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                )
                 break
             except ConnectionRefusedError:
                 assert time.monotonic() < deadline, "nginx did not start"
