@@ -9,10 +9,12 @@ clients' connections are closed within the test.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -363,6 +365,20 @@ def test_two_instances_run_side_by_side(production, database_url):
     with ProductionServer(service_env(database_url, WEB_CONCURRENCY="1", GUNICORN_THREADS="1")) as second:
         assert request(second.port, "GET", "/healthz")[0] == 200
         assert request(server.port, "GET", "/healthz")[0] == 200
+
+
+def test_when_gunicorn_dies_the_whole_server_stops_with_an_error(database_url):
+    """deploy/serve.py stops nginx too and exits 1, so that systemd or Kubernetes restarts
+    the whole instead of leaving nginx answering 502 forever."""
+    with ProductionServer(service_env(database_url, WEB_CONCURRENCY="1", GUNICORN_THREADS="1")) as server:
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+        gunicorn_pid = next(
+            int(pid) for pid in children if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        )
+        os.kill(gunicorn_pid, signal.SIGKILL)
+        assert server.process.wait(timeout=60) == 1
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=5)
 
 
 def test_gunicorn_down_is_a_json_502(tmp_path):
