@@ -87,10 +87,11 @@ def django_setup(database_url: str) -> None:
 def create_bench_user() -> tuple:
     """The user the benchmarks act as (a plain owner, no special rights) and its token key."""
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
+
+    from executions.tokens import token_create
 
     user = User.objects.create_user("bench")
-    return user, Token.objects.create(user=user).key
+    return user, token_create(user=user, name="bench")[1]
 
 
 def seed_running_executions(count: int, owner_id: int | None, newest_created_at) -> None:

@@ -130,3 +130,31 @@ class ExecutionStatusChange(models.Model):
 
     def __str__(self):
         return f"{self.execution_id}: {self.previous_status} -> {self.new_status}"
+
+
+class ApiToken(models.Model):
+    """An API key of one user, stored only as its SHA-256 hash. The key itself is shown
+    once, when it is made (executions/tokens.py), and cannot be recovered from this row.
+
+    A key carries 256 random bits, so a fast hash is enough: nobody can guess their way back
+    from the hash, and authentication stays one indexed lookup."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What uses it, e.g. \"nightly-worker on host-3\".")
+    prefix = models.CharField(
+        max_length=16, editable=False, help_text="The key's first characters, to tell keys apart."
+    )
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from then on; empty: never.")
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Written at most once a minute."
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API token"
+        indexes = [models.Index(fields=["user", "-created_at"], name="api_token_user_newest_idx")]
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.name})"

@@ -5,11 +5,10 @@
 # until SIGTERM or Ctrl-C (deploy/serve.py; docs/operations.md, "Serving in production").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${DJANGO_SECRET_KEY:-}" ]; then
-    echo "DJANGO_SECRET_KEY is required in production (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(50))')" >&2
-    exit 1
-fi
 scripts/bootstrap.sh requirements/base.txt
 export DJANGO_DEBUG=false
+# The development .env that scripts/serve.sh writes is not read here; a file named in
+# DJANGO_ENV_FILE is (the environment still wins over it).
+export DJANGO_ENV_FILE="${DJANGO_ENV_FILE-}"
 .venv/bin/python manage.py migrate --no-input
 exec .venv/bin/python deploy/serve.py

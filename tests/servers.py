@@ -149,9 +149,9 @@ def create_user_with_token(env: dict[str, str], username: str, superuser: bool =
     """A user (a superuser if asked) and their API token."""
     code = (
         "from django.contrib.auth.models import User;"
-        "from rest_framework.authtoken.models import Token;"
+        "from executions.tokens import token_create;"
         f"user = User.objects.create_user({username!r}, is_superuser={superuser}, is_staff={superuser});"
-        "print(Token.objects.create(user=user).key)"
+        "print(token_create(user=user, name='tests')[1])"
     )
     # The last line: `shell` may print a line of its own about automatic imports first.
     return manage(env, "shell", "-c", code).strip().splitlines()[-1]

@@ -8,9 +8,12 @@ from axes.models import AccessAttempt
 from django.conf import settings
 from django.core.cache import cache
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from executions.errors import ErrorCode
+
+from .factories import api_key_for
 
 
 def rates(user, anon):
@@ -63,6 +66,16 @@ def test_refused_authentication_counts_against_the_anonymous_rate(db, credential
     assert patch(client, "missing", **credentials).status_code == 401
     assert patch(client, "missing", **credentials).status_code == 401
     assert_throttled(patch(client, "missing", **credentials))
+
+
+@rates(user=None, anon="2/min")
+@pytest.mark.parametrize("refused", [{"revoked_at": timezone.now()}, {"expires_at": timezone.now()}])
+def test_a_revoked_or_expired_token_counts_against_the_anonymous_rate(owner, refused):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(owner, **refused)}")
+    assert patch(client, "missing").status_code == 401
+    assert patch(client, "missing").status_code == 401
+    assert_throttled(patch(client, "missing"))
 
 
 @rates(user=None, anon="2/min")
