@@ -32,6 +32,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def service_body_limit() -> int | None:
+    """DATA_UPLOAD_MAX_MEMORY_SIZE as the service reads it (the environment, DJANGO_ENV_FILE)."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from django.conf import settings
+
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
 def nginx_config(run_dir: str, upstream: str, listen: str) -> str:
     env = os.environ
     gunicorn_timeout = int(env.get("GUNICORN_TIMEOUT") or 30)
@@ -42,7 +52,7 @@ def nginx_config(run_dir: str, upstream: str, listen: str) -> str:
         "CLIENT_HEADER_TIMEOUT": env.get("NGINX_CLIENT_HEADER_TIMEOUT") or "10s",
         "CLIENT_BODY_TIMEOUT": env.get("NGINX_CLIENT_BODY_TIMEOUT") or "10s",
         # nginx's limit is the service's own: a body Django would refuse never reaches it.
-        "CLIENT_MAX_BODY_SIZE": env.get("DATA_UPLOAD_MAX_MEMORY_SIZE") or str(256 * 1024),
+        "CLIENT_MAX_BODY_SIZE": str(service_body_limit() or 0),
         # Longer than gunicorn's, so that a stuck request is gunicorn's to end (and a 502).
         "UPSTREAM_TIMEOUT": f"{gunicorn_timeout + 5}s",
         # Started as root, nginx would hand its workers to an unprivileged user that cannot
