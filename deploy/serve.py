@@ -113,8 +113,8 @@ def main() -> int:
     upstream_port = free_port()
     config_path = write_nginx_config(run_dir, f"127.0.0.1:{upstream_port}", listen)
 
-    # Behind nginx every client reaches Django from 127.0.0.1: the API's rate limits find the
-    # client in the last X-Forwarded-For entry instead, the one nginx appends.
+    # Behind nginx every client reaches Django from 127.0.0.1: the rate limits and the admin's
+    # login lockout find the client in the last X-Forwarded-For entry instead, nginx's own.
     env = {**os.environ, "API_NUM_PROXIES": os.environ.get("API_NUM_PROXIES") or "1"}
     children: list[subprocess.Popen] = []
     asked_to_stop = []
