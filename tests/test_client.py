@@ -1,0 +1,417 @@
+"""The Python client (client/executions_client): its retries against a mock transport, and
+every operation against a live server, with the typed results and errors a caller gets."""
+
+import email.utils
+import json
+import signal
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from executions_client import (
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    Execution,
+    ExecutionsClient,
+    NotFoundError,
+    PreconditionFailedError,
+    ServiceUnavailableError,
+    UnprocessableEntityError,
+)
+from executions_client import client as client_module
+from executions_client.run import Heartbeats
+from rest_framework.authtoken.models import Token
+
+from executions.errors import ErrorCode
+from executions.models import ChangeChannel, ExecutionStatus
+from executions.services import execution_change_status
+
+from .factories import ExecutionFactory, UserFactory
+
+# Never contacted: a mock transport answers instead.
+MOCK_URL = "http://127.0.0.1:9"
+EXECUTION_ID = "b7a499a9-5a6b-4ff8-a2e2-2afdb88c4769"
+EXECUTION_BODY = {
+    "id": EXECUTION_ID,
+    "name": "nightly-report",
+    "status": "running",
+    "error_info": None,
+    "metadata": {},
+    "created_by": "alice",
+    "created_at": "2026-11-29T10:00:00.123456Z",
+    "updated_at": "2026-11-29T10:00:00.123456Z",
+    "finished_at": None,
+    "last_heartbeat_at": None,
+}
+
+
+class FakeClock:
+    """Stands in for the client module's `time`: sleeping records the wait and moves the clock."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(client_module, "time", fake)
+    return fake
+
+
+def mock_client(answers, retry_for=60.0):
+    """A client whose requests get `answers` in turn: a Response, or an exception to raise.
+    The requests it made are in `client.requests`."""
+    answers = list(answers)
+    requests: list[httpx.Request] = []
+
+    def handler(request):
+        requests.append(request)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client = ExecutionsClient(
+        MOCK_URL, "secret-token", retry_for=retry_for, transport=httpx.MockTransport(handler)
+    )
+    client.requests = requests
+    return client
+
+
+def error_answer(status, error_code, headers=None, **extra):
+    body = {
+        "detail": "no",
+        "error_code": error_code,
+        "correlation_id": "corr-1",
+        "timestamp": "2026-11-29T10:00:00Z",
+    }
+    return httpx.Response(status, json={**body, **extra}, headers=headers)
+
+
+def created():
+    return httpx.Response(201, json=EXECUTION_BODY, headers={"ETag": '"1"'})
+
+
+# --- retries ----------------------------------------------------------------------------
+
+
+def test_503_waits_what_retry_after_says_then_succeeds(clock):
+    client = mock_client([error_answer(503, ErrorCode.SERVICE_UNAVAILABLE, {"Retry-After": "5"}), created()])
+
+    execution = client.create("nightly-report")
+
+    assert execution.id == EXECUTION_ID
+    assert clock.sleeps == [5.0]
+    assert len(client.requests) == 2
+
+
+def test_429_with_an_http_date_in_retry_after(clock):
+    when = datetime.now(UTC) + timedelta(seconds=20)
+    answer = error_answer(
+        429, ErrorCode.THROTTLED, {"Retry-After": email.utils.format_datetime(when, usegmt=True)}
+    )
+    client = mock_client([answer, httpx.Response(200, json=EXECUTION_BODY)])
+
+    assert client.get(EXECUTION_ID).name == "nightly-report"
+    [wait] = clock.sleeps
+    assert 15 < wait <= 20
+
+
+def test_retry_after_is_capped(clock):
+    client = mock_client(
+        [error_answer(503, ErrorCode.SERVICE_UNAVAILABLE, {"Retry-After": "3600"}), created()]
+    )
+
+    client.create("nightly-report")
+
+    assert clock.sleeps == [client_module.MAX_RETRY_WAIT]
+
+
+def test_connection_errors_are_retried_with_growing_backoff(clock):
+    refused = httpx.ConnectError("Connection refused")
+    client = mock_client(
+        [refused, refused, httpx.ReadTimeout("timed out"), httpx.Response(200, json=EXECUTION_BODY)]
+    )
+
+    assert client.get(EXECUTION_ID).id == EXECUTION_ID
+    first, second, third = clock.sleeps
+    assert 0.5 <= first <= 0.75
+    assert 1.0 <= second <= 1.5
+    assert 2.0 <= third <= 3.0
+
+
+def test_create_sends_one_idempotency_key_on_every_try(clock):
+    # The first answer is lost on the way back: the retry must name the same creation.
+    client = mock_client(
+        [httpx.ReadTimeout("timed out"), error_answer(503, ErrorCode.SERVICE_UNAVAILABLE), created()]
+    )
+
+    client.create("nightly-report", {"shard": 3})
+
+    keys = [request.headers["Idempotency-Key"] for request in client.requests]
+    assert len(keys) == 3
+    assert len(set(keys)) == 1
+    assert [json.loads(request.content) for request in client.requests] == [
+        {"name": "nightly-report", "metadata": {"shard": 3}}
+    ] * 3
+
+
+def test_each_create_has_its_own_key_unless_given_one(clock):
+    client = mock_client([created(), created(), created()])
+
+    client.create("a")
+    client.create("a")
+    client.create("a", idempotency_key="order-42")
+
+    first, second, given = (request.headers["Idempotency-Key"] for request in client.requests)
+    assert first != second
+    assert given == "order-42"
+
+
+def test_gives_up_when_the_time_to_retry_is_spent(clock):
+    client = mock_client(
+        [error_answer(503, ErrorCode.SERVICE_UNAVAILABLE, {"Retry-After": "4"})] * 10, retry_for=10
+    )
+
+    with pytest.raises(ServiceUnavailableError) as raised:
+        client.heartbeat(EXECUTION_ID)
+
+    assert raised.value.status_code == 503
+    assert clock.sleeps == [4.0, 4.0]  # a third wait would end after 10 s
+    assert len(client.requests) == 3
+    assert "gave up after 3 tries" in str(raised.value)
+
+
+def test_no_retry_at_all_with_retry_for_zero(clock):
+    client = mock_client([httpx.ConnectError("Connection refused")], retry_for=0)
+
+    with pytest.raises(ServiceUnavailableError) as raised:
+        client.heartbeat(EXECUTION_ID)
+
+    assert raised.value.status_code is None
+    assert isinstance(raised.value.__cause__, httpx.ConnectError)
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    "status, error_code, error_class",
+    [
+        (400, ErrorCode.INVALID_STATUS_TRANSITION, BadRequestError),
+        (404, ErrorCode.EXECUTION_NOT_FOUND, NotFoundError),
+        (409, ErrorCode.EXECUTION_NOT_RUNNING, ConflictError),
+        (412, ErrorCode.PRECONDITION_FAILED, PreconditionFailedError),
+        (422, "IDEMPOTENCY_KEY_REUSED", UnprocessableEntityError),
+    ],
+)
+def test_client_errors_are_typed_and_never_retried(clock, status, error_code, error_class):
+    client = mock_client([error_answer(status, error_code, current_status="cancelled")])
+
+    with pytest.raises(error_class) as raised:
+        client.update_status(EXECUTION_ID, "completed")
+
+    assert raised.value.status_code == status
+    assert raised.value.error_code == error_code
+    assert raised.value.correlation_id == "corr-1"
+    assert len(client.requests) == 1
+    assert clock.sleeps == []
+
+
+# --- executions-run's heartbeats (end to end: tests/test_executions_run.py) ----------------
+
+
+class JobStub:
+    def __init__(self):
+        self.signals = []
+
+    def stop(self, signum):
+        self.signals.append(signum)
+
+
+def test_heartbeats_go_on_through_an_outage_and_stop_the_job_on_409(capsys):
+    beat = httpx.Response(
+        200,
+        json={"execution_id": EXECUTION_ID, "status": "running", "last_heartbeat_at": "2026-11-29T10:00:00Z"},
+    )
+    cancelled = error_answer(409, ErrorCode.EXECUTION_NOT_RUNNING, current_status="cancelled")
+    refused = httpx.ConnectError("Connection refused")
+    client = mock_client([beat, refused, refused, beat, beat, cancelled], retry_for=0)
+    job = JobStub()
+
+    heartbeats = Heartbeats(client, Execution.from_json(EXECUTION_BODY), job, interval=0.01)
+    heartbeats._thread.join(timeout=30)
+    heartbeats.finish()
+
+    assert job.signals == [signal.SIGTERM]
+    assert heartbeats.stopped_as == "cancelled"
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) == 3, notes  # one line per change of state, not one per missed heartbeat
+    assert notes[0].startswith("executions-run: heartbeat failed (POST /api/v1/executions/")
+    assert "the command keeps running" in notes[0]
+    assert notes[1].startswith("executions-run: the service answers again after")
+    assert notes[1].endswith("heartbeats resumed")
+    assert notes[2] == f"executions-run: execution {EXECUTION_ID} is cancelled: stopping the command"
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+def test_url_and_token_from_the_environment(monkeypatch):
+    monkeypatch.setenv("EXECUTIONS_URL", "http://127.0.0.1:8000/")
+    monkeypatch.setenv("EXECUTIONS_TOKEN", "from-env")
+    with ExecutionsClient() as client:
+        assert client.url == "http://127.0.0.1:8000"
+        assert client._http.headers["Authorization"] == "Token from-env"
+
+
+@pytest.mark.parametrize("missing", ["EXECUTIONS_URL", "EXECUTIONS_TOKEN"])
+def test_missing_configuration_is_named(monkeypatch, missing):
+    monkeypatch.setenv("EXECUTIONS_URL", "http://127.0.0.1:8000")
+    monkeypatch.setenv("EXECUTIONS_TOKEN", "from-env")
+    monkeypatch.delenv(missing)
+    with pytest.raises(ConfigurationError, match=missing):
+        ExecutionsClient()
+
+
+# --- every operation against a live server ------------------------------------------------
+
+
+@pytest.fixture
+def alice(transactional_db):
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def live_client(live_server, alice):
+    token = Token.objects.create(user=alice).key
+    with ExecutionsClient(live_server.url, token, retry_for=0) as client:
+        yield client
+
+
+def test_create_get_heartbeat_and_complete(live_client):
+    created = live_client.create("nightly-report", {"shard": 3})
+
+    assert isinstance(created, Execution)
+    assert (created.name, created.status, created.metadata, created.created_by) == (
+        "nightly-report",
+        "running",
+        {"shard": 3},
+        "alice",
+    )
+    assert created.created_at.tzinfo is not None
+    assert created.etag
+
+    beat = live_client.heartbeat(created.id)
+    assert beat.status == "running"
+    fetched = live_client.get(created.id)
+    assert fetched.last_heartbeat_at == beat.last_heartbeat_at
+
+    answer = live_client.complete(created.id)
+    assert (answer.success, answer.previous_status, answer.current_status) == (True, "running", "completed")
+    assert live_client.complete(created.id).success is False
+    assert live_client.get(created.id).finished_at is not None
+
+
+def test_fail_stores_error_info_and_history_tells_it(live_client):
+    execution = live_client.create("nightly-report")
+
+    live_client.fail(execution.id, {"exit_code": 3})
+
+    assert live_client.get(execution.id).error_info == {"exit_code": 3}
+    [change] = live_client.history(execution.id)
+    assert (change.execution_id, change.previous_status, change.new_status) == (
+        execution.id,
+        "running",
+        "failed",
+    )
+    assert (change.actor, change.channel, change.error_info) == ("alice", "api", {"exit_code": 3})
+
+
+def test_errors_carry_code_correlation_id_and_current_status(live_client):
+    execution = live_client.create("nightly-report")
+    live_client.cancel(execution.id)
+
+    with pytest.raises(ConflictError) as conflict:
+        live_client.heartbeat(execution.id)
+    assert conflict.value.error_code == ErrorCode.EXECUTION_NOT_RUNNING
+    assert conflict.value.current_status == "cancelled"
+    assert conflict.value.correlation_id
+
+    with pytest.raises(BadRequestError) as refused:
+        live_client.complete(execution.id)
+    assert refused.value.error_code == ErrorCode.INVALID_STATUS_TRANSITION
+
+    with pytest.raises(NotFoundError) as missing:
+        live_client.get("00000000-0000-0000-0000-000000000000")
+    assert missing.value.error_code == ErrorCode.EXECUTION_NOT_FOUND
+
+
+def test_stale_if_match_is_a_precondition_failure(live_client):
+    execution = live_client.create("nightly-report")
+    live_client.heartbeat(execution.id)  # a new version
+
+    with pytest.raises(PreconditionFailedError) as raised:
+        live_client.update_status(execution.id, "cancelled", if_match=execution.etag)
+    assert raised.value.error_code == ErrorCode.PRECONDITION_FAILED
+
+    current = live_client.get(execution.id)
+    assert live_client.update_status(execution.id, "cancelled", if_match=current.etag).success
+
+
+def test_validation_errors_carry_their_items(live_client):
+    with pytest.raises(UnprocessableEntityError) as raised:
+        live_client.create("")
+
+    [item] = raised.value.errors
+    assert item["loc"] == ["body", "name"]
+    assert raised.value.correlation_id
+    assert "body.name" in str(raised.value)
+
+
+def test_iter_executions_follows_the_cursor(live_client, alice):
+    ExecutionFactory.create_batch(5, created_by=alice, name="batch")
+    ExecutionFactory(created_by=alice, name="other")
+
+    page = live_client.list_executions(name="batch", page_size=2)
+    assert len(page.results) == 2
+    assert page.next_cursor
+
+    names = [execution.name for execution in live_client.iter_executions(name="batch", page_size=2)]
+    assert names == ["batch"] * 5
+    assert len(list(live_client.iter_executions(status=["running", "failed"], page_size=4))) == 6
+
+
+def test_iter_status_changes_follows_the_feed_and_resumes_from_its_cursor(live_client, alice):
+    executions = ExecutionFactory.create_batch(5, created_by=alice)
+    for execution in executions[:3]:
+        execution_change_status(
+            execution_id=execution.id,
+            status=ExecutionStatus.CANCELLED,
+            actor=alice,
+            channel=ChangeChannel.API,
+        )
+
+    stream = live_client.iter_status_changes(page_size=2)
+    seen = [change.execution_id for change in stream]
+    assert seen == [str(execution.id) for execution in executions[:3]]
+
+    for execution in executions[3:]:
+        execution_change_status(
+            execution_id=execution.id, status=ExecutionStatus.FAILED, actor=alice, channel=ChangeChannel.API
+        )
+    resumed = list(live_client.iter_status_changes(stream.cursor))
+    assert [(change.execution_id, change.new_status) for change in resumed] == [
+        (str(execution.id), "failed") for execution in executions[3:]
+    ]
+    assert [change.new_status for change in live_client.iter_status_changes(new_status="failed")] == [
+        "failed"
+    ] * 2
