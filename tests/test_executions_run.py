@@ -313,6 +313,21 @@ def test_an_unreachable_service_at_the_start_runs_the_job_untracked(token, tmp_p
     assert "running the command untracked" in stderr
 
 
+def test_sigterm_while_creating_gives_up_without_running_the_job(token, tmp_path):
+    nothing_there = f"http://127.0.0.1:{free_port()}"
+    wrapper = Wrapper(
+        None, token, tmp_path, ["--name", "e2e-interrupted", "--retry-for", "60"], url=nothing_there
+    )
+    wrapper.wait_for_stderr("retrying in")
+
+    wrapper.process.send_signal(signal.SIGTERM)
+    code, _, stderr = wrapper.finish()
+
+    assert code == 128 + signal.SIGTERM
+    assert "SIGTERM while creating the execution: the command was not run" in stderr
+    assert wrapper.trace("pid") is None
+
+
 def test_a_refused_create_does_not_run_the_job(service, transactional_db, tmp_path):
     wrapper = Wrapper(service, "not-a-token", tmp_path, ["--name", "e2e-refused"])
 

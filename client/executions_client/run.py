@@ -258,6 +258,14 @@ def report(args: argparse.Namespace, execution: Execution, outcome: Outcome) -> 
             note(f"the service did not take the report that the command {outcome.describe()}: {error}")
 
 
+class Interrupted(Exception):
+    """SIGTERM or SIGINT while the execution was being created: the command is not started."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     # Retries of the client are worth a line on standard error: they say why the wrapper waits.
@@ -265,27 +273,37 @@ def main(argv: list[str] | None = None) -> int:
     client_log.addHandler(logging.StreamHandler())
     client_log.handlers[-1].setFormatter(logging.Formatter("executions-run: %(message)s"))
 
+    # SIGTERM and SIGINT: while creating, give up (the create may be retrying for a minute);
+    # once the execution exists, the command is started and they are passed on to it.
+    job: Job | None = None
+    created = False
+    pending: list[int] = []
+
+    def on_signal(signum, frame):
+        if job is not None:
+            job.stop(signum)
+        elif created:
+            pending.append(signum)
+        else:
+            raise Interrupted(signum)
+
+    # Installed even where the wrapper was started with them ignored (`&` in a script).
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
     try:
         execution = create_execution(args)
-        heartbeat_client = ExecutionsClient(args.url, retry_for=0, timeout=min(args.heartbeat, 10.0))
     except ConfigurationError as error:
         note(str(error))
         return EXIT_USAGE
     except APIError as error:
         note(f"the service refused to create the execution: {error}; the command was not run")
         return EXIT_REFUSED
-
-    # Signals that arrive before the command starts are passed on as soon as it has.
-    received: list[int] = []
-    job: Job | None = None
-
-    def pass_on(signum, frame):
-        received.append(signum)
-        if job is not None:
-            job.stop(signum)
-
-    signal.signal(signal.SIGTERM, pass_on)
-    signal.signal(signal.SIGINT, pass_on)
+    except Interrupted as interrupted:
+        name = signal.Signals(interrupted.signum).name
+        note(f"{name} while creating the execution: the command was not run")
+        return 128 + interrupted.signum
+    created = True
 
     try:
         job = Job(args.command, args.grace)
@@ -297,20 +315,22 @@ def main(argv: list[str] | None = None) -> int:
                 args, execution, Outcome(exit_code=code, signal=None, stderr_tail=f"executions-run: {error}")
             )
         return code
-    for signum in received:
+    for signum in pending:
         job.stop(signum)
 
-    heartbeats = Heartbeats(heartbeat_client, execution, job, args.heartbeat) if execution else None
+    heartbeats = None
+    if execution is not None:
+        heartbeat_client = ExecutionsClient(args.url, retry_for=0, timeout=min(args.heartbeat, 10.0))
+        heartbeats = Heartbeats(heartbeat_client, execution, job, args.heartbeat)
     outcome = job.wait()
-    if heartbeats is not None:
-        heartbeats.finish()
+    if heartbeats is None:
+        return outcome.wrapper_exit_code
+    heartbeats.finish()
     heartbeat_client.close()
-
-    if heartbeats is not None and heartbeats.stopped_as is not None:
+    if heartbeats.stopped_as is not None:
         note(f"the command {outcome.describe()} after the execution was {heartbeats.stopped_as}")
         return EXIT_STOPPED
-    if execution is not None:
-        report(args, execution, outcome)
+    report(args, execution, outcome)
     return outcome.wrapper_exit_code
 
 
