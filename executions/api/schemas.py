@@ -242,6 +242,26 @@ class ExecutionHistory(_Body):
     results: list[ExecutionStatusChange]
 
 
+class StatusChangeFeedItem(ExecutionStatusChange):
+    """One change of an execution's status, in the change feed."""
+
+    execution_id: UUID
+
+    @classmethod
+    def from_model(cls, change) -> "StatusChangeFeedItem":
+        return cls(execution_id=change.execution_id, **ExecutionStatusChange.from_model(change).model_dump())
+
+
+class StatusChangeFeed(_Body):
+    """One page of the change feed, oldest first."""
+
+    results: list[StatusChangeFeedItem]
+    next_cursor: str = Field(
+        description="Pass as `after` to get what comes next; always present, also on an empty page"
+    )
+    has_more: bool = Field(description="More changes are ready now: ask again without waiting")
+
+
 class HealthStatus(_Body):
     """The process answers."""
 

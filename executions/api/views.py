@@ -11,22 +11,29 @@ from rest_framework.metadata import SimpleMetadata
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
-from ..models import ChangeChannel, Execution
+from ..models import ChangeChannel, Execution, ExecutionStatusChange
 from ..selectors import (
+    FEED_START,
     execution_get,
     execution_status_changes,
     executions_listable_by,
     executions_visible_to,
+    status_changes_after,
+    status_changes_visible_to,
 )
 from ..services import execution_change_status, execution_create, execution_heartbeat
 from . import schemas
 from .etags import etag_for, expected_versions
-from .filters import ExecutionFilter, parse_list_query
+from .filters import ExecutionFilter, StatusChangeFilter, parse_list_query
 from .pagination import (
+    AFTER_PARAMETER,
     CURSOR_PARAMETER,
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     PAGE_SIZE_PARAMETER,
+    FeedQuery,
+    decode_feed_cursor,
+    encode_feed_cursor,
     newest_first_page,
 )
 from .schemas import (
@@ -89,9 +96,22 @@ LIST_PARAMETERS = [
 ]
 
 
+FEED_PARAMETERS = [
+    OpenApiParameter(
+        AFTER_PARAMETER, OpenApiTypes.STR, OpenApiParameter.QUERY,
+        description="next_cursor of the previous page; absent to start from the oldest change",
+    ),
+    OpenApiParameter(
+        PAGE_SIZE_PARAMETER, {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
+        OpenApiParameter.QUERY, description=f"Changes per page, at most {MAX_PAGE_SIZE}",
+    ),
+]
+
+
 # The list's page is one object, not a list of them (drf-spectacular assumes a list action
 # answers an array).
 set_override(schemas.ExecutionList, "many", False)
+set_override(schemas.StatusChangeFeed, "many", False)
 
 
 def _execution_response(execution: Execution, status_code=status.HTTP_200_OK, headers=None) -> Response:
@@ -266,5 +286,46 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         body = schemas.ExecutionHistory(
             execution_id=execution.id,
             results=[schemas.ExecutionStatusChange.from_model(change) for change in execution_status_changes(execution)],
+        )
+        return Response(body.model_dump(mode="json"))
+
+
+class StatusChangeFeedViewSet(viewsets.GenericViewSet):
+    metadata_class = DescriptionOnlyMetadata
+    # For the schema's query parameters, as on ExecutionViewSet.
+    queryset = ExecutionStatusChange.objects.none()
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = StatusChangeFilter
+
+    @extend_schema(
+        summary="Status Change Feed",
+        tags=["executions"],
+        description=(
+            "Every status change of the executions the caller may see, oldest first. Poll with "
+            "`after` set to the last `next_cursor`: no change is ever missed or served twice, "
+            "also when transactions commit out of order. Unknown query parameters are refused (422)."
+        ),
+        operation_id="list_status_changes",
+        parameters=FEED_PARAMETERS,
+        responses={
+            200: OpenApiResponse(schemas.StatusChangeFeed, description="One page"),
+            **COMMON_ERROR_RESPONSES,
+            422: OpenApiResponse(HTTPValidationError, description="Invalid query parameters or cursor"),
+        },
+    )
+    def list(self, request):
+        changes, page = parse_list_query(
+            request.query_params, status_changes_visible_to(request.user), self.filterset_class, request, FeedQuery
+        )
+        position = FEED_START if page.after is None else decode_feed_cursor(page.after)
+        rows = list(status_changes_after(changes, position)[: page.page_size + 1])
+        has_more = len(rows) > page.page_size
+        rows = rows[: page.page_size]
+        if rows:
+            position = (rows[-1].transaction_id, rows[-1].id)
+        body = schemas.StatusChangeFeed(
+            results=[schemas.StatusChangeFeedItem.from_model(row) for row in rows],
+            next_cursor=encode_feed_cursor(position),
+            has_more=has_more,
         )
         return Response(body.model_dump(mode="json"))
