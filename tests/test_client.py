@@ -415,3 +415,10 @@ def test_iter_status_changes_follows_the_feed_and_resumes_from_its_cursor(live_c
     assert [change.new_status for change in live_client.iter_status_changes(new_status="failed")] == [
         "failed"
     ] * 2
+
+
+def test_an_id_is_never_read_as_another_path(live_client):
+    with pytest.raises(NotFoundError):
+        live_client.get("../executions?page_size=1")
+    with pytest.raises(NotFoundError):
+        live_client.history("x/y")

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -53,6 +54,11 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def _execution_path(execution_id: str) -> str:
+    # Quoted whole: an id with "/" or "?" in it names no execution (404), never another URL.
+    return f"/executions/{urllib.parse.quote(str(execution_id), safe='')}"
 
 
 def _one_or_many(value: str | list[str] | None) -> str | None:
@@ -124,7 +130,7 @@ class ExecutionsClient:
         return Execution.from_json(response.json(), etag=response.headers.get("ETag"))
 
     def get(self, execution_id: str) -> Execution:
-        response = self._request("GET", f"/executions/{execution_id}")
+        response = self._request("GET", _execution_path(execution_id))
         return Execution.from_json(response.json(), etag=response.headers.get("ETag"))
 
     def list_executions(
@@ -185,7 +191,7 @@ class ExecutionsClient:
         if error_info is not None:
             body["error_info"] = error_info
         headers = {"If-Match": if_match} if if_match else None
-        response = self._request("PATCH", f"/executions/{execution_id}", json=body, headers=headers)
+        response = self._request("PATCH", _execution_path(execution_id), json=body, headers=headers)
         return StatusUpdate.from_json(response.json())
 
     def cancel(self, execution_id: str) -> StatusUpdate:
@@ -200,11 +206,11 @@ class ExecutionsClient:
     def heartbeat(self, execution_id: str) -> Heartbeat:
         """Say the execution is alive. Raises ConflictError (EXECUTION_NOT_RUNNING, with
         `current_status`) when it was stopped: the worker's cue to stop."""
-        return Heartbeat.from_json(self._request("POST", f"/executions/{execution_id}/heartbeat").json())
+        return Heartbeat.from_json(self._request("POST", f"{_execution_path(execution_id)}/heartbeat").json())
 
     def history(self, execution_id: str) -> list[StatusChange]:
         """The execution's status changes, oldest first."""
-        body = self._request("GET", f"/executions/{execution_id}/history").json()
+        body = self._request("GET", f"{_execution_path(execution_id)}/history").json()
         return [StatusChange.from_json(item, execution_id=body["execution_id"]) for item in body["results"]]
 
     # --- the change feed -------------------------------------------------------------
