@@ -20,7 +20,7 @@ from executions_client import (
     UnprocessableEntityError,
 )
 from executions_client import client as client_module
-from executions_client.run import Heartbeats
+from executions_client.run import Heartbeats, Outcome
 from rest_framework.authtoken.models import Token
 
 from executions.errors import ErrorCode
@@ -260,6 +260,19 @@ def test_heartbeats_go_on_through_an_outage_and_stop_the_job_on_409(capsys):
     assert notes[1].startswith("executions-run: the service answers again after")
     assert notes[1].endswith("heartbeats resumed")
     assert notes[2] == f"executions-run: execution {EXECUTION_ID} is cancelled: stopping the command"
+
+
+def test_the_stderr_tail_is_text_the_service_stores():
+    # NUL is refused by the service (no database column takes it); invalid UTF-8 cannot be JSON.
+    outcome = Outcome(returncode=-9, stderr_tail=b"half \xe2\x82 done\x00")
+
+    assert outcome.error_info() == {
+        "exit_code": None,
+        "signal": "SIGKILL",
+        "stderr_tail": "half \ufffd done\ufffd",
+    }
+    assert outcome.wrapper_exit_code == 137
+    assert Outcome(returncode=-40, stderr_tail=b"").signal == "signal 40"
 
 
 # --- configuration ----------------------------------------------------------------------

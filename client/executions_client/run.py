@@ -111,31 +111,39 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal has no name
+        return f"signal {number}"
+
+
 @dataclass
 class Outcome:
-    """How the command ended: `exit_code` when it exited, `signal` (a name) when killed."""
+    """How the command ended. `returncode` is Popen's: the exit code, or -N for signal N."""
 
-    exit_code: int | None
-    signal: str | None
-    stderr_tail: str
+    returncode: int
+    stderr_tail: bytes
 
-    @classmethod
-    def of(cls, returncode: int, stderr_tail: bytes) -> "Outcome":
-        # The service stores text: undecodable bytes and NUL (no database column takes it) become U+FFFD.
-        tail = stderr_tail.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
-        if returncode < 0:
-            return cls(exit_code=None, signal=signal.Signals(-returncode).name, stderr_tail=tail)
-        return cls(exit_code=returncode, signal=None, stderr_tail=tail)
+    @property
+    def exit_code(self) -> int | None:
+        return self.returncode if self.returncode >= 0 else None
+
+    @property
+    def signal(self) -> str | None:
+        return None if self.returncode >= 0 else _signal_name(-self.returncode)
 
     @property
     def wrapper_exit_code(self) -> int:
-        return self.exit_code if self.signal is None else 128 + signal.Signals[self.signal].value
+        return self.returncode if self.returncode >= 0 else 128 - self.returncode
 
     def describe(self) -> str:
         return f"exited with {self.exit_code}" if self.signal is None else f"was killed by {self.signal}"
 
     def error_info(self) -> dict:
-        return {"exit_code": self.exit_code, "signal": self.signal, "stderr_tail": self.stderr_tail}
+        # The service stores text: undecodable bytes and NUL (no database column takes it) become U+FFFD.
+        tail = self.stderr_tail.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+        return {"exit_code": self.exit_code, "signal": self.signal, "stderr_tail": tail}
 
 
 class Job:
@@ -157,8 +165,11 @@ class Job:
         source = self.process.stderr.fileno()
         sink = sys.stderr.buffer
         while chunk := os.read(source, 65536):
-            sink.write(chunk)
-            sink.flush()
+            try:
+                sink.write(chunk)
+                sink.flush()
+            except (OSError, ValueError):
+                pass  # the wrapper's own standard error is gone: keep reading, or the command blocks
             self._tail += chunk
             del self._tail[:-STDERR_TAIL_BYTES]
 
@@ -187,7 +198,7 @@ class Job:
             self._kill_timer.cancel()
         # What the command wrote last, unless something it started still holds the pipe open.
         self._pump.join(timeout=2)
-        return Outcome.of(returncode, bytes(self._tail))
+        return Outcome(returncode, bytes(self._tail))
 
 
 class Heartbeats:
@@ -311,9 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_NOT_FOUND if isinstance(error, FileNotFoundError) else EXIT_CANNOT_EXECUTE
         note(f"cannot run {args.command[0]}: {error}")
         if execution is not None:
-            report(
-                args, execution, Outcome(exit_code=code, signal=None, stderr_tail=f"executions-run: {error}")
-            )
+            report(args, execution, Outcome(code, f"executions-run: {error}".encode()))
         return code
     for signum in pending:
         job.stop(signum)
