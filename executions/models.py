@@ -1,6 +1,7 @@
 """The record of every execution, and of every change to its status."""
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -172,3 +173,30 @@ class ExecutionStatusChange(models.Model):
 
     def __str__(self):
         return f"{self.execution_id}: {self.previous_status} -> {self.new_status}"
+
+
+# How long a create's Idempotency-Key is answered at least (the purge may remove it after).
+IDEMPOTENCY_KEYS_KEPT_FOR = timedelta(hours=24)
+
+
+class IdempotencyKey(models.Model):
+    """A create request's Idempotency-Key: the same key from the same user with the same body
+    is answered with the original response again instead of creating a second execution.
+    Kept at least IDEMPOTENCY_KEYS_KEPT_FOR; older ones may be purged."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(
+        max_length=64, help_text="SHA-256 of the validated request body: tells a retry from a reuse."
+    )
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="+")
+    response_body = models.JSONField(help_text="The original 201's body, answered again to a retry.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user")]
+        # For the purge of expired keys.
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_created_idx")]
+
+    def __str__(self):
+        return f"{self.key} ({self.user_id})"

@@ -15,7 +15,14 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .errors import ExecutionNotFound
-from .models import Execution, ExecutionStatus, ExecutionStatusChange, OldestRunningTransactionId
+from .models import (
+    IDEMPOTENCY_KEYS_KEPT_FOR,
+    Execution,
+    ExecutionStatus,
+    ExecutionStatusChange,
+    IdempotencyKey,
+    OldestRunningTransactionId,
+)
 
 MANAGE_ALL_EXECUTIONS = "executions.manage_all_executions"
 
@@ -171,3 +178,14 @@ def execution_get(executions: QuerySet, execution_id) -> Execution:
 def execution_status_changes(execution: Execution) -> QuerySet:
     """The audit records of one execution, oldest first."""
     return ExecutionStatusChange.objects.filter(execution=execution).order_by("created_at", "id")
+
+
+def idempotency_key_get(user, key: str) -> IdempotencyKey | None:
+    """The Idempotency-Key `key` of `user`, if one was used."""
+    return IdempotencyKey.objects.filter(user=user, key=key).first()
+
+
+def idempotency_keys_expired(now: datetime | None = None) -> QuerySet:
+    """The Idempotency-Keys older than IDEMPOTENCY_KEYS_KEPT_FOR: the purge may delete them
+    (a key is answered for as long as its row exists)."""
+    return IdempotencyKey.objects.filter(created_at__lt=(now or timezone.now()) - IDEMPOTENCY_KEYS_KEPT_FOR)

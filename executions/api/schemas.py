@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from ..models import ExecutionStatus
@@ -156,6 +156,11 @@ class ExecutionCreateRequest(_Body):
     def storable(cls, value):
         _check_storable(value)
         return value
+
+
+class ExecutionCreateUnprocessable(RootModel[HTTPValidationError | ErrorResponse]):
+    """A body or Idempotency-Key header the operation does not take (HTTPValidationError), or
+    an Idempotency-Key already used with a different body (ErrorResponse IDEMPOTENCY_KEY_REUSED)."""
 
 
 class Execution(_Body):

@@ -21,10 +21,21 @@ from ..selectors import (
     status_changes_after,
     status_changes_visible_to,
 )
-from ..services import execution_change_status, execution_create, execution_heartbeat
+from ..services import (
+    execution_change_status,
+    execution_create,
+    execution_create_idempotent,
+    execution_heartbeat,
+)
 from . import schemas
 from .etags import etag_for, expected_versions
 from .filters import ExecutionFilter, StatusChangeFilter, parse_list_query
+from .idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    parse_idempotency_key,
+    request_fingerprint,
+)
 from .pagination import (
     AFTER_PARAMETER,
     CURSOR_PARAMETER,
@@ -84,6 +95,20 @@ IF_MATCH_PARAMETER = OpenApiParameter(
     ),
 )
 
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_KEY_HEADER,
+    {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH, "pattern": "^[!-~]+$"},
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Makes a retry safe: the same key from the same user with the same body answers the "
+        "original 201 (same execution, body, Location, ETag, plus Idempotent-Replayed: true) and "
+        "creates nothing; with a different body, 422 IDEMPOTENCY_KEY_REUSED. Visible ASCII, "
+        "1-255 characters, kept at least 24 hours."
+    ),
+)
+IDEMPOTENT_REPLAYED_HEADER = "Idempotent-Replayed"
+
 LIST_PARAMETERS = [
     OpenApiParameter(
         CURSOR_PARAMETER, OpenApiTypes.STR, OpenApiParameter.QUERY,
@@ -114,9 +139,24 @@ set_override(schemas.ExecutionList, "many", False)
 set_override(schemas.StatusChangeFeed, "many", False)
 
 
+def _execution_body(execution: Execution) -> dict:
+    return schemas.Execution.from_model(execution).model_dump(mode="json")
+
+
 def _execution_response(execution: Execution, status_code=status.HTTP_200_OK, headers=None) -> Response:
-    body = schemas.Execution.from_model(execution).model_dump(mode="json")
+    body = _execution_body(execution)
     return Response(body, status=status_code, headers={ETAG_HEADER: etag_for(execution.updated_at), **(headers or {})})
+
+
+def _created_response(request, body: dict, headers=None) -> Response:
+    """201 for a new execution's body (or the stored body of the original 201, replayed)."""
+    execution = schemas.Execution.model_validate(body)
+    location = request.build_absolute_uri(reverse("execution-detail", kwargs={"execution_id": execution.id}))
+    return Response(
+        body,
+        status=status.HTTP_201_CREATED,
+        headers={"Location": location, ETAG_HEADER: etag_for(execution.updated_at), **(headers or {})},
+    )
 
 
 class DescriptionOnlyMetadata(SimpleMetadata):
@@ -177,21 +217,44 @@ class ExecutionViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Create Execution",
         tags=["executions"],
-        description="Create a running execution owned by the caller.",
+        description=(
+            "Create a running execution owned by the caller. With an Idempotency-Key, a retry "
+            "answers the original 201 instead of creating a second execution."
+        ),
         operation_id="create_execution",
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         request=schemas.ExecutionCreateRequest,
         responses={
-            201: OpenApiResponse(schemas.Execution, description="Created; Location names it, ETag is its version"),
+            201: OpenApiResponse(
+                schemas.Execution,
+                description="Created (or, for a retry with its Idempotency-Key, created before); "
+                "Location names it, ETag is its version",
+            ),
             **COMMON_ERROR_RESPONSES,
             **CSRF_ERROR_RESPONSE,
             **BODY_ERROR_RESPONSES,
+            422: OpenApiResponse(
+                schemas.ExecutionCreateUnprocessable,
+                description="Validation Error (body or Idempotency-Key), or IDEMPOTENCY_KEY_REUSED",
+            ),
         },
     )
     def create(self, request):
+        idempotency_key = parse_idempotency_key(request.headers)
         body = parse_body(request, schemas.ExecutionCreateRequest)
-        execution = execution_create(name=body.name, metadata=body.metadata, created_by=request.user)
-        location = request.build_absolute_uri(reverse("execution-detail", kwargs={"execution_id": execution.id}))
-        return _execution_response(execution, status.HTTP_201_CREATED, {"Location": location})
+        if idempotency_key is None:
+            execution = execution_create(name=body.name, metadata=body.metadata, created_by=request.user)
+            return _created_response(request, _execution_body(execution))
+        result = execution_create_idempotent(
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint(body),
+            name=body.name,
+            metadata=body.metadata,
+            created_by=request.user,
+            response_body=_execution_body,
+        )
+        headers = {IDEMPOTENT_REPLAYED_HEADER: "true"} if result.replayed else None
+        return _created_response(request, result.response_body, headers)
 
     @extend_schema(
         summary="Get Execution",
