@@ -157,6 +157,7 @@ def test_keys_older_than_a_day_are_the_expired_ones(owner_client):
     assert list(idempotency_keys_expired().values_list("key", flat=True)) == ["old"]
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_create_exactly_one_execution(live_server):
     """16 requests with one key at the same moment, 12 with one body and 4 with another:

@@ -273,6 +273,7 @@ def label(execution, status):
     return f"{execution.id}:{status}"
 
 
+@pytest.mark.slow
 @pytest.mark.postgres_only
 def test_a_change_committed_after_later_ones_were_served_is_not_skipped(feed_consumer):
     """The held change takes the smaller id, others commit meanwhile and the consumer polls
@@ -296,6 +297,7 @@ def test_a_change_committed_after_later_ones_were_served_is_not_skipped(feed_con
     assert len(feed_consumer.seen) == len(set(feed_consumer.seen))
 
 
+@pytest.mark.slow
 @pytest.mark.postgres_only
 def test_an_older_transaction_that_writes_a_larger_id_does_not_hide_a_younger_one(feed_consumer):
     """The case that serving by id below the oldest running transaction gets wrong: an old
@@ -325,6 +327,7 @@ def test_an_older_transaction_that_writes_a_larger_id_does_not_hide_a_younger_on
     assert feed_consumer.seen == [label(old_execution, "completed"), label(young_execution, "failed")]
 
 
+@pytest.mark.slow
 @pytest.mark.postgres_only
 def test_a_rolled_back_change_is_never_served_and_holds_nothing_up(feed_consumer):
     owner = UserFactory(username="worker")
