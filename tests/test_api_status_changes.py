@@ -2,6 +2,7 @@
 filters, query errors, every write path feeding it, and (PostgreSQL) a consumer that polls
 while transactions commit out of id order."""
 
+import base64
 import threading
 from urllib.parse import urlsplit
 
@@ -156,6 +157,29 @@ def test_bad_query_strings_are_a_422_located_in_the_query(owner_client, params, 
     response = owner_client.get(FEED, params)
     assert response.status_code == 422, response.content
     assert [(item["loc"], item["type"]) for item in response.json()["detail"]] == [(["query", loc], error_type)]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "after=" + "A" * 10000,
+        "after=%F0%9F%92%A9",
+        "after=%00",
+        "after=" + base64.urlsafe_b64encode(("9" * 40 + ".1").encode()).decode(),
+        "after=" + base64.urlsafe_b64encode("\u0661.\u0661".encode()).decode(),  # Arabic-Indic digits
+        "execution_id=%00",
+        "new_status=%00",
+        "channel=" + ",".join(["api"] * 1000),
+        "page_size=1e3",
+        "after=MC4x&after=%00",
+    ],
+)
+def test_hostile_query_strings_are_never_a_server_error(owner_client, query):
+    response = owner_client.get(f"{FEED}?{query}")
+    assert response.status_code in (200, 422), response.content
+    assert response["Content-Type"] == "application/json"
+    if response.status_code == 422:
+        assert all(item["loc"][0] == "query" for item in response.json()["detail"])
 
 
 def test_every_write_path_feeds_the_feed(owner, owner_client):
