@@ -186,8 +186,10 @@ class Gunicorn:
         threads: int = 4,
         log_path: str | None = None,
         worker_class: str = "gthread",
+        port: int | None = None,
     ):
-        self.port = free_port()
+        # A port of its own, or the one of a server it replaces (a restart, as clients see it).
+        self.port = port or free_port()
         self._own_log = log_path is None  # a log of our own is deleted with the server
         self.log_path = log_path or os.path.join(
             tempfile.gettempdir(), f"executions-gunicorn-{self.port}.log"
