@@ -17,7 +17,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 sys.path.insert(0, str(PROJECT))
-from tests.servers import Gunicorn  # noqa: E402  (the same server the reliability tests run)
+from tests.servers import Gunicorn, ProductionServer  # noqa: E402  (the servers the tests run)
 
 # The server scripts/with-postgres.sh started, if any; read once, since django_setup()
 # points DATABASE_URL at the benchmark's own database.
@@ -134,6 +134,19 @@ def gunicorn(database_url: str, folder: Path, workers: int = 4):
     """gunicorn with sync workers, as production runs it; yields its base URL."""
     env = {**server_environment(database_url), "LOG_LEVEL": "WARNING"}
     with Gunicorn(env, workers=workers, threads=1, worker_class="sync", log_path=str(folder / "gunicorn.log")) as server:
+        yield f"http://127.0.0.1:{server.port}"
+
+
+@contextlib.contextmanager
+def production(database_url: str, folder: Path, workers: int, threads: int):
+    """The production setup (deploy/serve.py: nginx in front of gunicorn); yields its base URL."""
+    env = {
+        **server_environment(database_url),
+        "LOG_LEVEL": "WARNING",
+        "WEB_CONCURRENCY": str(workers),
+        "GUNICORN_THREADS": str(threads),
+    }
+    with ProductionServer(env, log_path=str(folder / "serve.log")) as server:
         yield f"http://127.0.0.1:{server.port}"
 
 

@@ -10,6 +10,11 @@ bench user, with its token. Prints requests/s, p50 and p99 latency, errors, and 
 
 Options: --duration SECONDS (20), --connections N (16), --workers N (gunicorn, 4),
 --executions N (running executions seeded, 200000).
+
+--production measures the production setup instead (deploy/serve.py: nginx in front of
+gunicorn with config/gunicorn.conf.py, --workers processes x --threads threads, gthread):
+
+    python bench/patch_throughput.py --production --workers 5 --threads 2
 """
 
 import argparse
@@ -31,6 +36,8 @@ def main():
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--executions", type=int, default=200_000)
+    parser.add_argument("--production", action="store_true", help="nginx in front of gunicorn (deploy/serve.py)")
+    parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker with --production")
     args = parser.parse_args()
 
     with harness.bench_database() as (database_url, folder):
@@ -48,7 +55,12 @@ def main():
         connection.close()
 
         env = {"BENCH_IDS_FILE": str(ids_file), "BENCH_TOKEN": token, "BENCH_WRK_THREADS": "2"}
-        with harness.gunicorn(database_url, folder, workers=args.workers) as base_url:
+        server = (
+            harness.production(database_url, folder, args.workers, args.threads)
+            if args.production
+            else harness.gunicorn(database_url, folder, workers=args.workers)
+        )
+        with server as base_url:
             # A short warm-up, so that both runs meet warm workers and open connections.
             harness.wrk(base_url, WRK_SCRIPT, 2, args.connections, {**env, "BENCH_MODE": "floor"})
             floor = harness.wrk(base_url, WRK_SCRIPT, args.duration, args.connections, {**env, "BENCH_MODE": "floor"})
@@ -68,7 +80,10 @@ def report(vendor, args, floor, patch, changed, audited):
 
     ratio = rps(patch) / rps(floor)
     errors = patch["status_errors"] + patch["socket_errors"] + patch["ids_exhausted"]
-    print(f"PATCH throughput on {vendor}: gunicorn {args.workers} workers, wrk 2 threads, "
+    server = f"gunicorn {args.workers} workers"
+    if args.production:
+        server = f"nginx, gunicorn {args.workers} x {args.threads} threads"
+    print(f"PATCH throughput on {vendor}: {server}, wrk 2 threads, "
           f"{args.connections} connections, {args.duration} s, {os.cpu_count()} cores")
     print(f"{'':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, run, run_errors in [

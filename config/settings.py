@@ -280,6 +280,8 @@ AXES_COOLOFF_TIME = env_duration("ADMIN_LOGIN_COOLOFF", default="15m")
 # A username tried from one client address: guessing one account's password is slow, and
 # behind a proxy (one address for everyone) nobody else's login is locked.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The client's address as the rate limits find it (API_NUM_PROXIES), not the proxy's.
+AXES_CLIENT_IP_CALLABLE = "executions.api.throttling.client_address"
 AXES_RESET_ON_SUCCESS = True
 
 # --- Executions ------------------------------------------------------------------------

@@ -10,20 +10,27 @@ from itertools import islice
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, OuterRef, Subquery, Value
 from django.db.models.expressions import BaseExpression
 from django.utils import timezone
 
-from .errors import ExecutionNotFound, ExecutionNotRunning, InvalidStatusTransition, PreconditionFailed
+from .errors import (
+    ExecutionNotFound,
+    ExecutionNotRunning,
+    IdempotencyKeyReused,
+    InvalidStatusTransition,
+    PreconditionFailed,
+)
 from .models import (
     ChangeChannel,
     Execution,
     ExecutionStatus,
     ExecutionStatusChange,
+    IdempotencyKey,
     statuses_that_can_become,
 )
-from .selectors import parse_execution_id
+from .selectors import idempotency_key_get, parse_execution_id
 from .signals import execution_status_changed
 
 
@@ -44,6 +51,59 @@ class BulkStatusChangeResult:
 
 def execution_create(*, name: str, created_by=None, metadata: dict | None = None) -> Execution:
     return Execution.objects.create(name=name, created_by=created_by, metadata=metadata or {})
+
+
+@dataclass(frozen=True)
+class IdempotentCreateResult:
+    execution_id: uuid.UUID
+    response_body: dict
+    replayed: bool
+
+
+def execution_create_idempotent(
+    *,
+    idempotency_key: str,
+    request_fingerprint: str,
+    name: str,
+    created_by,
+    metadata: dict | None = None,
+    response_body: Callable[[Execution], dict],
+) -> IdempotentCreateResult:
+    """Create an execution once per (created_by, idempotency_key).
+
+    The first call creates it and keeps `response_body(execution)`, the answer the caller
+    gives, with the key. A later call with the same key and the same `request_fingerprint`
+    creates nothing and returns that answer (`replayed=True`); with another fingerprint it
+    raises IdempotencyKeyReused. Concurrent first calls create exactly one execution: the
+    unique (user, key) constraint makes the losers wait for the winner's commit, roll back
+    their own execution and answer the winner's.
+    """
+
+    def replay(existing: IdempotencyKey) -> IdempotentCreateResult:
+        if existing.request_fingerprint != request_fingerprint:
+            raise IdempotencyKeyReused()
+        return IdempotentCreateResult(existing.execution_id, existing.response_body, True)
+
+    with transaction.atomic():
+        existing = idempotency_key_get(created_by, idempotency_key)
+        if existing is not None:
+            return replay(existing)
+        try:
+            with transaction.atomic():
+                execution = execution_create(name=name, created_by=created_by, metadata=metadata)
+                body = response_body(execution)
+                IdempotencyKey.objects.create(
+                    user=created_by, key=idempotency_key, request_fingerprint=request_fingerprint,
+                    execution=execution, response_body=body,
+                )
+        except IntegrityError:
+            # Another request with this key committed first (its row is visible now: READ
+            # COMMITTED reads again per statement).
+            existing = idempotency_key_get(created_by, idempotency_key)
+            if existing is None:
+                raise
+            return replay(existing)
+    return IdempotentCreateResult(execution.id, body, False)
 
 
 def _known_actor(actor):

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh requirements/base.txt
 # Development settings, written once to .env (gitignored), which config/settings.py reads:
 # every manage.py command then works in any terminal, not only in this one. DEBUG on and a
-# secret of this checkout's own; production runs gunicorn with DJANGO_SECRET_KEY set in its
-# environment, DEBUG off and no .env (docs/operations.md).
+# secret of this checkout's own; production is scripts/serve-production.sh, with
+# DJANGO_SECRET_KEY set in its environment, DEBUG off and no .env (docs/operations.md).
 if [ ! -f .env ]; then
     (umask 077 && printf 'DJANGO_DEBUG=true\nDJANGO_SECRET_KEY=%s\n' \
         "$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env)

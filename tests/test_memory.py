@@ -2,9 +2,10 @@
 (docs/api.md: limits). The worst case is seeded straight into the database: 450 executions
 whose `metadata` and `error_info` are each as large as the API takes, in the shape that costs
 Python the most memory per byte (empty objects), and 50 older ones far larger than that
-(the issue's ~18,500 small keys, ~256 KiB: what the API took before the limits). Then one
-worker serves every endpoint that returns them, one request at a time, and its peak RSS
-(VmHWM) is read from /proc."""
+(the issue's ~18,500 small keys, ~256 KiB: what the API took before the limits), each with
+its audit record. Then one worker serves every endpoint that returns them (the list, the
+change feed, one execution, its history, a heartbeat, a PATCH, the admin's list and pages),
+one request at a time, and its peak RSS (VmHWM) is read from /proc."""
 
 import json
 import re
@@ -122,6 +123,14 @@ def test_no_request_takes_a_worker_above_256_mb_and_the_memory_comes_back(seeded
             listed += len(body["results"])
             path = body["next"] and body["next"].split(f":{gunicorn.port}", 1)[1]
         assert listed == LEGACY + DENSE + 1
+
+        changes, path = 0, "/api/v1/status-changes?page_size=500"
+        while path:
+            status, _, body = send("GET", path)
+            assert status == 200, body
+            changes += len(body["results"])
+            path = body["has_more"] and f"/api/v1/status-changes?page_size=500&after={body['next_cursor']}"
+        assert changes == LEGACY + DENSE
 
         one = "/api/v1/executions/{}"
         changelist = "/admin/executions/execution/"

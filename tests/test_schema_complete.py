@@ -21,6 +21,7 @@ EXECUTIONS = "/api/v1/executions"
 ONE = "/api/v1/executions/{execution_id}"
 HEARTBEAT = "/api/v1/executions/{execution_id}/heartbeat"
 HISTORY = "/api/v1/executions/{execution_id}/history"
+FEED = "/api/v1/status-changes"
 TOKEN = {"HTTP_AUTHORIZATION": "Token 0123456789abcdef0123456789abcdef01234567"}
 NOT_JSON = {"HTTP_ACCEPT": "text/html"}
 
@@ -130,6 +131,12 @@ CASES = {
     ("GET", HISTORY, 406): lambda ctx: ctx.owner.get(f"{ctx.one}/history", **NOT_JSON),
     ("GET", HISTORY, 429): lambda ctx: _throttled(ctx, lambda: ctx.owner.get(f"{ctx.one}/history")),
     ("GET", HISTORY, 503): lambda ctx: ctx.down() or ctx.anonymous.get(f"{ctx.one}/history", **TOKEN),
+    # Change feed
+    ("GET", FEED, 200): lambda ctx: ctx.owner.get(FEED, {"page_size": 1}),
+    ("GET", FEED, 401): lambda ctx: ctx.anonymous.get(FEED),
+    ("GET", FEED, 406): lambda ctx: ctx.owner.get(FEED, **NOT_JSON),
+    ("GET", FEED, 422): lambda ctx: ctx.owner.get(FEED, {"after": "not-a-cursor"}),
+    ("GET", FEED, 503): lambda ctx: ctx.down() or ctx.anonymous.get(FEED, **TOKEN),
 }
 
 

@@ -128,6 +128,31 @@ def test_admin_lockout_holds_one_username_at_one_address_only(client, superuser)
     assert elsewhere["Location"] == "/admin/"
 
 
+@override_settings(
+    AXES_ENABLED=True, AXES_FAILURE_LIMIT=2, REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+)
+def test_behind_a_proxy_the_lockout_holds_the_forwarded_address_only(client, superuser):
+    """Behind the production setup's nginx every request comes from 127.0.0.1; the client is
+    the address nginx appends to X-Forwarded-For, and only that client is locked out."""
+
+    def login_from(address, password):
+        return client.post(
+            "/admin/login/?next=/admin/",
+            {"username": "root", "password": password},
+            REMOTE_ADDR="127.0.0.1",
+            HTTP_X_FORWARDED_FOR=f"10.9.9.9, {address}",
+        )
+
+    for _ in range(2):
+        login_from("198.51.100.7", "wrong")
+    assert login_from("198.51.100.7", "correct horse battery staple").status_code == 429
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"198.51.100.7"}
+
+    elsewhere = login_from("203.0.113.9", "correct horse battery staple")
+    assert elsewhere.status_code == 302
+    assert elsewhere["Location"] == "/admin/"
+
+
 @rates(user="1/min", anon="1/min")
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_health_probes_are_never_throttled(client, db, path):

@@ -8,7 +8,7 @@ id, and none is skipped or repeated, whatever is inserted meanwhile.
 A page also ends early, with a next_cursor, once its rows' `metadata` and `error_info` add
 up to MAX_PAGE_JSON_BYTES (as the database measures their JSON text), so that one request
 costs a worker a bounded amount of memory whatever the rows hold; a page always has at least
-one row. The sizes are read first, in a query that carries no row's JSON to the process.
+one row. The change feed's pages are bounded the same way (page_within_json_budget).
 """
 
 import base64
@@ -73,6 +73,32 @@ def _json_size(field: str):
     return Coalesce(Length(Cast(field, TextField())), 0)
 
 
+def page_within_json_budget(
+    ordered: QuerySet, *, page_size: int, position_fields: list[str], json_fields: list[str]
+):
+    """The first rows of `ordered`: at most `page_size`, fewer once their `json_fields` add up
+    to MAX_PAGE_JSON_BYTES, never none while there is one. Returns (rows, the values of
+    `position_fields` of the last row given or None, whether more rows follow).
+
+    The sizes are read first, with the positions, in a query that carries no JSON to the
+    process; then the rows that fit, by primary key."""
+    json_size = sum((_json_size(field) for field in json_fields[1:]), _json_size(json_fields[0]))
+    candidates = (
+        ordered.prefetch_related(None)
+        .annotate(json_size=json_size)
+        .values_list("pk", *position_fields, "json_size")[: page_size + 1]
+    )
+    kept, page_bytes, has_more = [], 0, False
+    for pk, *position, size in candidates:
+        if len(kept) == page_size or (kept and page_bytes + size > MAX_PAGE_JSON_BYTES):
+            has_more = True
+            break
+        kept.append((pk, tuple(position)))
+        page_bytes += size
+    rows = list(ordered.filter(pk__in=[pk for pk, _ in kept]))
+    return rows, (kept[-1][1] if kept else None), has_more
+
+
 def newest_first_page(executions: QuerySet, *, page_size: int, cursor: str | None):
     """One page of `executions`, newest first, after `cursor`: (rows, next_cursor or None).
     At most `page_size` rows, fewer when their JSON passes MAX_PAGE_JSON_BYTES."""
@@ -84,20 +110,58 @@ def newest_first_page(executions: QuerySet, *, page_size: int, cursor: str | Non
         executions = executions.filter(created_at__lte=created_at).filter(
             Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=execution_id)
         )
-    candidates = (
-        executions.prefetch_related(None)
-        .annotate(json_size=_json_size("metadata") + _json_size("error_info"))
-        .values_list("pk", "created_at", "json_size")[: page_size + 1]
+    rows, last, has_more = page_within_json_budget(
+        executions,
+        page_size=page_size,
+        position_fields=["created_at", "id"],
+        json_fields=["metadata", "error_info"],
     )
-    page, page_bytes = [], 0
-    for pk, created_at, json_size in candidates:
-        if len(page) == page_size or (page and page_bytes + json_size > MAX_PAGE_JSON_BYTES):
-            last_pk, last_created_at = page[-1]
-            next_cursor = encode_cursor(last_created_at, last_pk)
-            break
-        page.append((pk, created_at))
-        page_bytes += json_size
-    else:
-        next_cursor = None
-    rows = list(executions.filter(pk__in=[pk for pk, _ in page]))
-    return rows, next_cursor
+    return rows, (encode_cursor(*last) if has_more else None)
+
+# --- The change feed's cursor ----------------------------------------------------------
+
+AFTER_PARAMETER = "after"
+_MAX_BIGINT = 2**63 - 1
+
+
+def encode_feed_cursor(position: tuple[int, int]) -> str:
+    """An opaque cursor for a feed position (transaction_id, id): base64url, no padding."""
+    transaction_id, change_id = position
+    return base64.urlsafe_b64encode(f"{transaction_id}.{change_id}".encode()).decode().rstrip("=")
+
+
+def decode_feed_cursor(cursor: str) -> tuple[int, int]:
+    """The position a feed cursor names. Raises ValueError for anything encode_feed_cursor
+    did not make (including numbers no bigint column holds)."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("not base64 text") from None
+    parts = text.split(".")
+    if len(parts) != 2 or not all(part.isdigit() and part.isascii() for part in parts):
+        raise ValueError("not two numbers")
+    position = (int(parts[0]), int(parts[1]))
+    if max(position) > _MAX_BIGINT:
+        raise ValueError("out of range")
+    return position
+
+
+class FeedQuery(BaseModel):
+    """The change feed's paging parameters (filters are the FilterSet's)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    after: str | None = None
+    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+
+    @field_validator("after")
+    @classmethod
+    def cursor_decodes(cls, cursor):
+        if cursor is not None:
+            try:
+                decode_feed_cursor(cursor)
+            except ValueError:
+                raise PydanticCustomError(
+                    "cursor_invalid", "Invalid cursor: use a next_cursor the API returned"
+                ) from None
+        return cursor
