@@ -378,7 +378,8 @@ def test_a_page_ends_early_at_its_json_budget_and_the_next_pages_have_the_rest(o
     executions = ExecutionFactory.create_batch(70, created_by=owner)
     for execution in executions:
         execution_change_status(
-            execution_id=execution.id, status=ExecutionStatus.FAILED, channel=ChangeChannel.API, error_info=error_info
+            execution_id=execution.id, status=ExecutionStatus.FAILED, channel=ChangeChannel.API,
+            error_info=error_info,
         )
 
     first = poll(owner_client, page_size=500)
