@@ -136,6 +136,7 @@ CASES = {
     ("GET", FEED, 401): lambda ctx: ctx.anonymous.get(FEED),
     ("GET", FEED, 406): lambda ctx: ctx.owner.get(FEED, **NOT_JSON),
     ("GET", FEED, 422): lambda ctx: ctx.owner.get(FEED, {"after": "not-a-cursor"}),
+    ("GET", FEED, 429): lambda ctx: _throttled(ctx, lambda: ctx.owner.get(FEED)),
     ("GET", FEED, 503): lambda ctx: ctx.down() or ctx.anonymous.get(FEED, **TOKEN),
 }
 
