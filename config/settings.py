@@ -46,6 +46,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that it times everything below it (executions/api/metrics.py).
+    "executions.api.metrics.RequestDurationMiddleware",
     "executions.api.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the API docs' assets) from the process itself, with DEBUG off too.
@@ -262,3 +264,9 @@ EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=1000)
 # A running execution with no sign of life (heartbeat, else creation) for longer than this
 # is stale: `?stale=true` lists it, the cleanup interrupts it. Duration text: 90s, 30m, 6h, 2d.
 EXECUTIONS_STALE_AFTER = parse_duration(env.str("EXECUTIONS_STALE_AFTER", default="30m"))
+
+# --- Metrics ---------------------------------------------------------------------------
+# GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; without a
+# token the endpoint is off (404). Several worker processes: see PROMETHEUS_MULTIPROC_DIR in
+# docs/operations.md.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

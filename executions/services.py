@@ -3,6 +3,7 @@ through `execution_change_status` or `execution_change_status_bulk`: one rule
 (models.ALLOWED_TRANSITIONS), one compare-and-set, one audit record per change."""
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from django.db.models import F, OuterRef, Subquery, Value
 from django.db.models.expressions import BaseExpression
 from django.utils import timezone
 
+from . import metrics
 from .errors import ExecutionNotFound, ExecutionNotRunning, InvalidStatusTransition, PreconditionFailed
 from .models import (
     ChangeChannel,
@@ -66,8 +68,12 @@ def _audit_record(*, execution_id, previous_status, status, actor, channel, erro
     )
 
 
-def _send_after_commit(records: list[ExecutionStatusChange]) -> None:
+def _after_commit(transitions: Counter, records: list[ExecutionStatusChange]) -> None:
+    """Once the transaction commits: count the changes (`transitions`, by previous status,
+    new status and channel) and send the signal for each of `records`."""
+
     def send():
+        metrics.count_status_changes(transitions)
         for record in records:
             execution_status_changed.send(
                 sender=Execution,
@@ -83,6 +89,7 @@ def _send_after_commit(records: list[ExecutionStatusChange]) -> None:
     transaction.on_commit(send)
 
 
+@metrics.counting_refusals
 def execution_change_status(
     *,
     execution_id,
@@ -128,7 +135,7 @@ def execution_change_status(
                     channel=channel, error_info=error_info, correlation_id=correlation_id, at=now,
                 )
                 record.save(force_insert=True)
-                _send_after_commit([record])
+                _after_commit(Counter({(source, status, channel): 1}), [record])
                 return StatusChangeResult(execution_id, True, source, status)
 
     # Nothing changed: one read tells why.
@@ -230,7 +237,7 @@ def _apply_locked_batch(rows, status, channel, actor, error_info, correlation_id
     elif error_info is not None:
         changes["error_info"] = error_info
     Execution.objects.filter(pk__in=[row["id"] for row in rows], status__in=sources).update(**changes)
-    _send_after_commit(records)
+    _after_commit(Counter((row["status"], status, channel) for row in rows), records)
 
 
 def _apply_locked_batch_in_sql(rows, status, channel, actor, error_info, correlation_id):
@@ -260,11 +267,13 @@ def _apply_locked_batch_in_sql(rows, status, channel, actor, error_info, correla
     Execution.objects.filter(pk__in=ids).update(
         status=status, finished_at=now, updated_at=now, error_info=error_info
     )
+    # The counts come from the locked rows; the records are read back only for listeners.
+    records = []
     if execution_status_changed.has_listeners(Execution):
         records = list(ExecutionStatusChange.objects.filter(execution_id__in=ids, created_at=now, new_status=status))
         for record in records:
             record.actor = actor
-        _send_after_commit(records)
+    _after_commit(Counter((row["status"], status, channel) for row in rows), records)
 
 
 @dataclass(frozen=True)
@@ -288,8 +297,11 @@ def execution_heartbeat(*, execution_id, executions: models.QuerySet | None = No
         last_heartbeat_at=now, updated_at=now
     )
     if changed:
+        metrics.HEARTBEATS.labels(metrics.HEARTBEAT_ACCEPTED).inc()
         return HeartbeatResult(execution_id, now)
     current = executions.filter(pk=execution_id).values_list("status", flat=True).first()
     if current is None:
+        metrics.HEARTBEATS.labels(metrics.HEARTBEAT_NOT_FOUND).inc()
         raise ExecutionNotFound()
+    metrics.HEARTBEATS.labels(metrics.HEARTBEAT_NOT_RUNNING).inc()
     raise ExecutionNotRunning(current)
