@@ -25,7 +25,7 @@ from .models import (
     ExecutionStatusChange,
     statuses_that_can_become,
 )
-from .selectors import parse_execution_id
+from .selectors import executions_finished_before, executions_with_history, parse_execution_id
 from .signals import execution_status_changed
 
 
@@ -305,3 +305,57 @@ def execution_heartbeat(*, execution_id, executions: models.QuerySet | None = No
         raise ExecutionNotFound()
     metrics.HEARTBEATS.labels(metrics.HEARTBEAT_NOT_RUNNING).inc()
     raise ExecutionNotRunning(current)
+
+
+@dataclass
+class PurgeResult:
+    executions: int = 0
+    status_changes: int = 0
+    batches: int = 0
+
+
+def executions_purge_finished(
+    *,
+    finished_before: datetime,
+    batch_size: int,
+    limit: int | None = None,
+    archive: Callable[[list[dict]], None] | None = None,
+    on_batch: Callable[[PurgeResult], None] | None = None,
+) -> PurgeResult:
+    """Delete executions that finished before `finished_before`, with their audit records,
+    oldest first, `batch_size` per transaction, at most `limit` in all. Never a running one.
+
+    Each batch: lock its rows (on PostgreSQL skipping rows that another purge holds, so that
+    runs on several hosts share the work instead of queueing), hand them with their history
+    to `archive` (executions_with_history), which must have stored them durably when it
+    returns, then delete. A batch that fails, or is killed, is rolled back whole: nothing
+    of it is deleted, and a run after it starts over with it.
+    """
+    result = PurgeResult()
+    since = None  # the last batch's newest finished_at: the next starts its index walk there
+    while limit is None or result.executions < limit:
+        size = batch_size if limit is None else min(batch_size, limit - result.executions)
+        with transaction.atomic():
+            candidates = executions_finished_before(finished_before)
+            if since is not None:
+                candidates = candidates.filter(finished_at__gte=since)
+            rows = list(
+                candidates.order_by("finished_at")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", "finished_at")[:size]
+            )
+            if not rows:
+                break
+            ids = [pk for pk, _ in rows]
+            if archive is not None:
+                archive(executions_with_history(ids))
+            # The audit records first: their foreign key protects the executions.
+            status_changes, _ = ExecutionStatusChange.objects.filter(execution_id__in=ids).delete()
+            _, deleted = Execution.objects.filter(pk__in=ids).delete()
+        result.executions += deleted.get(Execution._meta.label, 0)
+        result.status_changes += status_changes
+        result.batches += 1
+        since = rows[-1][1]
+        if on_batch is not None:
+            on_batch(result)
+    return result

@@ -15,6 +15,8 @@ from executions.models import ChangeChannel, Execution, ExecutionStatus, statuse
 from executions.selectors import executions_stale
 from executions.services import execution_change_status_bulk
 
+from ..progress import ProgressStream
+
 DETECTED_BY = "cleanup_stale_executions"
 TARGET_STATUSES = [
     status for status in ExecutionStatus.values if ExecutionStatus.RUNNING in statuses_that_can_become(status)
@@ -43,19 +45,6 @@ class UtcIsoformat(Func):
         # Django stores "YYYY-MM-DD HH:MM:SS[.ffffff]" in UTC.
         sql, params = compiler.compile(self.source_expressions[0])
         return f"(REPLACE({sql}, ' ', 'T') || '+00:00')", params
-
-
-class _ProgressStream:
-    """Lets tqdm draw through self.stdout without the newline OutputWrapper adds to each write."""
-
-    def __init__(self, out):
-        self.out = out
-
-    def write(self, text):
-        self.out.write(text, ending="")
-
-    def flush(self):
-        self.out.flush()
 
 
 def _stale_ids_in_pages(stale, page_size):
@@ -200,7 +189,7 @@ class Command(BaseCommand):
             if limit is not None:
                 total = min(total, limit)
         with tqdm(
-            total=total, unit="execution", disable=not show_progress, file=_ProgressStream(self.stdout)
+            total=total, unit="execution", disable=not show_progress, file=ProgressStream(self.stdout)
         ) as progress:
             done = 0
 
