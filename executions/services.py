@@ -11,7 +11,7 @@ from itertools import islice
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import connection, models, router, transaction
 from django.db.models import F, OuterRef, Subquery, Value
 from django.db.models.expressions import BaseExpression
 from django.utils import timezone
@@ -349,10 +349,13 @@ def executions_purge_finished(
             ids = [pk for pk, _ in rows]
             if archive is not None:
                 archive(executions_with_history(ids))
-            # The audit records first: their foreign key protects the executions.
+            # The audit records first: their foreign key protects the executions. Then one
+            # DELETE: QuerySet.delete() would load every execution into Python first, to look
+            # for the (now deleted) protected records and to send delete signals nobody
+            # listens to, and that was three quarters of the purge's time.
             status_changes, _ = ExecutionStatusChange.objects.filter(execution_id__in=ids).delete()
-            _, deleted = Execution.objects.filter(pk__in=ids).delete()
-        result.executions += deleted.get(Execution._meta.label, 0)
+            executions = Execution.objects.filter(pk__in=ids)._raw_delete(router.db_for_write(Execution))
+        result.executions += executions
         result.status_changes += status_changes
         result.batches += 1
         since = rows[-1][1]
