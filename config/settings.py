@@ -190,7 +190,15 @@ SPECTACULAR_SETTINGS = {
 # Throttle counters live in this cache. The default, local memory, is per process: with N
 # worker processes a client gets up to N times the rate. CACHE_URL=dbcache://django_cache
 # (then `manage.py createcachetable`) shares them through the database, no new server needed.
+# Across several hosts: CACHE_URL=redis://host:6379/0 (Django's own Redis backend; counted
+# atomically, and what happens while Redis is down: executions/api/throttling.py).
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # A Redis that stops answering (rather than refusing connections) must not hold every
+    # request: after this long the throttle lets the request through. ?socket_timeout=... in
+    # CACHE_URL overrides.
+    for _option in ("socket_connect_timeout", "socket_timeout"):
+        CACHES["default"].setdefault("OPTIONS", {}).setdefault(_option, 0.5)
 
 # --- Logging ---------------------------------------------------------------------------
 LOGGING = {

@@ -60,6 +60,10 @@ DATABASE_UNAVAILABLE = Counter(
     "executions_database_unavailable",
     "Requests answered 503 because the database did not answer.",
 )
+THROTTLE_CACHE_ERRORS = Counter(
+    "executions_throttle_cache_errors",
+    "Requests let through without a rate-limit check because the cache (Redis) did not answer.",
+)
 
 # The reasons of executions_status_changes_refused, shared by the code and the tests.
 REFUSED_INVALID_TRANSITION = "invalid_transition"
