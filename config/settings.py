@@ -10,12 +10,18 @@ down, and importing this module has no side effects beyond reading the environme
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from executions.durations import parse_duration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+# The development settings scripts/serve.sh writes once, so that manage.py works in any
+# terminal. The real environment wins over the file; DJANGO_ENV_FILE="" reads none (the tests).
+ENV_FILE = env.str("DJANGO_ENV_FILE", default=str(BASE_DIR / ".env"))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    environ.Env.read_env(ENV_FILE)
 
 # --- Core ------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -24,7 +30,12 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 if DEBUG:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-development-only-key")
 else:
-    SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set: for development run scripts/serve.sh once (it writes .env), "
+            "in production set the DJANGO_SECRET_KEY environment variable."
+        )
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 

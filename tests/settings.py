@@ -1,5 +1,5 @@
 """The service's settings, with what the test suite needs on top: a throwaway secret (the
-real settings have no default secret), fast password hashing, and a test database of its
+real settings have no default secret), no .env file, fast password hashing, and a test database of its
 own per run."""
 
 import atexit
@@ -8,6 +8,9 @@ import shutil
 import tempfile
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret")
+# Never the developer's .env (scripts/serve.sh writes one): the suite, and every process it
+# starts, runs with what the environment and the tests say, on any machine alike.
+os.environ["DJANGO_ENV_FILE"] = ""
 
 from config.settings import *  # noqa: E402,F403
 from config.settings import DATABASES, REST_FRAMEWORK  # noqa: E402
