@@ -21,7 +21,7 @@ class ArchiveError(Exception):
     pass
 
 
-def _json_default(value):
+def json_default(value):
     # Full precision: DjangoJSONEncoder would cut datetimes to milliseconds.
     if isinstance(value, datetime):
         return value.isoformat()
@@ -46,7 +46,7 @@ class GzipJsonLinesArchive:
         self.path = path
 
     def append(self, records: list[dict]) -> None:
-        lines = "".join(json.dumps(record, default=_json_default) + "\n" for record in records)
+        lines = "".join(json.dumps(record, default=json_default) + "\n" for record in records)
         member = memoryview(gzip.compress(lines.encode()))
         while member:
             written = os.write(self._fd, member)

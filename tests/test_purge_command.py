@@ -3,7 +3,6 @@ errors; killed mid-run and run again; two runs at once."""
 
 import gzip
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,6 @@ import threading
 import time
 from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -19,7 +17,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from executions.archive import GzipJsonLinesArchive, _json_default, read_archive
+from executions.archive import GzipJsonLinesArchive, json_default, read_archive
 from executions.models import Execution, ExecutionStatusChange
 from executions.selectors import executions_with_history
 from executions.services import execution_change_status
@@ -51,7 +49,7 @@ def finished(days_ago: float, status="completed", **fields) -> Execution:
 
 def as_archived(records: list[dict]) -> list[dict]:
     """Records as the archive stores them (JSON), to compare with what it read back."""
-    return json.loads(json.dumps(records, default=_json_default))
+    return json.loads(json.dumps(records, default=json_default))
 
 
 def remaining(*executions) -> list[bool]:
