@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# All three benchmarks, on SQLite and on a throwaway PostgreSQL: one line, some minutes.
+# All the benchmarks, on SQLite and on a throwaway PostgreSQL: one line, some minutes.
 #   bench/run_all.sh            # full sizes (1M rows; expect 30-60 minutes on 2 cores)
 #   QUICK=1 bench/run_all.sh    # small sizes, to check that everything runs (a few minutes)
 # Needs wrk (apt-get install wrk) and PostgreSQL's server binaries. Every server and
@@ -11,10 +11,12 @@ python=.venv/bin/python
 if [ -n "${QUICK:-}" ]; then
     patch_args=(--duration 5 --executions 30000)
     cleanup_args=(--sizes 10000,30000)
+    purge_args=(--size 30000)
     pages_args=(--executions 100000 --depth 1000 --requests 50)
 else
     patch_args=()
     cleanup_args=()
+    purge_args=()
     pages_args=()
 fi
 for database in sqlite postgresql; do
@@ -24,6 +26,8 @@ for database in sqlite postgresql; do
     env -u DATABASE_URL "${run[@]}" $python bench/patch_throughput.py "${patch_args[@]}"
     echo "=== $database: cleanup at scale"
     env -u DATABASE_URL "${run[@]}" $python bench/cleanup_at_scale.py "${cleanup_args[@]}"
+    echo "=== $database: purge at scale"
+    env -u DATABASE_URL "${run[@]}" $python bench/purge_at_scale.py "${purge_args[@]}"
     echo "=== $database: deep pages"
     env -u DATABASE_URL "${run[@]}" $python bench/deep_pages.py "${pages_args[@]}"
 done

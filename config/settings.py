@@ -66,6 +66,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that it times everything below it (executions/api/metrics.py).
+    "executions.api.metrics.RequestDurationMiddleware",
     "executions.api.middleware.RequestIdMiddleware",
     "executions.api.middleware.ReleaseRenderedResponseMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -215,7 +217,15 @@ SPECTACULAR_SETTINGS = {
 # Throttle counters live in this cache. The default, local memory, is per process: with N
 # worker processes a client gets up to N times the rate. CACHE_URL=dbcache://django_cache
 # (then `manage.py createcachetable`) shares them through the database, no new server needed.
+# Across several hosts: CACHE_URL=redis://host:6379/0 (Django's own Redis backend; counted
+# atomically, and what happens while Redis is down: executions/api/throttling.py).
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # A Redis that stops answering (rather than refusing connections) must not hold every
+    # request: after this long the throttle lets the request through. ?socket_timeout=... in
+    # CACHE_URL overrides.
+    for _option in ("socket_connect_timeout", "socket_timeout"):
+        CACHES["default"].setdefault("OPTIONS", {}).setdefault(_option, 0.5)
 
 # --- Logging ---------------------------------------------------------------------------
 LOGGING = {
@@ -291,3 +301,9 @@ EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=1000)
 # A running execution with no sign of life (heartbeat, else creation) for longer than this
 # is stale: `?stale=true` lists it, the cleanup interrupts it. Duration text: 90s, 30m, 6h, 2d.
 EXECUTIONS_STALE_AFTER = env_duration("EXECUTIONS_STALE_AFTER", default="30m")
+
+# --- Metrics ---------------------------------------------------------------------------
+# GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; without a
+# token the endpoint is off (404). Several worker processes: see PROMETHEUS_MULTIPROC_DIR in
+# docs/operations.md.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

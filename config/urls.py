@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from executions.api.docs import only_this_host
 from executions.api.errors import api_route_not_found
 from executions.api.health import LivenessView, ReadinessView
+from executions.api.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -22,6 +23,7 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("executions/favicon.svg")), name="favicon"),
     path("healthz", LivenessView.as_view(), name="healthz"),
     path("readyz", ReadinessView.as_view(), name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include("executions.api.urls")),
     # Last: whatever else is asked for under /api/ is a JSON 404, with DEBUG on or off.
     re_path(r"^api/", api_route_not_found),

@@ -19,6 +19,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from .. import metrics
 from ..errors import (
     ErrorCode,
     ExecutionError,
@@ -124,6 +125,7 @@ def api_exception_handler(exc, context):
 def database_unavailable_response(exc, response_class):
     """503 SERVICE_UNAVAILABLE with Retry-After, as a DRF Response or a Django JsonResponse."""
     logger.warning("Database unavailable: %s", exc)
+    metrics.DATABASE_UNAVAILABLE.inc()
     return response_class(
         error_body("The database is unavailable; try again shortly", ErrorCode.SERVICE_UNAVAILABLE),
         status=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -2,6 +2,11 @@
 
 import argparse
 
+# Bounds the commands share: a batch is one transaction, so it stays a size a database commits
+# quickly; a limit above a billion is a typo.
+MAX_BATCH_SIZE = 10_000
+MAX_LIMIT = 1_000_000_000
+
 
 def text_argument(value: str) -> str:
     """Text as the database can take it. A command line that is not UTF-8 reaches Python with

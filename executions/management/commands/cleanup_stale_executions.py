@@ -11,11 +11,13 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from executions.durations import format_duration, parse_duration
-from executions.management.arguments import text_argument, whole_number
+from executions.management.arguments import MAX_BATCH_SIZE, MAX_LIMIT, text_argument, whole_number
 from executions.models import ChangeChannel, Execution, ExecutionStatus, statuses_that_can_become
 from executions.selectors import executions_stale
-from executions.text import printable
 from executions.services import execution_change_status_bulk
+from executions.text import printable
+
+from ..progress import ProgressStream
 
 DETECTED_BY = "cleanup_stale_executions"
 TARGET_STATUSES = [
@@ -23,8 +25,6 @@ TARGET_STATUSES = [
 ]
 SAMPLE_SIZE = 10
 # One batch's ids go into one statement: SQLite takes at most 32,766 parameters in one.
-MAX_BATCH_SIZE = 10_000
-MAX_LIMIT = 1_000_000_000
 
 
 class UtcIsoformat(Func):
@@ -48,19 +48,6 @@ class UtcIsoformat(Func):
         # Django stores "YYYY-MM-DD HH:MM:SS[.ffffff]" in UTC.
         sql, params = compiler.compile(self.source_expressions[0])
         return f"(REPLACE({sql}, ' ', 'T') || '+00:00')", params
-
-
-class _ProgressStream:
-    """Lets tqdm draw through self.stdout without the newline OutputWrapper adds to each write."""
-
-    def __init__(self, out):
-        self.out = out
-
-    def write(self, text):
-        self.out.write(text, ending="")
-
-    def flush(self):
-        self.out.flush()
 
 
 def _stale_ids_in_pages(stale, page_size):
@@ -204,7 +191,7 @@ class Command(BaseCommand):
             if limit is not None:
                 total = min(total, limit)
         with tqdm(
-            total=total, unit="execution", disable=not show_progress, file=_ProgressStream(self.stdout)
+            total=total, unit="execution", disable=not show_progress, file=ProgressStream(self.stdout)
         ) as progress:
             done = 0
 
