@@ -171,7 +171,7 @@ REST_FRAMEWORK = {
     # be encoded as UTF-8 at all.
     "UNICODE_JSON": False,
     "DEFAULT_PARSER_CLASSES": ["executions.api.parsers.JSONBodyParser"],
-    "EXCEPTION_HANDLER": "executions.api.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "executions.api.exception_handler.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Rates are "number/period" (s, min, hour, day); an empty value turns a throttle off.

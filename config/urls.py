@@ -5,7 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from executions.api.docs import only_this_host
-from executions.api.errors import api_route_not_found
+from executions.api.exception_handler import api_route_not_found
 from executions.api.health import LivenessView, ReadinessView
 from executions.api.metrics import metrics_view
 
@@ -29,7 +29,7 @@ urlpatterns = [
     re_path(r"^api/", api_route_not_found),
 ]
 
-handler400 = "executions.api.errors.bad_request"
-handler403 = "executions.api.errors.permission_denied"
-handler404 = "executions.api.errors.page_not_found"
-handler500 = "executions.api.errors.server_error"
+handler400 = "executions.api.exception_handler.bad_request"
+handler403 = "executions.api.exception_handler.permission_denied"
+handler404 = "executions.api.exception_handler.page_not_found"
+handler500 = "executions.api.exception_handler.server_error"

@@ -52,6 +52,29 @@ class BadRequest(drf_exceptions.APIException):
     default_code = "bad_request"
 
 
+# The error_code of each DRF exception the API can raise (subclasses included).
+API_EXCEPTION_ERROR_CODES = {
+    drf_exceptions.NotAuthenticated: ErrorCode.NOT_AUTHENTICATED,
+    drf_exceptions.AuthenticationFailed: ErrorCode.AUTHENTICATION_FAILED,
+    drf_exceptions.PermissionDenied: ErrorCode.PERMISSION_DENIED,
+    drf_exceptions.NotFound: ErrorCode.NOT_FOUND,
+    drf_exceptions.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
+    drf_exceptions.NotAcceptable: ErrorCode.NOT_ACCEPTABLE,
+    drf_exceptions.UnsupportedMediaType: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    drf_exceptions.Throttled: ErrorCode.THROTTLED,
+    PayloadTooLarge: ErrorCode.PAYLOAD_TOO_LARGE,
+    BadRequest: ErrorCode.BAD_REQUEST,
+}
+
+
+def _api_error_code(exc: drf_exceptions.APIException) -> str:
+    for cls in type(exc).__mro__:
+        if cls in API_EXCEPTION_ERROR_CODES:
+            return API_EXCEPTION_ERROR_CODES[cls]
+    # Any other DRF exception (none is raised today) keeps DRF's own code, in capitals.
+    return exc.default_code.upper()
+
+
 # Seconds a client is told to wait before retrying while the database is unreachable.
 RETRY_AFTER_DATABASE_DOWN = 5
 
@@ -60,17 +83,6 @@ def error_body(detail: str, error_code: str) -> dict:
     return ErrorResponse(
         detail=detail, error_code=error_code, correlation_id=current_correlation_id()
     ).model_dump(mode="json")
-
-
-def _drf_validation_items(detail, loc: tuple) -> list[dict]:
-    """DRF's nested ValidationError detail as pydantic-style items, one per message."""
-    if isinstance(detail, dict):
-        return [item for key, value in detail.items() for item in _drf_validation_items(value, (*loc, key))]
-    if isinstance(detail, list):
-        if all(isinstance(value, drf_exceptions.ErrorDetail) for value in detail):
-            return [{"type": value.code, "loc": list(loc), "msg": str(value)} for value in detail]
-        return [item for index, value in enumerate(detail) for item in _drf_validation_items(value, (*loc, index))]
-    return [{"type": getattr(detail, "code", "invalid"), "loc": list(loc), "msg": str(detail)}]
 
 
 def api_exception_handler(exc, context):
@@ -92,10 +104,6 @@ def api_exception_handler(exc, context):
     headers = {}
     if isinstance(exc, RequestValidationError):
         return Response({"detail": exc.errors}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-    if isinstance(exc, drf_exceptions.ValidationError):
-        loc = context.get("validation_loc", ("body",))
-        items = _drf_validation_items(exc.detail, loc)
-        return Response({"detail": items}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, ExecutionError):
         body = {**error_body(exc.detail, exc.error_code), **exc.extra_fields()}
         return Response(body, status=DOMAIN_ERROR_STATUS[type(exc)])
@@ -104,9 +112,7 @@ def api_exception_handler(exc, context):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
-        return Response(
-            error_body(str(exc.detail), exc.default_code.upper()), status=exc.status_code, headers=headers
-        )
+        return Response(error_body(str(exc.detail), _api_error_code(exc)), status=exc.status_code, headers=headers)
     if isinstance(exc, (OperationalError, InterfaceError)):
         return database_unavailable_response(exc, Response)
     if isinstance(exc, DataError):
