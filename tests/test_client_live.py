@@ -11,13 +11,12 @@ from executions_client import (
     PreconditionFailedError,
     UnprocessableEntityError,
 )
-from rest_framework.authtoken.models import Token
 
 from executions.errors import ErrorCode
 from executions.models import ChangeChannel, ExecutionStatus
 from executions.services import execution_change_status
 
-from .factories import ExecutionFactory, UserFactory
+from .factories import ExecutionFactory, UserFactory, api_key_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +28,7 @@ def alice(transactional_db):
 
 @pytest.fixture
 def live_client(live_server, alice):
-    token = Token.objects.create(user=alice).key
+    token = api_key_for(alice)
     with ExecutionsClient(live_server.url, token, retry_for=0) as client:
         yield client
 

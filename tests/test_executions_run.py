@@ -19,11 +19,10 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import connection
 from django.test import Client
 from executions_client.run import EXIT_REFUSED, EXIT_STOPPED, STDERR_TAIL_BYTES
-from rest_framework.authtoken.models import Token
 
 from executions.models import ChangeChannel, Execution, ExecutionStatus
 
-from .factories import UserFactory
+from .factories import UserFactory, api_key_for
 from .servers import Gunicorn, free_port, service_env
 
 pytestmark = pytest.mark.slow
@@ -71,7 +70,7 @@ def service(django_db_setup, django_db_blocker):
 
 @pytest.fixture
 def token(transactional_db):
-    return Token.objects.create(user=UserFactory(username="alice")).key
+    return api_key_for(UserFactory(username="alice"))
 
 
 class Wrapper:
@@ -223,7 +222,7 @@ def test_cancel_from_the_admin_stops_the_job_and_what_it_started(service, token,
     )
     code, _, stderr = wrapper.finish()
 
-    assert "1 execution cancelled." in response.content.decode()
+    assert "Cancelled 1 execution." in response.content.decode()
     assert code == EXIT_STOPPED, stderr
     assert f"execution {execution.pk} is cancelled: stopping the command" in stderr
     assert wrapper.trace("sigterm") == "received"
