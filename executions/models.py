@@ -44,11 +44,15 @@ class ChangeChannel(models.TextChoices):
     COMMAND = "command", "Management command"
 
 
+# The one place the name's length is set: the API's schema and the commands read it here.
+EXECUTION_NAME_MAX_LENGTH = 200
+
+
 class Execution(models.Model):
     """One run of a job or workflow."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=200, help_text="What runs: the job or workflow name.")
+    name = models.CharField(max_length=EXECUTION_NAME_MAX_LENGTH, help_text="What runs: the job or workflow name.")
     status = models.CharField(
         max_length=16,
         choices=ExecutionStatus.choices,

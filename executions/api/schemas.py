@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
-from ..models import ExecutionStatus
+from ..models import EXECUTION_NAME_MAX_LENGTH, ExecutionStatus
 from ..text import has_control_characters
 from .limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES, json_size
 
@@ -155,7 +155,6 @@ class HTTPValidationError(_Body):
 
 # --- The rest of the executions resource -----------------------------------------------
 
-MAX_NAME_LENGTH = 200
 # The 422 item type of a name with a control character in it.
 NAME_CONTROL_CHARACTERS = "string_control_characters"
 NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
@@ -168,7 +167,7 @@ class ExecutionCreateRequest(_Body):
 
     name: str = Field(
         min_length=1,
-        max_length=MAX_NAME_LENGTH,
+        max_length=EXECUTION_NAME_MAX_LENGTH,
         description="What runs: the job or workflow name; no control characters",
         # In the schema only (so that clients and fuzzers know); the validator below refuses
         # with a 422 type of its own rather than pydantic's string_pattern_mismatch.

@@ -1,8 +1,8 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from executions.api.schemas import MAX_NAME_LENGTH
 from executions.management.arguments import text_argument
+from executions.models import EXECUTION_NAME_MAX_LENGTH
 from executions.services import execution_create
 from executions.text import has_control_characters
 
@@ -20,8 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, name, owner, **options):
         # The API's rules for a name, so that what one channel refuses the other does too.
-        if not 1 <= len(name) <= MAX_NAME_LENGTH:
-            raise CommandError(f"--name must be 1 to {MAX_NAME_LENGTH} characters")
+        if not 1 <= len(name) <= EXECUTION_NAME_MAX_LENGTH:
+            raise CommandError(f"--name must be 1 to {EXECUTION_NAME_MAX_LENGTH} characters")
         if has_control_characters(name):
             raise CommandError("--name may not contain control characters")
         created_by = None
