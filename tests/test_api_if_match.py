@@ -6,6 +6,7 @@ from django.db import connection
 from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatusChange
 
+from .api import ERROR_RESPONSE_KEYS, assert_unchanged, patch_status
 from .factories import ExecutionFactory
 
 
@@ -17,36 +18,26 @@ def etag_of(client, execution):
     return client.get(url(execution))["ETag"]
 
 
-def cancel(client, execution, **headers):
-    return client.patch(url(execution), {"status": "cancelled"}, format="json", **headers)
-
-
-def assert_unchanged(execution):
-    execution.refresh_from_db()
-    assert execution.status == "running"
-    assert not ExecutionStatusChange.objects.filter(execution=execution).exists()
-
-
 def test_patch_with_the_current_etag_changes_the_execution(owner_client, running_execution):
     etag = etag_of(owner_client, running_execution)
-    response = cancel(owner_client, running_execution, HTTP_IF_MATCH=etag)
+    response = patch_status(owner_client, running_execution, HTTP_IF_MATCH=etag)
     assert response.status_code == 200
     assert response.json()["success"] is True
     # The change moved the ETag: the same If-Match now fails.
     assert etag_of(owner_client, running_execution) != etag
-    assert cancel(owner_client, running_execution, HTTP_IF_MATCH=etag).status_code == 412
+    assert patch_status(owner_client, running_execution, HTTP_IF_MATCH=etag).status_code == 412
 
 
 def test_patch_with_an_etag_from_before_a_change_is_412_and_changes_nothing(owner_client, running_execution):
     etag = etag_of(owner_client, running_execution)
     owner_client.post(f"{url(running_execution)}/heartbeat")  # the execution changes meanwhile
 
-    response = cancel(owner_client, running_execution, HTTP_IF_MATCH=etag)
+    response = patch_status(owner_client, running_execution, HTTP_IF_MATCH=etag)
 
     assert response.status_code == 412
     body = response.json()
     assert body["error_code"] == ErrorCode.PRECONDITION_FAILED
-    assert set(body) == {"detail", "error_code", "correlation_id", "timestamp"}
+    assert set(body) == ERROR_RESPONSE_KEYS
     assert_unchanged(running_execution)
 
 
@@ -70,7 +61,7 @@ def test_two_clients_with_the_same_etag_one_wins_the_other_gets_412(client_for, 
 )
 def test_weak_malformed_or_unknown_etags_never_match(owner_client, running_execution, if_match):
     etag = etag_of(owner_client, running_execution).strip('"')
-    response = cancel(owner_client, running_execution, HTTP_IF_MATCH=if_match.format(etag=etag))
+    response = patch_status(owner_client, running_execution, HTTP_IF_MATCH=if_match.format(etag=etag))
     assert response.status_code == 412
     assert response.json()["error_code"] == ErrorCode.PRECONDITION_FAILED
     assert_unchanged(running_execution)
@@ -78,31 +69,31 @@ def test_weak_malformed_or_unknown_etags_never_match(owner_client, running_execu
 
 def test_a_list_of_etags_matches_if_one_does(owner_client, running_execution):
     etag = etag_of(owner_client, running_execution)
-    response = cancel(owner_client, running_execution, HTTP_IF_MATCH=f'"1", {etag}')
+    response = patch_status(owner_client, running_execution, HTTP_IF_MATCH=f'"1", {etag}')
     assert response.status_code == 200
 
 
 def test_star_matches_any_version(owner_client, running_execution):
     owner_client.post(f"{url(running_execution)}/heartbeat")
-    assert cancel(owner_client, running_execution, HTTP_IF_MATCH="*").status_code == 200
+    assert patch_status(owner_client, running_execution, HTTP_IF_MATCH="*").status_code == 200
 
 
 def test_without_if_match_the_patch_is_unconditional(owner_client, running_execution):
     owner_client.post(f"{url(running_execution)}/heartbeat")
-    assert cancel(owner_client, running_execution).json()["success"] is True
+    assert patch_status(owner_client, running_execution).json()["success"] is True
 
 
 def test_if_match_on_an_invisible_execution_is_404_not_412(client_for, owner, other_user, running_execution):
     etag = etag_of(client_for(owner), running_execution)
-    response = cancel(client_for(other_user), running_execution, HTTP_IF_MATCH=etag)
+    response = patch_status(client_for(other_user), running_execution, HTTP_IF_MATCH=etag)
     assert response.status_code == 404
     assert_unchanged(running_execution)
 
 
 def test_matching_etag_on_a_finished_execution_gives_the_contract_answers(owner_client, running_execution):
-    assert cancel(owner_client, running_execution).status_code == 200
+    assert patch_status(owner_client, running_execution).status_code == 200
     etag = etag_of(owner_client, running_execution)
-    same = cancel(owner_client, running_execution, HTTP_IF_MATCH=etag)
+    same = patch_status(owner_client, running_execution, HTTP_IF_MATCH=etag)
     assert same.status_code == 200 and same.json()["success"] is False
     other = owner_client.patch(url(running_execution), {"status": "failed"}, format="json", HTTP_IF_MATCH=etag)
     assert other.status_code == 400

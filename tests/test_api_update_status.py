@@ -15,6 +15,7 @@ from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 from executions.signals import execution_status_changed
 
+from .api import ERROR_RESPONSE_KEYS
 from .factories import ExecutionFactory, UserFactory, api_key_for
 
 CONTRACT_README = Path(__file__).parent / "fixtures" / "contract" / "README.md"
@@ -36,7 +37,7 @@ def assert_error_response(response, status_code: int, error_code: str):
     assert response.status_code == status_code
     assert response["Content-Type"] == "application/json"
     body = response.json()
-    assert set(body) == {"detail", "error_code", "correlation_id", "timestamp"}
+    assert set(body) == ERROR_RESPONSE_KEYS
     assert body["error_code"] == error_code
     assert isinstance(body["detail"], str) and body["detail"]
     assert body["correlation_id"] == response["X-Request-ID"]

@@ -25,6 +25,7 @@ from rest_framework.test import APIClient
 from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus
 
+from .api import patch_status
 from .factories import ExecutionFactory, UserFactory, api_key_for
 
 ROLES = ["anonymous", "owner", "other", "manager", "staff", "staff_manager", "superuser"]
@@ -73,10 +74,6 @@ def api_as(users, client_for):
 
 
 URL = "/api/v1/executions"
-
-
-def patch_status(client, execution_id):
-    return client.patch(f"{URL}/{execution_id}", {"status": "cancelled"}, format="json")
 
 
 def patch_invalid_transition(client, execution_id):

@@ -7,8 +7,9 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from executions.errors import ErrorCode
-from executions.models import Execution, ExecutionStatusChange
+from executions.models import Execution
 
+from .api import assert_unchanged, patch_status
 from .factories import api_key_for
 
 CSRF_SECRET = "a" * 16 + "B" * 16  # the form of Django's cookie secret: 32 letters and digits
@@ -21,20 +22,8 @@ def session_client(owner):
     return client
 
 
-def cancel(client, execution, **extra):
-    return client.patch(
-        f"/api/v1/executions/{execution.id}", {"status": "cancelled"}, format="json", **extra
-    )
-
-
-def assert_unchanged(execution):
-    execution.refresh_from_db()
-    assert execution.status == "running"
-    assert not ExecutionStatusChange.objects.filter(execution=execution).exists()
-
-
 def test_session_write_without_csrf_token_is_refused(session_client, running_execution):
-    response = cancel(session_client, running_execution)
+    response = patch_status(session_client, running_execution)
 
     assert response.status_code == 403
     body = response.json()
@@ -45,7 +34,7 @@ def test_session_write_without_csrf_token_is_refused(session_client, running_exe
 
 def test_session_write_with_a_wrong_csrf_token_is_refused(session_client, running_execution):
     session_client.cookies["csrftoken"] = CSRF_SECRET
-    response = cancel(session_client, running_execution, HTTP_X_CSRFTOKEN="c" * 32)
+    response = patch_status(session_client, running_execution, HTTP_X_CSRFTOKEN="c" * 32)
 
     assert response.status_code == 403
     assert response.json()["error_code"] == ErrorCode.PERMISSION_DENIED
@@ -54,7 +43,7 @@ def test_session_write_with_a_wrong_csrf_token_is_refused(session_client, runnin
 
 def test_session_write_with_the_csrf_token_succeeds(session_client, running_execution):
     session_client.cookies["csrftoken"] = CSRF_SECRET
-    response = cancel(session_client, running_execution, HTTP_X_CSRFTOKEN=CSRF_SECRET)
+    response = patch_status(session_client, running_execution, HTTP_X_CSRFTOKEN=CSRF_SECRET)
 
     assert response.status_code == 200
     assert response.json()["current_status"] == "cancelled"
@@ -64,7 +53,7 @@ def test_token_write_needs_no_csrf_token(owner, running_execution):
     client = APIClient(enforce_csrf_checks=True)
     client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(owner)}")
 
-    response = cancel(client, running_execution)
+    response = patch_status(client, running_execution)
 
     assert response.status_code == 200
     assert response.json()["current_status"] == "cancelled"

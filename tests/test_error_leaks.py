@@ -12,6 +12,7 @@ from executions.api import views
 from executions.api.middleware import CorrelationIdLogFilter
 from executions.errors import ErrorCode
 
+from .api import ERROR_RESPONSE_KEYS
 from .database_down import database_down  # noqa: F401
 from .urls_errors import fail_with_secrets
 
@@ -34,7 +35,7 @@ def assert_generic_internal_error(response):
     assert response.status_code == 500
     assert response["Content-Type"] == "application/json"
     body = response.json()
-    assert set(body) == {"detail", "error_code", "correlation_id", "timestamp"}
+    assert set(body) == ERROR_RESPONSE_KEYS
     assert body["detail"] == "Internal server error"
     assert body["error_code"] == ErrorCode.INTERNAL_ERROR
     assert body["correlation_id"] == response["X-Request-ID"]

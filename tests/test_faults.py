@@ -25,6 +25,7 @@ from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_create
 
+from .api import ERROR_RESPONSE_KEYS
 from .factories import ExecutionFactory, UserFactory, api_key_for
 from .servers import (
     REPO_ROOT,
@@ -39,7 +40,6 @@ from .servers import (
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
 
-ERROR_RESPONSE_KEYS = {"detail", "error_code", "correlation_id", "timestamp"}
 # A bound on every wait below, so that a broken service fails the test instead of hanging it.
 DEADLINE_SECONDS = 120
 

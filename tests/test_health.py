@@ -2,6 +2,7 @@ import pytest
 
 from executions.errors import ErrorCode
 
+from .api import ERROR_RESPONSE_KEYS
 from .database_down import database_down  # noqa: F401
 
 
@@ -24,7 +25,7 @@ def test_readyz_is_503_error_response_when_the_database_is_down(client, database
     assert response.status_code == 503
     body = response.json()
     assert body["error_code"] == ErrorCode.SERVICE_UNAVAILABLE
-    assert set(body) == {"detail", "error_code", "correlation_id", "timestamp"}
+    assert set(body) == ERROR_RESPONSE_KEYS
     assert response["Retry-After"]
 
 

@@ -14,9 +14,9 @@ from executions.api.schemas import JSON_TOO_LARGE, MAX_JSON_DEPTH, ErrorResponse
 from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 
+from .api import ERROR_RESPONSE_KEYS
 from .factories import ExecutionFactory, api_key_for
 
-ERROR_RESPONSE_KEYS = {"detail", "error_code", "correlation_id", "timestamp"}
 
 
 @pytest.fixture

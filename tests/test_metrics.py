@@ -14,6 +14,7 @@ from executions.api.metrics import UNMATCHED_ROUTE
 from executions.models import ChangeChannel, Execution
 from executions.services import execution_change_status_bulk
 
+from .api import patch_status
 from .database_down import database_down  # noqa: F401
 from .factories import ExecutionFactory
 
@@ -46,10 +47,6 @@ def value(samples: dict, name: str, **labels) -> float:
 
 def change(before: dict, after: dict, name: str, **labels) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
-
-
-def patch(client, execution_id, status, **headers):
-    return client.patch(f"/api/v1/executions/{execution_id}", {"status": status}, format="json", **headers)
 
 
 # --- Protection -------------------------------------------------------------------------
@@ -92,15 +89,15 @@ def test_status_changes_and_each_refusal_reason_through_the_api(
     cancelled, failed, stale_etag = (ExecutionFactory(created_by=owner) for _ in range(3))
     before = scrape(client)
     with django_capture_on_commit_callbacks(execute=True):
-        assert patch(owner_client, cancelled.id, "cancelled").status_code == 200
-        assert patch(owner_client, failed.id, "failed").status_code == 200
-        assert patch(owner_client, cancelled.id, "cancelled").json()["success"] is False  # same status
-        assert patch(owner_client, cancelled.id, "completed").status_code == 400  # invalid transition
-        assert patch(owner_client, failed.id, "completed").status_code == 400
-        assert patch(owner_client, "8a0f3c1e-0000-4000-8000-000000000000", "failed").status_code == 404
+        assert patch_status(owner_client, cancelled.id, "cancelled").status_code == 200
+        assert patch_status(owner_client, failed.id, "failed").status_code == 200
+        assert patch_status(owner_client, cancelled.id, "cancelled").json()["success"] is False  # same status
+        assert patch_status(owner_client, cancelled.id, "completed").status_code == 400  # invalid transition
+        assert patch_status(owner_client, failed.id, "completed").status_code == 400
+        assert patch_status(owner_client, "8a0f3c1e-0000-4000-8000-000000000000", "failed").status_code == 404
         etag = owner_client.get(f"/api/v1/executions/{stale_etag.id}")["ETag"]
         owner_client.post(f"/api/v1/executions/{stale_etag.id}/heartbeat")
-        assert patch(owner_client, stale_etag.id, "cancelled", HTTP_IF_MATCH=etag).status_code == 412
+        assert patch_status(owner_client, stale_etag.id, "cancelled", HTTP_IF_MATCH=etag).status_code == 412
     after = scrape(client)
 
     changes = "executions_status_changes_total"

@@ -23,6 +23,7 @@ from deploy.serve import start_nginx, write_nginx_config
 from executions.api.schemas import ErrorResponse
 from executions.errors import ErrorCode
 
+from .api import ERROR_RESPONSE_KEYS
 from .servers import (
     ProductionServer,
     SlowClients,
@@ -43,7 +44,6 @@ WINDOW_SECONDS = 5
 # The bound on how long slow clients may delay an ordinary request.
 AVAILABILITY_BOUND_SECONDS = 1.0
 BODY_LIMIT = 256 * 1024
-ERROR_RESPONSE_KEYS = {"detail", "error_code", "correlation_id", "timestamp"}
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from executions.errors import ErrorCode
 
+from .api import ERROR_RESPONSE_KEYS, patch_status
 from .factories import api_key_for
 
 
@@ -34,27 +35,23 @@ def assert_throttled(response):
     body = response.json()
     assert body["error_code"] == ErrorCode.THROTTLED
     assert body["correlation_id"] == response["X-Request-ID"]
-    assert set(body) == {"detail", "error_code", "correlation_id", "timestamp"}
+    assert set(body) == ERROR_RESPONSE_KEYS
     assert 0 < int(response["Retry-After"]) <= 60
-
-
-def patch(client, execution_id, **extra):
-    return client.patch(f"/api/v1/executions/{execution_id}", {"status": "cancelled"}, format="json", **extra)
 
 
 @rates(user="2/min", anon=None)
 def test_a_user_over_the_rate_gets_429_and_others_are_not_affected(owner_client, other_user, client_for):
-    assert patch(owner_client, "missing").status_code == 404
-    assert patch(owner_client, "missing").status_code == 404
-    assert_throttled(patch(owner_client, "missing"))
+    assert patch_status(owner_client, "missing").status_code == 404
+    assert patch_status(owner_client, "missing").status_code == 404
+    assert_throttled(patch_status(owner_client, "missing"))
 
-    assert patch(client_for(other_user), "missing").status_code == 404
+    assert patch_status(client_for(other_user), "missing").status_code == 404
 
 
 @rates(user="1/min", anon=None)
 def test_a_throttled_request_changes_nothing(owner_client, running_execution):
-    patch(owner_client, "missing")
-    assert_throttled(patch(owner_client, running_execution.id))
+    patch_status(owner_client, "missing")
+    assert_throttled(patch_status(owner_client, running_execution.id))
     running_execution.refresh_from_db()
     assert running_execution.status == "running"
 
@@ -63,9 +60,9 @@ def test_a_throttled_request_changes_nothing(owner_client, running_execution):
 @pytest.mark.parametrize("credentials", [{}, {"HTTP_AUTHORIZATION": "Token not-a-real-token"}])
 def test_refused_authentication_counts_against_the_anonymous_rate(db, credentials):
     client = APIClient()
-    assert patch(client, "missing", **credentials).status_code == 401
-    assert patch(client, "missing", **credentials).status_code == 401
-    assert_throttled(patch(client, "missing", **credentials))
+    assert patch_status(client, "missing", **credentials).status_code == 401
+    assert patch_status(client, "missing", **credentials).status_code == 401
+    assert_throttled(patch_status(client, "missing", **credentials))
 
 
 @rates(user=None, anon="2/min")
@@ -73,25 +70,25 @@ def test_refused_authentication_counts_against_the_anonymous_rate(db, credential
 def test_a_revoked_or_expired_token_counts_against_the_anonymous_rate(owner, refused):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(owner, **refused)}")
-    assert patch(client, "missing").status_code == 401
-    assert patch(client, "missing").status_code == 401
-    assert_throttled(patch(client, "missing"))
+    assert patch_status(client, "missing").status_code == 401
+    assert patch_status(client, "missing").status_code == 401
+    assert_throttled(patch_status(client, "missing"))
 
 
 @rates(user=None, anon="2/min")
 def test_a_client_cannot_escape_the_anonymous_rate_with_a_forged_forwarded_for(db):
     client = APIClient()
     for forged in ["10.0.0.1", "10.0.0.2"]:
-        assert patch(client, "missing", HTTP_X_FORWARDED_FOR=forged).status_code == 401
-    assert_throttled(patch(client, "missing", HTTP_X_FORWARDED_FOR="10.0.0.3"))
+        assert patch_status(client, "missing", HTTP_X_FORWARDED_FOR=forged).status_code == 401
+    assert_throttled(patch_status(client, "missing", HTTP_X_FORWARDED_FOR="10.0.0.3"))
     # Another address is still served.
-    assert patch(client, "missing", REMOTE_ADDR="192.0.2.7").status_code == 401
+    assert patch_status(client, "missing", REMOTE_ADDR="192.0.2.7").status_code == 401
 
 
 @rates(user="1/min", anon="1/min")
 def test_the_anonymous_rate_does_not_hold_back_authenticated_users(owner_client):
-    assert patch(APIClient(), "missing").status_code == 401
-    assert patch(owner_client, "missing").status_code == 404
+    assert patch_status(APIClient(), "missing").status_code == 401
+    assert patch_status(owner_client, "missing").status_code == 404
 
 
 # --- The admin's login page ------------------------------------------------------------
