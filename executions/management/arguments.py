@@ -27,3 +27,16 @@ def whole_number(maximum: int):
         return int(value)
 
     return parse
+
+
+def add_batch_arguments(parser, verb: str) -> None:
+    """--batch-size and --limit, as the bulk commands (cleanup, purge) all take them; `verb`
+    says what the command does to an execution ("Change", "Delete")."""
+    parser.add_argument(
+        "--batch-size", type=whole_number(MAX_BATCH_SIZE), default=None,
+        help=f"Executions per transaction, at most {MAX_BATCH_SIZE} "
+        "(default: the EXECUTIONS_BULK_BATCH_SIZE setting).",
+    )
+    parser.add_argument(
+        "--limit", type=whole_number(MAX_LIMIT), help=f"{verb} at most this many executions in this run."
+    )

@@ -11,7 +11,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from executions.durations import format_duration, parse_duration
-from executions.management.arguments import MAX_BATCH_SIZE, MAX_LIMIT, text_argument, whole_number
+from executions.management.arguments import add_batch_arguments, text_argument
 from executions.models import ChangeChannel, Execution, ExecutionStatus, statuses_that_can_become
 from executions.selectors import executions_stale
 from executions.services import execution_change_status_bulk
@@ -93,14 +93,7 @@ class Command(BaseCommand):
             help="The status stale executions move to (default: interrupted).",
         )
         parser.add_argument("--dry-run", action="store_true", help="Count and show a sample; change nothing.")
-        parser.add_argument(
-            "--batch-size", type=whole_number(MAX_BATCH_SIZE), default=None,
-            help=f"Executions per transaction, at most {MAX_BATCH_SIZE} "
-            "(default: the EXECUTIONS_BULK_BATCH_SIZE setting, 1000).",
-        )
-        parser.add_argument(
-            "--limit", type=whole_number(MAX_LIMIT), help="Change at most this many executions in this run."
-        )
+        add_batch_arguments(parser, "Change")
         parser.add_argument("--name", type=text_argument, help="Only executions with exactly this name.")
         parser.add_argument("--json", action="store_true", help="Print a machine-readable summary.")
 

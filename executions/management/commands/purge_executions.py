@@ -15,7 +15,7 @@ from executions.text import printable
 from executions.selectors import executions_finished_before, idempotency_keys_expired
 from executions.services import PurgeResult, executions_purge_finished, idempotency_keys_purge_expired
 
-from ..arguments import MAX_BATCH_SIZE, MAX_LIMIT, text_argument, whole_number
+from ..arguments import add_batch_arguments, text_argument
 from ..progress import ProgressStream
 
 SAMPLE_SIZE = 10
@@ -39,14 +39,7 @@ class Command(BaseCommand):
             help="Append each batch, before it is deleted, to this gzip JSON Lines file "
             "(one execution with its history a line; created if missing).",
         )
-        parser.add_argument(
-            "--batch-size", type=whole_number(MAX_BATCH_SIZE), default=None,
-            help=f"Executions per transaction, at most {MAX_BATCH_SIZE} "
-            "(default: the EXECUTIONS_BULK_BATCH_SIZE setting).",
-        )
-        parser.add_argument(
-            "--limit", type=whole_number(MAX_LIMIT), help="Delete at most this many executions in this run."
-        )
+        add_batch_arguments(parser, "Delete")
         parser.add_argument("--json", action="store_true", help="Print a machine-readable summary.")
 
     def handle(self, *args, **options):
