@@ -5,12 +5,15 @@ through `execution_change_status` or `execution_change_status_bulk`: one rule
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from functools import cache
 from itertools import islice
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, models, transaction
+from django.db.models import sql
 from django.db.models import F, OuterRef, Subquery, Value
 from django.db.models.expressions import BaseExpression
 from django.utils import timezone
@@ -23,7 +26,7 @@ from .models import (
     ExecutionStatusChange,
     statuses_that_can_become,
 )
-from .selectors import parse_execution_id
+from .selectors import ALL, NONE, OWN_OR_MANAGED, Visibility, executions_in, parse_execution_id, visibility_of
 from .signals import execution_status_changed
 
 
@@ -83,6 +86,99 @@ def _send_after_commit(records: list[ExecutionStatusChange]) -> None:
     transaction.on_commit(send)
 
 
+# --- The compare-and-set, as SQL built once ---------------------------------------------
+# Building and compiling the UPDATE and the audit INSERT with the ORM cost more than the rest
+# of a PATCH. Their SQL text depends only on the shape of the request (who may see what,
+# whether error_info is set, how many If-Match versions), so the ORM builds it once per shape
+# (`_compare_and_set_query` is the ORM form) and each call only runs it with its parameters.
+# tests/test_services.py proves the two forms give the same SQL and parameters.
+
+_SENTINEL_ID = uuid.UUID(int=0)
+_SENTINEL_TIME = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def _compare_and_set_query(visibility: Visibility, execution_id, source: str, changes: dict, expected_updated_at):
+    """The ORM form of the compare-and-set: UPDATE the execution if it is in `visibility`,
+    in `source`, and (when given) at one of the `expected_updated_at` versions."""
+    executions = executions_in(visibility).filter(pk=execution_id, status=source)
+    if expected_updated_at is not None:
+        executions = executions.filter(updated_at__in=expected_updated_at)
+    query = executions.query.chain(sql.UpdateQuery)
+    query.add_update_values(changes)
+    query.clear_select_clause()
+    return query
+
+
+@cache
+def _compare_and_set_sql(alias: str, kind: str, changed_fields: tuple[str, ...], versions: int | None) -> str:
+    expected = None if versions is None else [_SENTINEL_TIME + i * timedelta(microseconds=1) for i in range(versions)]
+    # Any value but None (which the ORM writes as a NULL literal, not a parameter).
+    changes = {
+        name: _SENTINEL_TIME if isinstance(Execution._meta.get_field(name), models.DateTimeField) else ""
+        for name in changed_fields
+    }
+    query = _compare_and_set_query(Visibility(kind, 0), _SENTINEL_ID, "", changes, expected)
+    return query.get_compiler(alias).as_sql()[0]
+
+
+def _compare_and_set_params(connection, visibility, execution_id, source, changes, expected_updated_at) -> list:
+    """The parameters of `_compare_and_set_sql`, in the order the ORM form compiles them: the
+    new values, the visibility's user, the id and status, the expected versions."""
+    field = Execution._meta.get_field
+    params = [field(name).get_db_prep_save(value, connection) for name, value in changes.items()]
+    if visibility.kind == OWN_OR_MANAGED:
+        params += [visibility.user_pk] * 3  # created_by, and the permission's two EXISTS
+    params.append(field("id").get_db_prep_value(execution_id, connection))
+    params.append(source)
+    if expected_updated_at is not None:
+        updated_at = field("updated_at")
+        params += [updated_at.get_db_prep_value(version, connection) for version in expected_updated_at]
+    return params
+
+
+def _compare_and_set(visibility: Visibility, execution_id, source: str, changes: dict, expected_updated_at) -> int:
+    """Run the compare-and-set; the number of rows it changed (0 or 1)."""
+    if visibility.kind == NONE or expected_updated_at == []:
+        return 0  # nothing can match
+    sql_text = _compare_and_set_sql(
+        connection.alias, visibility.kind, tuple(changes),
+        None if expected_updated_at is None else len(expected_updated_at),
+    )
+    params = _compare_and_set_params(connection, visibility, execution_id, source, changes, expected_updated_at)
+    with connection.cursor() as cursor:
+        cursor.execute(sql_text, params)
+        return cursor.rowcount
+
+
+_AUDIT_FIELDS = [field for field in ExecutionStatusChange._meta.local_concrete_fields if not field.primary_key]
+
+
+@cache
+def _audit_insert_sql(alias: str) -> str:
+    query = sql.InsertQuery(ExecutionStatusChange)
+    query.insert_values(_AUDIT_FIELDS, [ExecutionStatusChange(execution_id=_SENTINEL_ID)])
+    [(sql_text, _)] = query.get_compiler(alias).as_sql()
+    return sql_text
+
+
+def _insert_audit_record(record: ExecutionStatusChange) -> None:
+    params = [field.get_db_prep_save(field.pre_save(record, True), connection) for field in _AUDIT_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(_audit_insert_sql(connection.alias), params)
+
+
+def _visibility(visible_to) -> Visibility:
+    return Visibility(ALL) if visible_to is None else visibility_of(visible_to)
+
+
+def _distinct_versions(expected_updated_at) -> list[datetime] | None:
+    if expected_updated_at is None:
+        return None
+    if isinstance(expected_updated_at, datetime):
+        return [expected_updated_at]
+    return list(dict.fromkeys(expected_updated_at))
+
+
 def execution_change_status(
     *,
     execution_id,
@@ -91,29 +187,24 @@ def execution_change_status(
     actor=None,
     error_info: dict | None = None,
     correlation_id: str = "",
-    executions: models.QuerySet | None = None,
+    visible_to=None,
     expected_updated_at: datetime | Collection[datetime] | None = None,
 ) -> StatusChangeResult:
     """Move one execution to `status` if ALLOWED_TRANSITIONS lets it, atomically.
 
-    `executions` is what the actor may act on (see selectors.executions_visible_to); an
-    execution outside it is not found. Of any number of concurrent calls for one execution,
-    exactly one succeeds. Asking for the status it already has is not an error: the result
-    has `success=False` and nothing is written. Raises ExecutionNotFound or
-    InvalidStatusTransition.
+    `visible_to` is the user whose view applies (selectors.executions_visible_to); an
+    execution outside it is not found. None: any execution (the system). Of any number of
+    concurrent calls for one execution, exactly one succeeds. Asking for the status it
+    already has is not an error: the result has `success=False` and nothing is written.
+    Raises ExecutionNotFound or InvalidStatusTransition.
 
     `expected_updated_at` (one value or several) makes the change conditional on the
     execution's `updated_at` (the API's ETag): the condition is part of the same UPDATE, and
     when it does not hold nothing is written and PreconditionFailed is raised.
     """
     execution_id = parse_execution_id(execution_id)
-    executions = Execution.objects.all() if executions is None else executions
-    if expected_updated_at is not None:
-        if isinstance(expected_updated_at, datetime):
-            expected_updated_at = [expected_updated_at]
-        executions_to_change = executions.filter(updated_at__in=list(expected_updated_at))
-    else:
-        executions_to_change = executions
+    visibility = _visibility(visible_to)
+    expected_updated_at = _distinct_versions(expected_updated_at)
     now = timezone.now()
     changes = {"status": status, "finished_at": now, "updated_at": now}
     if error_info is not None:
@@ -122,17 +213,18 @@ def execution_change_status(
     with transaction.atomic():
         for source in statuses_that_can_become(status):
             # The compare-and-set: the WHERE clause, not an earlier read, decides who wins.
-            if executions_to_change.filter(pk=execution_id, status=source).update(**changes):
+            if _compare_and_set(visibility, execution_id, source, changes, expected_updated_at):
                 record = _audit_record(
                     execution_id=execution_id, previous_status=source, status=status, actor=actor,
                     channel=channel, error_info=error_info, correlation_id=correlation_id, at=now,
                 )
-                record.save(force_insert=True)
-                _send_after_commit([record])
+                _insert_audit_record(record)
+                if execution_status_changed.has_listeners(Execution):
+                    _send_after_commit([record])
                 return StatusChangeResult(execution_id, True, source, status)
 
     # Nothing changed: one read tells why.
-    row = executions.filter(pk=execution_id).values_list("status", "updated_at").first()
+    row = executions_in(visibility).filter(pk=execution_id).values_list("status", "updated_at").first()
     if row is None:
         raise ExecutionNotFound()
     current, updated_at = row
@@ -273,23 +365,22 @@ class HeartbeatResult:
     last_heartbeat_at: datetime
 
 
-def execution_heartbeat(*, execution_id, executions: models.QuerySet | None = None) -> HeartbeatResult:
+def execution_heartbeat(*, execution_id, visible_to=None) -> HeartbeatResult:
     """Record a worker's sign of life on a running execution.
 
-    A compare-and-set like a status change: the UPDATE only touches a running execution, so
-    a heartbeat can never revive one an operator stopped. It moves `updated_at` too (and so
-    the API's ETag), because `last_heartbeat_at` is part of what a reader sees. Raises
+    A compare-and-set like a status change (the same statement, built once): the UPDATE
+    only touches a running execution, so a heartbeat can never revive one an operator
+    stopped. It moves `updated_at` too (and so the API's ETag), because `last_heartbeat_at`
+    is part of what a reader sees. `visible_to` as for execution_change_status. Raises
     ExecutionNotFound, or ExecutionNotRunning with the current status so the worker stops.
     """
     execution_id = parse_execution_id(execution_id)
-    executions = Execution.objects.all() if executions is None else executions
+    visibility = _visibility(visible_to)
     now = timezone.now()
-    changed = executions.filter(pk=execution_id, status=ExecutionStatus.RUNNING).update(
-        last_heartbeat_at=now, updated_at=now
-    )
-    if changed:
+    changes = {"last_heartbeat_at": now, "updated_at": now}
+    if _compare_and_set(visibility, execution_id, ExecutionStatus.RUNNING, changes, None):
         return HeartbeatResult(execution_id, now)
-    current = executions.filter(pk=execution_id).values_list("status", flat=True).first()
+    current = executions_in(visibility).filter(pk=execution_id).values_list("status", flat=True).first()
     if current is None:
         raise ExecutionNotFound()
     raise ExecutionNotRunning(current)

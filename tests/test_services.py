@@ -1,14 +1,17 @@
 """The status service: the one place that changes a status, for one execution or many."""
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from executions.errors import ExecutionNotFound, InvalidStatusTransition
 from executions.models import ALLOWED_TRANSITIONS, ChangeChannel, Execution, ExecutionStatusChange
-from executions.selectors import executions_visible_to
+from executions import services
+from executions.selectors import ALL, OWN_OR_MANAGED, Visibility
 from executions.services import execution_change_status, execution_change_status_bulk
 from executions.signals import execution_status_changed
 
@@ -50,7 +53,7 @@ def test_scope_limits_what_can_be_changed():
     with pytest.raises(ExecutionNotFound):
         execution_change_status(
             execution_id=execution.id, status="cancelled", channel=ChangeChannel.API,
-            actor=stranger, executions=executions_visible_to(stranger),
+            actor=stranger, visible_to=stranger,
         )
     execution.refresh_from_db()
     assert execution.status == "running"
@@ -121,3 +124,51 @@ def test_bulk_signals_once_per_change_after_commit(django_capture_on_commit_call
 
 
 # Concurrency: tests/test_races.py (16 concurrent PATCHes against a live server, both databases).
+
+
+# --- The compare-and-set's SQL, built once, against its ORM form ---------------------------
+
+
+@pytest.mark.parametrize("kind", [ALL, OWN_OR_MANAGED])
+@pytest.mark.parametrize("error_info", [None, {"reason": "ünïcode", "n": [1, 2.5, None]}])
+@pytest.mark.parametrize("versions", [None, 1, 2])
+def test_compare_and_set_sql_is_what_the_orm_compiles(kind, error_info, versions):
+    user = UserFactory()
+    visibility = Visibility(kind, user.pk if kind == OWN_OR_MANAGED else None)
+    execution_id = uuid.uuid4()
+    now = timezone.now()
+    changes = {"status": "failed", "finished_at": now, "updated_at": now}
+    if error_info is not None:
+        changes["error_info"] = error_info
+    expected = None if versions is None else [now - timedelta(seconds=n) for n in range(versions)]
+
+    cached_sql = services._compare_and_set_sql(
+        connection.alias, kind, tuple(changes), None if expected is None else len(expected)
+    )
+    cached_params = services._compare_and_set_params(connection, visibility, execution_id, "running", changes, expected)
+    orm_sql, orm_params = services._compare_and_set_query(
+        visibility, execution_id, "running", changes, expected
+    ).get_compiler(connection.alias).as_sql()
+
+    assert cached_sql == orm_sql
+    assert [_comparable(p) for p in cached_params] == [_comparable(p) for p in orm_params]
+
+
+def _comparable(param):
+    # psycopg wraps JSON in a Jsonb object without equality: compare what it wraps.
+    return getattr(param, "obj", param)
+
+
+def test_audit_insert_sql_is_what_the_orm_writes():
+    execution = ExecutionFactory()
+    actor = UserFactory(username="auditor")
+    execution_change_status(
+        execution_id=execution.id, status="failed", channel=ChangeChannel.API, actor=actor,
+        error_info={"why": "ü"}, correlation_id="corr-1",
+    )
+    written = ExecutionStatusChange.objects.values().get()
+    made_by_orm = ExecutionStatusChange.objects.create(
+        execution=execution, previous_status="running", new_status="failed", error_info={"why": "ü"},
+        actor=actor, actor_username="auditor", channel="api", correlation_id="corr-1", created_at=written["created_at"],
+    )
+    assert {**written, "id": None} == {**ExecutionStatusChange.objects.values().get(pk=made_by_orm.pk), "id": None}
