@@ -25,7 +25,7 @@ from django.utils.html import format_html
 
 from .durations import format_duration
 from .models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
-from .selectors import execution_ids_streamed, executions_stale, executions_visible_to
+from .selectors import executions_stale, executions_visible_to
 from .services import execution_change_status_bulk
 
 STATUS_COLOURS = {
@@ -241,17 +241,14 @@ class ExecutionAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/executions/execution/mark_failed.html", context)
 
     def _change_status(self, request, queryset, status, error_info=None):
-        # The selection is streamed in pages of ids (a "select all" may be a million rows), and
-        # what this user may act on goes along, to be re-checked on the locked rows.
-        batch_size = settings.EXECUTIONS_BULK_BATCH_SIZE
+        # The selection (a "select all" may be a million rows) is changed in batches, within
+        # what this user may act on, re-checked on the locked rows.
         result = execution_change_status_bulk(
-            execution_ids=execution_ids_streamed(queryset, batch_size),
+            executions=self.get_queryset(request).filter(pk__in=queryset.values("pk")),
             status=status,
             channel=ChangeChannel.ADMIN,
             actor=request.user,
             error_info=error_info,
-            batch_size=batch_size,
-            executions=self.get_queryset(request),
         )
         label = ExecutionStatus(status).label.lower()
         changed = f"{result.changed} execution{'s' if result.changed != 1 else ''} {label}"

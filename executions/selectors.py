@@ -1,7 +1,6 @@
 """Reads of executions, scoped to what the caller may see."""
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import cache
 from typing import NamedTuple
@@ -98,22 +97,6 @@ def executions_stale(executions: QuerySet, stale_after: timedelta, now: datetime
     return executions.alias(last_seen_at=Coalesce("last_heartbeat_at", "created_at")).filter(
         status=ExecutionStatus.RUNNING, last_seen_at__lt=cutoff
     )
-
-
-def execution_ids_streamed(executions: QuerySet, batch_size: int) -> Iterator[uuid.UUID]:
-    """The ids of `executions`, in id order, read one page of `batch_size` at a time (keyset
-    pagination: each page starts after the last id of the one before), so that memory stays
-    flat and rows changed between pages cannot shift a page."""
-    last_id = None
-    while True:
-        page = executions.order_by("pk")
-        if last_id is not None:
-            page = page.filter(pk__gt=last_id)
-        ids = list(page.values_list("pk", flat=True)[:batch_size])
-        yield from ids
-        if len(ids) < batch_size:
-            return
-        last_id = ids[-1]
 
 
 def executions_listable_by(user) -> QuerySet:

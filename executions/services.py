@@ -3,18 +3,16 @@ through `execution_change_status` or `execution_change_status_bulk`: one rule
 (models.ALLOWED_TRANSITIONS), one compare-and-set, one audit record per change."""
 
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from functools import cache
-from itertools import islice
-from typing import Any
 
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import sql
-from django.db.models import F, OuterRef, Subquery, Value
+from django.db.models import F, Q, Value
 from django.db.models.expressions import BaseExpression
 from django.utils import timezone
 
@@ -235,128 +233,161 @@ def execution_change_status(
     raise InvalidStatusTransition(current, status)
 
 
-def _batches(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
 def execution_change_status_bulk(
     *,
-    execution_ids: Iterable,
+    executions: models.QuerySet,
     status: str,
     channel: ChangeChannel,
     actor=None,
-    error_info: dict | Callable[[dict[str, Any]], dict] | BaseExpression | None = None,
+    error_info: dict | BaseExpression | None = None,
     correlation_id: str = "",
     batch_size: int | None = None,
+    in_order_of: str = "pk",
+    limit: int | None = None,
     on_batch: Callable[[BulkStatusChangeResult], None] | None = None,
-    executions: models.QuerySet | None = None,
 ) -> BulkStatusChangeResult:
-    """Move many executions to `status`, one transaction and one UPDATE per batch.
+    """Move the executions of `executions` (what to change, within what the actor may act on)
+    to `status`, one transaction per batch; those no longer in a status that may become
+    `status` are skipped, never overwritten.
 
-    `execution_ids` may be any iterable (a generator streaming ids keeps memory flat).
-    Ids that are no longer in a status that may become `status` (or do not exist) are
-    skipped, never overwritten. `error_info` is one object for all, or a function of the
-    row ({"id", "name", "created_at", "last_heartbeat_at"}) for one per execution, or a
-    query expression of the row (e.g. JSONObject(...)) that the database evaluates: then the
-    audit rows are copied from the executions by one INSERT ... SELECT and no row passes
-    through Python, the fastest way for very large batches.
+    Batches follow `in_order_of` (a field or alias of `executions` with an index, then the id
+    to break ties) and are named by their range of it, not by lists of ids: each is the next
+    `batch_size` rows after the one before. Per batch, one statement locks, changes and
+    copies the audit records on PostgreSQL (an UPDATE ... RETURNING feeding an INSERT); on
+    SQLite, which holds the write lock from BEGIN IMMEDIATE, an INSERT ... SELECT then the
+    UPDATE, over the same range. No row passes through Python. `error_info` is one object
+    for all, or a query expression of the row (e.g. JSONObject(...)) that the database
+    evaluates. `limit` caps how many executions the run takes on (changed or skipped).
     `on_batch` is called with the running totals after each committed batch.
-    `executions` narrows what may change (what the actor may act on, or a condition such
-    as staleness): it is re-checked on the locked rows, so an id that left it since the
-    caller read it is skipped too.
     """
     sources = statuses_that_can_become(status)
     if not sources:
         raise ValueError(f"No status may become {status!r}")
     batch_size = batch_size or settings.EXECUTIONS_BULK_BATCH_SIZE
-    executions = Execution.objects.all() if executions is None else executions
+    keys = (in_order_of, "pk") if in_order_of != "pk" else ("pk",)
+    walk = executions.annotate(**{_walk_name(key): F(key) for key in keys}).order_by(*map(_walk_name, keys))
     result = BulkStatusChangeResult()
-
-    in_sql = isinstance(error_info, BaseExpression)
-    row_fields = ("id", "status") if in_sql else ("id", "name", "status", "created_at", "last_heartbeat_at")
-    for batch in _batches(execution_ids, batch_size):
+    after = None
+    while limit is None or result.changed + result.skipped < limit:
+        size = batch_size if limit is None else min(batch_size, limit - result.changed - result.skipped)
         with transaction.atomic():
-            # Lock the rows still changeable (PostgreSQL; SQLite holds the write lock from
-            # BEGIN IMMEDIATE), in id order so that concurrent runs cannot deadlock.
-            rows = list(
-                executions.select_for_update()
-                .filter(pk__in=batch, status__in=sources)
-                .order_by("pk")
-                .values(*row_fields)
+            remaining = walk if after is None else walk.filter(_beyond(keys, after))
+            last = remaining.values_list(*map(_walk_name, keys))[size - 1 : size].first()
+            batch = remaining if last is None else remaining.filter(_up_to(keys, last))
+            taken = size if last is not None else batch.count()
+            if not taken:
+                break
+            changed = sum(
+                _change_batch(batch.filter(status=source), source, status, channel, actor, error_info, correlation_id)
+                for source in sources
             )
-            if rows and in_sql:
-                _apply_locked_batch_in_sql(rows, status, channel, actor, error_info, correlation_id)
-            elif rows:
-                _apply_locked_batch(rows, status, channel, actor, error_info, correlation_id, sources)
-        result.changed += len(rows)
-        result.skipped += len(batch) - len(rows)
+        result.changed += changed
+        result.skipped += taken - changed
         result.batches += 1
         if on_batch is not None:
             on_batch(result)
+        if last is None:
+            break
+        after = last
     return result
 
 
-def _apply_locked_batch(rows, status, channel, actor, error_info, correlation_id, sources):
-    now = timezone.now()
-    records = [
-        _audit_record(
-            execution_id=row["id"], previous_status=row["status"], status=status, actor=actor,
-            channel=channel, error_info=error_info(row) if callable(error_info) else error_info,
-            correlation_id=correlation_id, at=now,
-        )
-        for row in rows
-    ]
-    # The audit rows go first, so that a per-row error_info is copied from them inside the one
-    # UPDATE (a correlated subquery on their index) rather than sent again as a CASE with one
-    # branch per row, which costs more than everything else in a big batch.
-    ExecutionStatusChange.objects.bulk_create(records)
-    changes = {"status": status, "finished_at": now, "updated_at": now}
-    if callable(error_info):
-        changes["error_info"] = Subquery(
-            ExecutionStatusChange.objects.filter(execution_id=OuterRef("pk"), created_at=now, new_status=status)
-            .order_by()
-            .values("error_info")[:1]
-        )
-    elif error_info is not None:
-        changes["error_info"] = error_info
-    Execution.objects.filter(pk__in=[row["id"] for row in rows], status__in=sources).update(**changes)
-    _send_after_commit(records)
+def _walk_name(key: str) -> str:
+    return f"_walk_{key}"
 
 
-def _apply_locked_batch_in_sql(rows, status, channel, actor, error_info, correlation_id):
+def _beyond(keys: tuple[str, ...], values: tuple) -> Q:
+    """Rows after `values` in the order of `keys`; the first key alone bounds the index range."""
+    first = _walk_name(keys[0])
+    if len(keys) == 1:
+        return Q(**{f"{first}__gt": values[0]})
+    return Q(**{f"{first}__gte": values[0]}) & (
+        Q(**{f"{first}__gt": values[0]}) | Q(**{f"{_walk_name(keys[1])}__gt": values[1]})
+    )
+
+
+def _up_to(keys: tuple[str, ...], values: tuple) -> Q:
+    """Rows up to `values` included, in the order of `keys`."""
+    first = _walk_name(keys[0])
+    if len(keys) == 1:
+        return Q(**{f"{first}__lte": values[0]})
+    return Q(**{f"{first}__lte": values[0]}) & (
+        Q(**{f"{first}__lt": values[0]}) | Q(**{f"{_walk_name(keys[1])}__lte": values[1]})
+    )
+
+
+def _change_batch(batch, source, status, channel, actor, error_info, correlation_id) -> int:
+    """Change the rows of `batch` (all in `source`) and copy their audit records; how many."""
     now = timezone.now()
-    ids = [row["id"] for row in rows]
     actor = _known_actor(actor)
-    audit_fields = {
-        "execution": F("pk"),
-        "previous_status": F("status"),
+    changes = {"status": status, "finished_at": now, "updated_at": now}
+    if error_info is not None:
+        changes["error_info"] = error_info
+    audit_values = {
+        "previous_status": Value(source, output_field=models.CharField()),
         "new_status": Value(status, output_field=models.CharField()),
-        "error_info": error_info,
         "actor": Value(actor.pk if actor else None, output_field=ExecutionStatusChange.actor.field.target_field),
         "actor_username": Value(actor.get_username() if actor else "", output_field=models.CharField()),
         "channel": Value(channel, output_field=models.CharField()),
         "correlation_id": Value(correlation_id or "", output_field=models.CharField()),
         "created_at": Value(now, output_field=models.DateTimeField()),
     }
-    # The rows are locked and unchanged yet: the audit rows read their status and error_info.
-    source = Execution.objects.filter(pk__in=ids).values(
-        **{f"audit_{name}": expression for name, expression in audit_fields.items()}
-    )
-    select_sql, params = source.query.sql_with_params()
     opts, quote = ExecutionStatusChange._meta, connection.ops.quote_name
+    signalled = execution_status_changed.has_listeners(Execution)
+    returning = f" RETURNING {quote(opts.pk.column)}" if signalled else ""
+    if connection.vendor == "postgresql":
+        # Lock in id order (concurrent runs wait rather than deadlock; a row that changed
+        # meanwhile no longer matches once its lock is granted), change, and copy, in one.
+        locked = batch.select_for_update().order_by("pk").values("pk")
+        update = Execution.objects.filter(pk__in=locked).query.chain(sql.UpdateQuery)
+        update.add_update_values(changes)
+        update_sql, update_params = update.get_compiler(connection.alias).as_sql()
+        execution_opts = Execution._meta
+        audit_error_info = "moved.error_info" if error_info is not None else "NULL"
+        columns = ", ".join(quote(opts.get_field(name).column) for name in ["execution", *audit_values, "error_info"])
+        statement = (
+            f"WITH moved AS ({update_sql} RETURNING {quote(execution_opts.db_table)}.{quote(execution_opts.pk.column)}"
+            f" AS id, {quote(execution_opts.db_table)}.{quote(execution_opts.get_field('error_info').column)}"
+            f" AS error_info)"
+            f" INSERT INTO {quote(opts.db_table)} ({columns})"
+            f" SELECT moved.id, {', '.join(['%s'] * len(audit_values))}, {audit_error_info} FROM moved{returning}"
+        )
+        audit_params = [
+            opts.get_field(name).get_db_prep_save(value.value, connection) for name, value in audit_values.items()
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [*update_params, *audit_params])
+            changed = cursor.rowcount
+            record_ids = [row[0] for row in cursor.fetchall()] if signalled else []
+        if signalled:
+            _signal_records(record_ids, actor)
+        return changed
+    # SQLite: the INSERT ... SELECT reads the rows still unchanged (their error_info
+    # expression included), then the UPDATE changes the same range.
+    if not isinstance(error_info, BaseExpression):
+        error_info = Value(error_info, output_field=models.JSONField())
+    audit_fields = {"execution": F("pk"), **audit_values, "error_info": error_info}
+    source_rows = batch.values(**{f"audit_{name}": value for name, value in audit_fields.items()})
+    select_sql, params = source_rows.query.sql_with_params()
     columns = ", ".join(quote(opts.get_field(name).column) for name in audit_fields)
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {quote(opts.db_table)} ({columns}) {select_sql}", params)
-    Execution.objects.filter(pk__in=ids).update(
-        status=status, finished_at=now, updated_at=now, error_info=error_info
-    )
-    if execution_status_changed.has_listeners(Execution):
-        records = list(ExecutionStatusChange.objects.filter(execution_id__in=ids, created_at=now, new_status=status))
-        for record in records:
-            record.actor = actor
-        _send_after_commit(records)
+        cursor.execute(f"INSERT INTO {quote(opts.db_table)} ({columns}) {select_sql}{returning}", params)
+        record_ids = [row[0] for row in cursor.fetchall()] if signalled else []
+        inserted = len(record_ids) if signalled else cursor.rowcount
+    changed = batch.update(**changes)
+    if changed != inserted:
+        # Under the write lock nothing else changes the rows between the two statements.
+        raise RuntimeError(f"{inserted} audit records for {changed} changes")
+    if signalled:
+        _signal_records(record_ids, actor)
+    return changed
+
+
+def _signal_records(record_ids: list[int], actor) -> None:
+    records = list(ExecutionStatusChange.objects.filter(pk__in=record_ids))
+    for record in records:
+        record.actor = actor  # known already: no query per record
+    _send_after_commit(records)
 
 
 @dataclass(frozen=True)
@@ -378,7 +409,11 @@ def execution_heartbeat(*, execution_id, visible_to=None) -> HeartbeatResult:
     visibility = _visibility(visible_to)
     now = timezone.now()
     changes = {"last_heartbeat_at": now, "updated_at": now}
-    if _compare_and_set(visibility, execution_id, ExecutionStatus.RUNNING, changes, None):
+    # A transaction of its own, though it is one statement: on SQLite, that is what queues
+    # the writer on the lock (config/sqlite3/base.py) rather than in SQLite's busy handler.
+    with transaction.atomic():
+        changed = _compare_and_set(visibility, execution_id, ExecutionStatus.RUNNING, changes, None)
+    if changed:
         return HeartbeatResult(execution_id, now)
     current = executions_in(visibility).filter(pk=execution_id).values_list("status", flat=True).first()
     if current is None:

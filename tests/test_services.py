@@ -65,47 +65,50 @@ def test_scope_limits_what_can_be_changed():
 def test_bulk_changes_running_and_skips_the_rest_in_batches():
     running = [ExecutionFactory() for _ in range(5)]
     finished = ExecutionFactory(status="completed")
-    ids = [e.id for e in running] + [finished.id, uuid.uuid4()]
+    ExecutionFactory()  # not selected
+    selected = Execution.objects.filter(pk__in=[e.id for e in running] + [finished.id])
     totals_seen = []
 
     result = execution_change_status_bulk(
-        execution_ids=iter(ids), status="cancelled", channel=ChangeChannel.ADMIN,
-        batch_size=2, on_batch=lambda totals: totals_seen.append((totals.changed, totals.skipped)),
+        executions=selected, status="cancelled", channel=ChangeChannel.ADMIN,
+        batch_size=2, on_batch=lambda totals: totals_seen.append(totals.changed + totals.skipped),
     )
 
-    assert (result.changed, result.skipped, result.batches) == (5, 2, 4)
-    assert totals_seen == [(2, 0), (4, 0), (5, 1), (5, 2)]
+    assert (result.changed, result.skipped, result.batches) == (5, 1, 3)
+    assert totals_seen == [2, 4, 6]
     assert set(Execution.objects.filter(status="cancelled").values_list("id", flat=True)) == {e.id for e in running}
     finished.refresh_from_db()
     assert finished.status == "completed"
+    assert Execution.objects.filter(status="running").count() == 1
     assert ExecutionStatusChange.objects.filter(channel="admin", new_status="cancelled").count() == 5
 
 
-def test_bulk_uses_one_update_per_batch():
+def test_bulk_uses_one_statement_that_changes_rows_per_batch():
     executions = [ExecutionFactory() for _ in range(6)]
 
     with CaptureQueriesContext(connection) as queries:
         execution_change_status_bulk(
-            execution_ids=[e.id for e in executions], status="failed",
+            executions=Execution.objects.filter(pk__in=[e.id for e in executions]), status="failed",
             channel=ChangeChannel.COMMAND, batch_size=3,
         )
 
-    updates = [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    # PostgreSQL: WITH moved AS (UPDATE ...) INSERT ...; SQLite: INSERT ... SELECT, then UPDATE.
+    updates = [q for q in queries.captured_queries if q["sql"].startswith(("UPDATE", "WITH"))]
     assert len(updates) == 2
 
 
-def test_bulk_error_info_per_row():
-    executions = [ExecutionFactory(name=f"n{i}") for i in range(3)]
+def test_bulk_writes_one_error_info_for_all_to_the_executions_and_their_audit_records():
+    executions = [ExecutionFactory() for _ in range(3)]
 
     execution_change_status_bulk(
-        execution_ids=[e.id for e in executions], status="interrupted", channel=ChangeChannel.COMMAND,
-        error_info=lambda row: {"reason": "stale", "name": row["name"]},
+        executions=Execution.objects.all(), status="failed", channel=ChangeChannel.ADMIN,
+        error_info={"reason": "disk full: ü"}, batch_size=2,
     )
 
     for execution in executions:
         execution.refresh_from_db()
-        assert execution.error_info == {"reason": "stale", "name": execution.name}
-        assert execution.status_changes.get().error_info == {"reason": "stale", "name": execution.name}
+        assert execution.error_info == {"reason": "disk full: ü"}
+        assert execution.status_changes.get().error_info == {"reason": "disk full: ü"}
 
 
 def test_bulk_signals_once_per_change_after_commit(django_capture_on_commit_callbacks):
@@ -116,7 +119,7 @@ def test_bulk_signals_once_per_change_after_commit(django_capture_on_commit_call
     try:
         with django_capture_on_commit_callbacks(execute=True):
             execution_change_status_bulk(
-                execution_ids=[e.id for e in executions], status="cancelled", channel=ChangeChannel.ADMIN
+                executions=Execution.objects.all(), status="cancelled", channel=ChangeChannel.ADMIN
             )
     finally:
         execution_status_changed.disconnect(handler)
