@@ -242,7 +242,7 @@ def execution_change_status_bulk(
     error_info: dict | BaseExpression | None = None,
     correlation_id: str = "",
     batch_size: int | None = None,
-    in_order_of: str = "pk",
+    in_order_of: str | BaseExpression = "pk",
     limit: int | None = None,
     on_batch: Callable[[BulkStatusChangeResult], None] | None = None,
 ) -> BulkStatusChangeResult:
@@ -250,8 +250,8 @@ def execution_change_status_bulk(
     to `status`, one transaction per batch; those no longer in a status that may become
     `status` are skipped, never overwritten.
 
-    Batches follow `in_order_of` (a field or alias of `executions` with an index, then the id
-    to break ties) and are named by their range of it, not by lists of ids: each is the next
+    Batches follow `in_order_of` (a field, or an expression with an index, then the id to
+    break ties) and are named by their range of it, not by lists of ids: each is the next
     `batch_size` rows after the one before. Per batch, one statement locks, changes and
     copies the audit records on PostgreSQL (an UPDATE ... RETURNING feeding an INSERT); on
     SQLite, which holds the write lock from BEGIN IMMEDIATE, an INSERT ... SELECT then the
@@ -264,16 +264,24 @@ def execution_change_status_bulk(
     if not sources:
         raise ValueError(f"No status may become {status!r}")
     batch_size = batch_size or settings.EXECUTIONS_BULK_BATCH_SIZE
-    keys = (in_order_of, "pk") if in_order_of != "pk" else ("pk",)
-    walk = executions.annotate(**{_walk_name(key): F(key) for key in keys}).order_by(*map(_walk_name, keys))
+    keys = ("pk",) if in_order_of == "pk" else (in_order_of, "pk")
+    walk_keys = {_walk_name(index): F(key) if isinstance(key, str) else key for index, key in enumerate(keys)}
+    walk = executions.annotate(**walk_keys).order_by(*walk_keys)
     result = BulkStatusChangeResult()
     after = None
     while limit is None or result.changed + result.skipped < limit:
         size = batch_size if limit is None else min(batch_size, limit - result.changed - result.skipped)
         with transaction.atomic():
-            remaining = walk if after is None else walk.filter(_beyond(keys, after))
-            last = remaining.values_list(*map(_walk_name, keys))[size - 1 : size].first()
-            batch = remaining if last is None else remaining.filter(_up_to(keys, last))
+            remaining = walk if after is None else walk.filter(_beyond(after))
+            last = remaining.values_list(*walk_keys)[size - 1 : size].first()
+            # The batch's range comes first in its WHERE clause: SQLite bounds its index scan
+            # by the first upper bound it finds, and the range's is the tight one.
+            in_range = Execution.objects.annotate(**walk_keys)
+            if after is not None:
+                in_range = in_range.filter(_beyond(after))
+            if last is not None:
+                in_range = in_range.filter(_up_to(last))
+            batch = in_range & executions
             taken = size if last is not None else batch.count()
             if not taken:
                 break
@@ -292,28 +300,22 @@ def execution_change_status_bulk(
     return result
 
 
-def _walk_name(key: str) -> str:
-    return f"_walk_{key}"
+def _walk_name(index: int) -> str:
+    return f"_walk_{index}"
 
 
-def _beyond(keys: tuple[str, ...], values: tuple) -> Q:
-    """Rows after `values` in the order of `keys`; the first key alone bounds the index range."""
-    first = _walk_name(keys[0])
-    if len(keys) == 1:
-        return Q(**{f"{first}__gt": values[0]})
-    return Q(**{f"{first}__gte": values[0]}) & (
-        Q(**{f"{first}__gt": values[0]}) | Q(**{f"{_walk_name(keys[1])}__gt": values[1]})
-    )
+def _beyond(values: tuple) -> Q:
+    """Rows after `values` in the walk's order; the first key alone bounds the index range."""
+    if len(values) == 1:
+        return Q(_walk_0__gt=values[0])
+    return Q(_walk_0__gte=values[0]) & (Q(_walk_0__gt=values[0]) | Q(_walk_1__gt=values[1]))
 
 
-def _up_to(keys: tuple[str, ...], values: tuple) -> Q:
-    """Rows up to `values` included, in the order of `keys`."""
-    first = _walk_name(keys[0])
-    if len(keys) == 1:
-        return Q(**{f"{first}__lte": values[0]})
-    return Q(**{f"{first}__lte": values[0]}) & (
-        Q(**{f"{first}__lt": values[0]}) | Q(**{f"{_walk_name(keys[1])}__lte": values[1]})
-    )
+def _up_to(values: tuple) -> Q:
+    """Rows up to `values` included, in the walk's order."""
+    if len(values) == 1:
+        return Q(_walk_0__lte=values[0])
+    return Q(_walk_0__lte=values[0]) & (Q(_walk_0__lt=values[0]) | Q(_walk_1__lte=values[1]))
 
 
 def _change_batch(batch, source, status, channel, actor, error_info, correlation_id) -> int:

@@ -5,6 +5,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 from django.db.models import CharField, F, Func, Value
 from django.db.models.functions import Coalesce, JSONObject
 from django.utils import timezone
@@ -20,6 +21,7 @@ TARGET_STATUSES = [
     status for status in ExecutionStatus.values if ExecutionStatus.RUNNING in statuses_that_can_become(status)
 ]
 SAMPLE_SIZE = 10
+SQLITE_CHECKPOINT_PAGES = 10_000
 
 
 class UtcIsoformat(Func):
@@ -154,6 +156,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {row['id']}  {row['name']}  last seen {row['last_seen_at']}")
 
     def _run(self, stale, threshold_text, status, batch_size, limit, summary, as_json):
+        if connection.vendor == "sqlite":
+            # Many commits in a row: copy the WAL back into the database (and fsync it) every
+            # ~40 MB of changes rather than SQLite's default ~4 MB, which cost more than the
+            # changes themselves. This connection only; the file is checkpointed all the same.
+            with connection.cursor() as cursor:
+                cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
         # Why, per execution; the database fills it in (see UtcIsoformat).
         why = JSONObject(
             reason=Value("stale"),
@@ -183,7 +191,7 @@ class Command(BaseCommand):
             # batch was named is skipped, not overwritten.
             result = execution_change_status_bulk(
                 executions=stale,
-                in_order_of="last_seen_at",
+                in_order_of=Coalesce("last_heartbeat_at", "created_at"),
                 status=status,
                 channel=ChangeChannel.COMMAND,
                 actor=None,
