@@ -102,12 +102,14 @@ def test_filters_by_status_and_stale(operator_client, settings):
     assert done not in operator_client.get(CHANGELIST, {"status__exact": "running"}).context["cl"].result_list
 
 
-def test_search_by_name_and_by_the_start_of_the_id(operator_client):
+def test_search_by_the_start_of_the_name_and_of_the_id(operator_client):
     first = ExecutionFactory(name="import-customers")
     second = ExecutionFactory(name="export-invoices")
 
-    by_name = operator_client.get(CHANGELIST, {"q": "customers"})
+    by_name = operator_client.get(CHANGELIST, {"q": "IMPORT-cust"})
     assert list(by_name.context["cl"].result_list) == [first]
+    # The start of the name only: an index answers it on a million rows.
+    assert list(operator_client.get(CHANGELIST, {"q": "customers"}).context["cl"].result_list) == []
 
     by_short_id = operator_client.get(CHANGELIST, {"q": str(second.pk)[:8]})
     assert second in by_short_id.context["cl"].result_list
@@ -176,7 +178,7 @@ def test_select_all_acts_on_the_filtered_list(operator_client):
     targets = ExecutionFactory.create_batch(3, name="batch-job")
 
     response = run_action(
-        operator_client, "cancel_selected", targets[:1], url=f"{CHANGELIST}?q=batch-job", select_across=1
+        operator_client, "cancel_selected", targets[:1], url=f"{CHANGELIST}?q=batch", select_across=1
     )
 
     assert page_messages(response) == ["3 executions cancelled."]
