@@ -272,3 +272,26 @@ def test_ids_that_are_not_uuids_select_nothing(operator_client):
     assert page_messages(response) == [
         "Items must be selected in order to perform actions on them. No items have been changed."
     ]
+
+
+@pytest.mark.postgres_only
+def test_a_big_filtered_list_shows_the_planner_estimate_instead_of_counting(operator_client, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from executions import admin as executions_admin
+
+    ExecutionFactory.create_batch(3, status=ExecutionStatus.FAILED)
+    ExecutionFactory(status=ExecutionStatus.RUNNING)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE executions_execution")
+    monkeypatch.setattr(executions_admin, "EXACT_COUNT_UP_TO", 0)  # every list counts as big
+
+    with CaptureQueriesContext(connection) as queries:
+        response = operator_client.get(CHANGELIST, {"status__exact": "failed"})
+
+    assert response.status_code == 200
+    assert response.context["cl"].result_count > 0
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert not [sql for sql in statements if "COUNT(" in sql], statements
+    assert [sql for sql in statements if sql.startswith("EXPLAIN")]
