@@ -17,7 +17,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 sys.path.insert(0, str(PROJECT))
-from tests.servers import Gunicorn, free_port  # noqa: E402, F401  (the same server the reliability tests run)
+from tests.servers import Gunicorn, ProductionServer, free_port  # noqa: E402, F401  (the servers the tests run)
 
 # The server scripts/with-postgres.sh started, if any; read once, since django_setup()
 # points DATABASE_URL at the benchmark's own database.
@@ -87,10 +87,11 @@ def django_setup(database_url: str) -> None:
 def create_bench_user() -> tuple:
     """The user the benchmarks act as (a plain owner, no special rights) and its token key."""
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
+
+    from executions.tokens import token_create
 
     user = User.objects.create_user("bench")
-    return user, Token.objects.create(user=user).key
+    return user, token_create(user=user, name="bench")[1]
 
 
 def seed_running_executions(count: int, owner_id: int | None, newest_created_at) -> None:
@@ -133,6 +134,19 @@ def gunicorn(database_url: str, folder: Path, workers: int = 4):
     """gunicorn with sync workers, as production runs it; yields its base URL."""
     env = {**server_environment(database_url), "LOG_LEVEL": "WARNING"}
     with Gunicorn(env, workers=workers, threads=1, worker_class="sync", log_path=str(folder / "gunicorn.log")) as server:
+        yield f"http://127.0.0.1:{server.port}"
+
+
+@contextlib.contextmanager
+def production(database_url: str, folder: Path, workers: int, threads: int):
+    """The production setup (deploy/serve.py: nginx in front of gunicorn); yields its base URL."""
+    env = {
+        **server_environment(database_url),
+        "LOG_LEVEL": "WARNING",
+        "WEB_CONCURRENCY": str(workers),
+        "GUNICORN_THREADS": str(threads),
+    }
+    with ProductionServer(env, log_path=str(folder / "serve.log")) as server:
         yield f"http://127.0.0.1:{server.port}"
 
 

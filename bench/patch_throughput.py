@@ -20,6 +20,11 @@ heartbeat/floor and PATCH p99/p50 (PATCH is the mean of its two runs, the peer t
 Options: --duration SECONDS (10), --connections N (16), --workers N (each server's worker
 processes, 2), --executions N (running executions seeded for each PATCH run, 100000),
 --no-peer.
+
+--production measures the production setup instead (deploy/serve.py: nginx in front of
+gunicorn with config/gunicorn.conf.py, --workers processes x --threads threads, gthread):
+
+    python bench/patch_throughput.py --production --workers 5 --threads 2
 """
 import argparse
 import contextlib
@@ -45,6 +50,8 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executions", type=int, default=100_000)
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--production", action="store_true", help="nginx in front of gunicorn (deploy/serve.py)")
+    parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker with --production")
     args = parser.parse_args()
 
     peer_source = None if args.no_peer else peer.peer_folder()
@@ -76,7 +83,12 @@ def main():
             runs[name] = harness.wrk(url, WRK_SCRIPT, args.duration, args.connections, run_env)
 
         with contextlib.ExitStack() as servers:
-            base_url = servers.enter_context(harness.gunicorn(database_url, folder, workers=args.workers))
+            server = (
+                harness.production(database_url, folder, args.workers, args.threads)
+                if args.production
+                else harness.gunicorn(database_url, folder, workers=args.workers)
+            )
+            base_url = servers.enter_context(server)
             peer_url = peer_ids = None
             if peer_source is not None:
                 peer_url, peer_ids = servers.enter_context(
@@ -122,7 +134,10 @@ def errors_of(name, run):
 
 
 def report(vendor, args, runs, changed, audited):
-    print(f"PATCH throughput on {vendor}: {args.workers} worker processes per server, wrk 2 threads, "
+    server = f"{args.workers} worker processes per server"
+    if args.production:
+        server = f"nginx, gunicorn {args.workers} x {args.threads} threads"
+    print(f"PATCH throughput on {vendor}: {server}, wrk 2 threads, "
           f"{args.connections} connections, {args.duration} s per run, {os.cpu_count()} cores")
     print(f"{'run':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, run in runs.items():

@@ -2,23 +2,40 @@
 
 Everything that differs between machines comes from the environment, read in one place
 through ``env``. Defaults suit a developer's machine: SQLite in ``var/``, no DEBUG.
+
+Each setting is defined once, in the section of its topic; nothing here is changed further
+down, and importing this module has no side effects beyond reading the environment.
 """
 
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from executions.durations import parse_duration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+# The development settings scripts/serve.sh writes once, so that manage.py works in any
+# terminal. The real environment wins over the file; DJANGO_ENV_FILE="" reads none (the tests).
+ENV_FILE = env.str("DJANGO_ENV_FILE", default=str(BASE_DIR / ".env"))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    environ.Env.read_env(ENV_FILE)
 
+# --- Core ------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 # A production secret has no default: without DEBUG the service refuses to start without one.
 if DEBUG:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-development-only-key")
 else:
-    SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set: for development run scripts/serve.sh once (it writes .env), "
+            "in production set the DJANGO_SECRET_KEY environment variable."
+        )
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 
@@ -30,10 +47,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_filters",
+    # Rate limits on the admin's login page (see Security below).
+    "axes",
     "executions",
 ]
 
@@ -48,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out admin login.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -69,20 +89,25 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "config.wsgi.application"
 
-# --- Database -------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Request bodies larger than this are refused with 413 before they are parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
+
+# --- Database --------------------------------------------------------------------------
 # DATABASE_URL picks the engine: postgres://... for PostgreSQL (psycopg 3), or the default,
-# a SQLite file in var/, the embedded mode.
-(BASE_DIR / "var").mkdir(exist_ok=True)
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"),
-}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+# a SQLite file in var/ (a folder kept in the repository), the embedded mode.
+_database = env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
+_database["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+_database["CONN_HEALTH_CHECKS"] = True
+if _database["ENGINE"] == "django.db.backends.sqlite3":
     # Django's backend, with writers queued on a file lock rather than SQLite's busy
     # handler: see config/sqlite3/base.py.
-    DATABASES["default"]["ENGINE"] = "config.sqlite3"
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
+    _database["ENGINE"] = "config.sqlite3"
+    _database.setdefault("OPTIONS", {}).update(
         {
             # Writers take the write lock at BEGIN and wait for it (timeout, in seconds)
             # instead of failing halfway through a transaction with "database is locked".
@@ -92,10 +117,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-    # Tests use a file too, so that WAL and the busy timeout behave as in production.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+DATABASES = {"default": _database}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Authentication --------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    # First, so that a locked-out admin login is refused before its password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -104,22 +135,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = True
-USE_TZ = True
-
+# --- Static files ----------------------------------------------------------------------
 STATIC_URL = "static/"
+# `manage.py collectstatic` writes here for a deployment (var/static/ is kept in the
+# repository, so WhiteNoise finds it on a fresh clone too).
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# WhiteNoise serves static files straight from the apps: no collectstatic step is needed to
+# run the service.
+WHITENOISE_USE_FINDERS = True
 
-# Request bodies larger than this are refused with 413 before they are parsed.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
-
-# --- REST framework --------------------------------------------------------------------
+# --- REST framework and the OpenAPI schema ---------------------------------------------
 REST_FRAMEWORK = {
     # Token first, so that an anonymous request is told "WWW-Authenticate: Token" with its 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "executions.api.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -132,6 +161,19 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "executions.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Rates are "number/period" (s, min, hour, day); an empty value turns a throttle off.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "executions.api.throttling.UserRateThrottle",
+        "executions.api.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env.str("API_THROTTLE_USER", default="600/min") or None,
+        "anon": env.str("API_THROTTLE_ANON", default="60/min") or None,
+    },
+    # How many proxies in front of the service append to X-Forwarded-For. 0 (the default)
+    # identifies an anonymous client by its socket address; DRF's own default would trust a
+    # client-sent X-Forwarded-For and let it pick a fresh identity per request.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
 }
 
 SPECTACULAR_SETTINGS = {
@@ -146,7 +188,17 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_PATCH": False,
     # ...and keeps enums inline in their properties rather than as components of their own.
     "POSTPROCESSING_HOOKS": [],
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's local copies: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+
+# --- Cache -----------------------------------------------------------------------------
+# Throttle counters live in this cache. The default, local memory, is per process: with N
+# worker processes a client gets up to N times the rate. CACHE_URL=dbcache://django_cache
+# (then `manage.py createcachetable`) shares them through the database, no new server needed.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 # --- Logging ---------------------------------------------------------------------------
 LOGGING = {
@@ -175,30 +227,6 @@ LOGGING = {
     },
 }
 
-# --- Executions ------------------------------------------------------------------------
-# How many rows one statement of a bulk status change touches (admin actions, cleanup).
-EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=1000)
-
-# --- The executions resource (list, heartbeat, docs) --------------------------------------
-# A running execution with no sign of life (heartbeat, else creation) for longer than this
-# is stale: `?stale=true` lists it, the cleanup interrupts it. Duration text: 90s, 30m, 6h, 2d.
-from executions.durations import parse_duration  # noqa: E402
-
-EXECUTIONS_STALE_AFTER = parse_duration(env.str("EXECUTIONS_STALE_AFTER", default="30m"))
-
-# Swagger UI and ReDoc from drf-spectacular-sidecar's local copies: the docs work offline.
-SPECTACULAR_SETTINGS.update(
-    {
-        "SWAGGER_UI_DIST": "SIDECAR",
-        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-        "REDOC_DIST": "SIDECAR",
-    }
-)
-# WhiteNoise serves static files straight from the apps (no collectstatic step needed to run
-# the service); `manage.py collectstatic` into STATIC_ROOT still works for a deployment.
-WHITENOISE_USE_FINDERS = True
-STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns at every start when it is missing
-
 # --- Security --------------------------------------------------------------------------
 # What each switch protects, and how it is tested: docs/security.md.
 
@@ -217,8 +245,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 # Only behind a proxy that sets X-Forwarded-Proto itself (and drops a client's): otherwise
 # any client could claim its plain HTTP request was HTTPS.
-if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False) else None
+)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 # Django's defaults, stated so that a reader (and a test) sees them.
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -227,37 +256,21 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
-# Throttle counters live in this cache. The default, local memory, is per process: with N
-# worker processes a client gets up to N times the rate. CACHE_URL=dbcache://django_cache
-# (then `manage.py createcachetable`) shares them through the database, no new server needed.
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
-
-# Rates are "number/period" (s, min, hour, day); an empty value turns a throttle off.
-REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
-    "executions.api.throttling.UserRateThrottle",
-    "executions.api.throttling.AnonRateThrottle",
-]
-REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
-    "user": env.str("API_THROTTLE_USER", default="600/min") or None,
-    "anon": env.str("API_THROTTLE_ANON", default="60/min") or None,
-}
-# How many proxies in front of the service append to X-Forwarded-For. 0 (the default)
-# identifies an anonymous client by its socket address; DRF's own default would trust a
-# client-sent X-Forwarded-For and let it pick a fresh identity per request.
-REST_FRAMEWORK["NUM_PROXIES"] = env.int("API_NUM_PROXIES", default=0)
-
 # The admin's login page: after too many failed logins for one username from one address,
 # django-axes refuses that pair (429) for a while, even with the right password.
-INSTALLED_APPS = [*INSTALLED_APPS, "axes"]
-MIDDLEWARE = [*MIDDLEWARE, "axes.middleware.AxesMiddleware"]
-AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = parse_duration(env.str("ADMIN_LOGIN_COOLOFF", default="15m"))
 # A username tried from one client address: guessing one account's password is slow, and
 # behind a proxy (one address for everyone) nobody else's login is locked.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The client's address as the rate limits find it (API_NUM_PROXIES), not the proxy's.
+AXES_CLIENT_IP_CALLABLE = "executions.api.throttling.client_address"
 AXES_RESET_ON_SUCCESS = True
-# --- End of Security -------------------------------------------------------------------
+
+# --- Executions ------------------------------------------------------------------------
+# How many rows one statement of a bulk status change touches (admin actions, cleanup).
+EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=1000)
+
+# A running execution with no sign of life (heartbeat, else creation) for longer than this
+# is stale: `?stale=true` lists it, the cleanup interrupts it. Duration text: 90s, 30m, 6h, 2d.
+EXECUTIONS_STALE_AFTER = parse_duration(env.str("EXECUTIONS_STALE_AFTER", default="30m"))

@@ -2,6 +2,11 @@
 same bulk service as the cleanup command (channel "admin", the operator as actor); every form
 here is read-only, so nothing can be typed and saved around the rule.
 
+Times are shown in UTC with seconds, whatever the server's time zone, as the API gives them.
+The audit trail is the status history on each execution's page, for every channel (API,
+admin, cleanup); Django's own "History" (admin log entries) is left out rather than kept as a
+second, admin-only and mostly empty record, and its URL leads to the execution's page.
+
 Permissions: `view_execution` (or `change_execution`) to see the list and the pages;
 `change_execution` to see and run the three actions. Without `manage_all_executions` a staff
 user sees and acts on their own executions only, as in the API. Executions are neither added
@@ -10,7 +15,7 @@ nor deleted here: workers create them through the API, and their audit records p
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django import forms
 from django.conf import settings
@@ -18,15 +23,18 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connection
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from .durations import format_duration
-from .models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
+from .durations import format_duration, parse_duration
+from .models import ApiToken, ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from .selectors import executions_stale, executions_visible_to
 from .services import execution_change_status_bulk
+from .tokens import token_save_new, tokens_revoke
 
 STATUS_COLOURS = {
     ExecutionStatus.RUNNING: "#1565c0",
@@ -34,6 +42,12 @@ STATUS_COLOURS = {
     ExecutionStatus.FAILED: "#c62828",
     ExecutionStatus.CANCELLED: "#616161",
     ExecutionStatus.INTERRUPTED: "#ef6c00",
+}
+# What an operator is told after an action, by the status the executions moved to.
+ACTION_DONE = {
+    ExecutionStatus.CANCELLED: "Cancelled {count}",
+    ExecutionStatus.COMPLETED: "Marked {count} as completed",
+    ExecutionStatus.FAILED: "Marked {count} as failed",
 }
 # Below this many rows an exact count is cheap; above it a list shows PostgreSQL's estimate.
 EXACT_COUNT_UP_TO = 100_000
@@ -52,6 +66,14 @@ class EstimatedCountPaginator(Paginator):
             if estimate > EXACT_COUNT_UP_TO:
                 return estimate
         return super().count
+
+
+# The admin's "View site" link: this service has no site of its own, its API docs are the
+# nearest thing (Django's default, "/", is a 404 here).
+admin.site.site_url = reverse_lazy("swagger-ui")
+# Without the navigation sidebar (the same links as the index page) the list of executions,
+# its seven columns and its filters fit side by side on a 1400 px wide screen.
+admin.site.enable_nav_sidebar = False
 
 
 class StaleFilter(admin.SimpleListFilter):
@@ -74,12 +96,19 @@ class StatusChangeInline(admin.TabularInline):
     model = ExecutionStatusChange
     verbose_name = "status change"
     verbose_name_plural = "Status history (audit trail)"
-    fields = ["created_at", "previous_status", "new_status", "channel", "who", "correlation_id", "why"]
+    fields = ["changed_at", "previous_status", "new_status", "channel", "who", "correlation_id", "why"]
     readonly_fields = fields
     ordering = ["-created_at", "-id"]
     extra = 0
     can_delete = False
     show_change_link = False
+    # A plain read-only table: Django's tabular inline heads every row with the record's
+    # str() (its UUID), a line of noise per change here.
+    template = "admin/executions/execution/status_change_inline.html"
+
+    @admin.display(description="changed at")
+    def changed_at(self, change):
+        return _utc(change.created_at)
 
     @admin.display(description="actor")
     def who(self, change):
@@ -115,7 +144,7 @@ class FailureReasonForm(forms.Form):
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
     list_display = [
-        "short_id", "name", "status_badge", "owner", "created_at", "last_heartbeat_at", "age_or_duration",
+        "short_id", "name", "status_badge", "owner", "created", "last_heartbeat", "age_or_duration",
     ]
     list_display_links = ["short_id", "name"]
     list_filter = ["status", StaleFilter, ("created_at", admin.DateFieldListFilter)]
@@ -135,13 +164,25 @@ class ExecutionAdmin(admin.ModelAdmin):
     actions = ["cancel_selected", "mark_failed", "mark_completed"]
     inlines = [StatusChangeInline]
     fields = [
-        "id", "name", "status_badge", "owner", "created_at", "updated_at", "finished_at",
-        "last_heartbeat_at", "age_or_duration", "error_info_pretty", "metadata_pretty",
+        "id", "name", "status_badge", "owner", "created", "updated", "finished",
+        "last_heartbeat", "age_or_duration", "error_info_pretty", "metadata_pretty",
     ]
     readonly_fields = fields
 
+    class Media:
+        css = {"all": ["executions/admin.css"]}
+
     def get_queryset(self, request):
         return executions_visible_to(request.user)
+
+    def changelist_view(self, request, extra_context=None):
+        # Django's "Select execution to change": nothing here is changed, executions are
+        # looked at and acted on.
+        return super().changelist_view(request, {"title": "Executions", **(extra_context or {})})
+
+    def history_view(self, request, object_id, extra_context=None):
+        # The audit trail is on the execution's page (see the module's docstring).
+        return HttpResponseRedirect(reverse("admin:executions_execution_change", args=[object_id]))
 
     # --- list columns ------------------------------------------------------------------
     @admin.display(description="id", ordering="id")
@@ -160,6 +201,22 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.display(description="owner", ordering="created_by__username")
     def owner(self, execution):
         return execution.created_by.get_username() if execution.created_by else "system"
+
+    @admin.display(description="created at", ordering="created_at")
+    def created(self, execution):
+        return _utc(execution.created_at)
+
+    @admin.display(description="last heartbeat at", ordering="last_heartbeat_at")
+    def last_heartbeat(self, execution):
+        return _utc(execution.last_heartbeat_at)
+
+    @admin.display(description="updated at")
+    def updated(self, execution):
+        return _utc(execution.updated_at)
+
+    @admin.display(description="finished at")
+    def finished(self, execution):
+        return _utc(execution.finished_at)
 
     @admin.display(description="age / duration")
     def age_or_duration(self, execution):
@@ -249,8 +306,9 @@ class ExecutionAdmin(admin.ModelAdmin):
             actor=request.user,
             error_info=error_info,
         )
-        label = ExecutionStatus(status).label.lower()
-        changed = f"{result.changed} execution{'s' if result.changed != 1 else ''} {label}"
+        changed = ACTION_DONE[status].format(
+            count=f"{result.changed} execution{'s' if result.changed != 1 else ''}"
+        )
         if result.skipped:
             verb = "was" if result.skipped == 1 else "were"
             self.message_user(
@@ -267,6 +325,13 @@ def _may_view_executions(request):
     return request.user.has_perm("executions.view_execution") or request.user.has_perm(
         "executions.change_execution"
     )
+
+
+def _utc(moment):
+    """2026-11-29 08:27:13 UTC: seconds and the zone, which Django's locale format leaves out."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _pretty_json(value):
@@ -303,3 +368,103 @@ def _id_prefix_range(term: str):
         return None
     return uuid.UUID(hex_digits.ljust(32, "0")), uuid.UUID(hex_digits.ljust(32, "f"))
 
+
+
+class ApiTokenCreationForm(forms.ModelForm):
+    expires_in = forms.CharField(
+        required=False,
+        max_length=20,
+        help_text="Refuse the key after this long: 90d, 12w, 6h... Empty: never.",
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name"]
+
+    def clean_expires_in(self):
+        text = self.cleaned_data["expires_in"].strip()
+        if not text:
+            return None
+        try:
+            return parse_duration(text)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Lists tokens and revokes them; never shows a key, which only its creator ever sees.
+
+    Only superusers make tokens here: a token acts as its user, so making one for someone
+    else is acting as them. Revoking needs `change_apitoken`; a revoked token is kept (its
+    row says who had it and when it was revoked), so nothing is deleted here."""
+
+    shown_fields = [
+        "prefix", "name", "owner", "state", "created_at", "last_used_at", "expires_at", "revoked_at",
+    ]
+    list_display = shown_fields
+    list_display_links = ["prefix", "name"]
+    list_select_related = ["user"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "user__username"]
+    search_help_text = "Name, key prefix (its first characters) or username."
+    ordering = ["-created_at", "-id"]
+    actions = ["revoke_selected"]
+    autocomplete_fields = ["user"]
+
+    @admin.display(description="owner", ordering="user__username")
+    def owner(self, token):
+        return token.user.get_username()
+
+    @admin.display(description="state")
+    def state(self, token):
+        """What the token's key gets now: the reason it is refused, if it is."""
+        if token.revoked_at is not None:
+            return "revoked"
+        if token.expires_at is not None and token.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiTokenCreationForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["user", "name", "expires_in"] if obj is None else self.shown_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.shown_fields
+
+    def save_model(self, request, obj, form, change):
+        # Only an addition reaches here: a token's own page is read-only.
+        obj.key_shown_once = token_save_new(obj, form.cleaned_data["expires_in"])
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The key is on this one page and nowhere else: not in a redirect, a message (which
+        # would travel in a cookie or sit in the session table) or a log.
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "The new token's key",
+            "opts": self.model._meta,
+            "token": obj,
+            "key": obj.key_shown_once,
+        }
+        return TemplateResponse(request, "admin/executions/apitoken/key_once.html", context)
+
+    def has_add_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        # The list (obj=None) needs the real permission for the revoke action; a token's page
+        # is read-only.
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        revoked = tokens_revoke(queryset)
+        tokens = f"{revoked} token{'s' if revoked != 1 else ''}"
+        self.message_user(request, f"{tokens} revoked; their keys are refused from now on.", messages.SUCCESS)

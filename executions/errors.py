@@ -18,6 +18,10 @@ class ErrorCode:
     INTERNAL_ERROR = "INTERNAL_ERROR"
     EXECUTION_NOT_RUNNING = "EXECUTION_NOT_RUNNING"
     PRECONDITION_FAILED = "PRECONDITION_FAILED"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    # Answered by nginx in production, before Django (deploy/nginx.conf).
+    URI_TOO_LONG = "URI_TOO_LONG"
+    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
 
 
 class ExecutionError(Exception):
@@ -73,3 +77,14 @@ class PreconditionFailed(ExecutionError):
 
     def __init__(self):
         super().__init__("The execution changed since it was read (If-Match); read it again and retry")
+
+
+class IdempotencyKeyReused(ExecutionError):
+    """An Idempotency-Key sent again with a different request: it names the first one."""
+
+    error_code = ErrorCode.IDEMPOTENCY_KEY_REUSED
+
+    def __init__(self):
+        super().__init__(
+            "This Idempotency-Key was already used with a different request; use a new key for a new request"
+        )

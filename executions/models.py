@@ -1,9 +1,11 @@
 """The record of every execution, and of every change to its status."""
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import BigIntegerField, Func
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -101,6 +103,36 @@ class Execution(models.Model):
         return f"{self.name} ({self.id})"
 
 
+class CurrentTransactionId(Func):
+    """PostgreSQL: the id of the transaction that evaluates it (assigning one if it has none
+    yet). SQLite: 0, because there writes are serialized and id order is commit order."""
+
+    output_field = BigIntegerField()
+    arity = 0
+
+    def as_sql(self, compiler, connection, **extra_context):
+        return "0", []
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        # xid8 has no cast to bigint; its text form is the 64-bit number.
+        return "pg_current_xact_id()::text::bigint", []
+
+
+class OldestRunningTransactionId(Func):
+    """PostgreSQL: the oldest transaction id still running (xmin of a snapshot taken now).
+    Every transaction with a smaller id has committed or rolled back, so the set of rows
+    they wrote can no longer grow. Only meaningful on PostgreSQL."""
+
+    output_field = BigIntegerField()
+    arity = 0
+
+    def as_sql(self, compiler, connection, **extra_context):
+        raise NotImplementedError("transaction ids are a PostgreSQL feature")
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", []
+
+
 class ExecutionStatusChange(models.Model):
     """The audit record of one status change: who, through which channel, when, from what,
     to what, and why (`error_info`). Written in the transaction that makes the change."""
@@ -124,9 +156,75 @@ class ExecutionStatusChange(models.Model):
     channel = models.CharField(max_length=16, choices=ChangeChannel.choices)
     correlation_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Set by the database on every insert path (save, bulk_create, INSERT ... SELECT), so
+    # none can forget it. The change feed orders by (transaction_id, id): see
+    # selectors.status_changes_after for why id order alone misses changes on PostgreSQL.
+    transaction_id = models.BigIntegerField(
+        db_default=CurrentTransactionId(),
+        editable=False,
+        help_text="PostgreSQL: the id of the transaction that wrote it; SQLite: 0.",
+    )
 
     class Meta:
-        indexes = [models.Index(fields=["execution", "created_at"], name="status_change_history_idx")]
+        indexes = [
+            models.Index(fields=["execution", "created_at"], name="status_change_history_idx"),
+            models.Index(fields=["transaction_id", "id"], name="status_change_feed_idx"),
+        ]
 
     def __str__(self):
         return f"{self.execution_id}: {self.previous_status} -> {self.new_status}"
+
+
+class ApiToken(models.Model):
+    """An API key of one user, stored only as its SHA-256 hash. The key itself is shown
+    once, when it is made (executions/tokens.py), and cannot be recovered from this row.
+
+    A key carries 256 random bits, so a fast hash is enough: nobody can guess their way back
+    from the hash, and authentication stays one indexed lookup."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What uses it, e.g. \"nightly-worker on host-3\".")
+    prefix = models.CharField(
+        max_length=16, editable=False, help_text="The key's first characters, to tell keys apart."
+    )
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from then on; empty: never.")
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Written at most once a minute."
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API token"
+        indexes = [models.Index(fields=["user", "-created_at"], name="api_token_user_newest_idx")]
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.name})"
+
+
+# How long a create's Idempotency-Key is answered at least (the purge may remove it after).
+IDEMPOTENCY_KEYS_KEPT_FOR = timedelta(hours=24)
+
+
+class IdempotencyKey(models.Model):
+    """A create request's Idempotency-Key: the same key from the same user with the same body
+    is answered with the original response again instead of creating a second execution.
+    Kept at least IDEMPOTENCY_KEYS_KEPT_FOR; older ones may be purged."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(
+        max_length=64, help_text="SHA-256 of the validated request body: tells a retry from a reuse."
+    )
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="+")
+    response_body = models.JSONField(help_text="The original 201's body, answered again to a retry.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user")]
+        # For the purge of expired keys.
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_created_idx")]
+
+    def __str__(self):
+        return f"{self.key} ({self.user_id})"

@@ -8,13 +8,21 @@ from typing import NamedTuple
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
+from django.db import connections
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .errors import ExecutionNotFound
-from .models import Execution, ExecutionStatus, ExecutionStatusChange
+from .models import (
+    IDEMPOTENCY_KEYS_KEPT_FOR,
+    Execution,
+    ExecutionStatus,
+    ExecutionStatusChange,
+    IdempotencyKey,
+    OldestRunningTransactionId,
+)
 
 MANAGE_ALL_EXECUTIONS = "executions.manage_all_executions"
 
@@ -99,16 +107,63 @@ def executions_stale(executions: QuerySet, stale_after: timedelta, now: datetime
     )
 
 
+def _sees_all_executions(user) -> bool | None:
+    """True for superusers and holders of manage_all_executions, False for other active
+    users, None for those who see nothing (anonymous, inactive)."""
+    if not user.is_authenticated or not user.is_active:
+        return None
+    return user.is_superuser or user.has_perm(MANAGE_ALL_EXECUTIONS)
+
+
 def executions_listable_by(user) -> QuerySet:
     """The same executions as executions_visible_to(user), with the permission resolved
     before the query (one cached lookup) so that an owner's list is a plain
     `created_by = user` that the per-owner index serves, page after page."""
     executions = Execution.objects.all()
-    if not user.is_authenticated or not user.is_active:
+    sees_all = _sees_all_executions(user)
+    if sees_all is None:
         return executions.none()
-    if user.is_superuser or user.has_perm(MANAGE_ALL_EXECUTIONS):
-        return executions
-    return executions.filter(created_by=user.pk)
+    return executions if sees_all else executions.filter(created_by=user.pk)
+
+
+def status_changes_visible_to(user) -> QuerySet:
+    """The audit records of the executions `user` may see (executions_listable_by)."""
+    changes = ExecutionStatusChange.objects.all()
+    sees_all = _sees_all_executions(user)
+    if sees_all is None:
+        return changes.none()
+    return changes if sees_all else changes.filter(execution__created_by=user.pk)
+
+
+# A position in the change feed: (transaction_id, id) of the last record a consumer has.
+FEED_START = (0, 0)
+
+
+def status_changes_after(changes: QuerySet, position: tuple[int, int]) -> QuerySet:
+    """The records of `changes` after `position`, in feed order, limited to those no record
+    can ever be committed before: a consumer that resumes from the last one it got never
+    misses a record and never gets one twice.
+
+    Feed order is (transaction_id, id). On SQLite writes are serialized, transaction_id is
+    0 and id order is commit order. On PostgreSQL ids are taken when rows are inserted, not
+    when they commit, so id order alone skips a record whose transaction commits after a
+    later id was served. Serving only rows whose writing transaction is older than every
+    transaction still running (xmin) fixes that only together with ordering by that
+    transaction id: an old transaction can insert a row with a larger id than an open young
+    one, so with id order the young one's row could still appear behind the position. With
+    both, every record that is not yet visible belongs to a transaction at or after xmin,
+    hence after every position served so far. The cost: the feed lags behind the oldest
+    running writing transaction in the cluster.
+    """
+    transaction_id, change_id = position
+    # The first condition is implied by the second; it lets the planner start the index
+    # scan at the position.
+    changes = changes.filter(transaction_id__gte=transaction_id).filter(
+        Q(transaction_id__gt=transaction_id) | Q(transaction_id=transaction_id, id__gt=change_id)
+    )
+    if connections[changes.db].vendor == "postgresql":
+        changes = changes.filter(transaction_id__lt=OldestRunningTransactionId())
+    return changes.order_by("transaction_id", "id")
 
 
 def parse_execution_id(execution_id) -> uuid.UUID:
@@ -135,3 +190,14 @@ def execution_get(executions: QuerySet, execution_id) -> Execution:
 def execution_status_changes(execution: Execution) -> QuerySet:
     """The audit records of one execution, oldest first."""
     return ExecutionStatusChange.objects.filter(execution=execution).order_by("created_at", "id")
+
+
+def idempotency_key_get(user, key: str) -> IdempotencyKey | None:
+    """The Idempotency-Key `key` of `user`, if one was used."""
+    return IdempotencyKey.objects.filter(user=user, key=key).first()
+
+
+def idempotency_keys_expired(now: datetime | None = None) -> QuerySet:
+    """The Idempotency-Keys older than IDEMPOTENCY_KEYS_KEPT_FOR: the purge may delete them
+    (a key is answered for as long as its row exists)."""
+    return IdempotencyKey.objects.filter(created_at__lt=(now or timezone.now()) - IDEMPOTENCY_KEYS_KEPT_FOR)

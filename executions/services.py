@@ -10,21 +10,36 @@ from datetime import timezone as dt_timezone
 from functools import cache
 
 from django.conf import settings
-from django.db import connection, models, transaction
-from django.db.models import sql
-from django.db.models import F, Q, Value
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import F, Q, Value, sql
 from django.db.models.expressions import BaseExpression
 from django.utils import timezone
 
-from .errors import ExecutionNotFound, ExecutionNotRunning, InvalidStatusTransition, PreconditionFailed
+from .errors import (
+    ExecutionNotFound,
+    ExecutionNotRunning,
+    IdempotencyKeyReused,
+    InvalidStatusTransition,
+    PreconditionFailed,
+)
 from .models import (
     ChangeChannel,
     Execution,
     ExecutionStatus,
     ExecutionStatusChange,
+    IdempotencyKey,
     statuses_that_can_become,
 )
-from .selectors import ALL, NONE, OWN_OR_MANAGED, Visibility, executions_in, parse_execution_id, visibility_of
+from .selectors import (
+    ALL,
+    NONE,
+    OWN_OR_MANAGED,
+    Visibility,
+    executions_in,
+    idempotency_key_get,
+    parse_execution_id,
+    visibility_of,
+)
 from .signals import execution_status_changed
 
 
@@ -45,6 +60,59 @@ class BulkStatusChangeResult:
 
 def execution_create(*, name: str, created_by=None, metadata: dict | None = None) -> Execution:
     return Execution.objects.create(name=name, created_by=created_by, metadata=metadata or {})
+
+
+@dataclass(frozen=True)
+class IdempotentCreateResult:
+    execution_id: uuid.UUID
+    response_body: dict
+    replayed: bool
+
+
+def execution_create_idempotent(
+    *,
+    idempotency_key: str,
+    request_fingerprint: str,
+    name: str,
+    created_by,
+    metadata: dict | None = None,
+    response_body: Callable[[Execution], dict],
+) -> IdempotentCreateResult:
+    """Create an execution once per (created_by, idempotency_key).
+
+    The first call creates it and keeps `response_body(execution)`, the answer the caller
+    gives, with the key. A later call with the same key and the same `request_fingerprint`
+    creates nothing and returns that answer (`replayed=True`); with another fingerprint it
+    raises IdempotencyKeyReused. Concurrent first calls create exactly one execution: the
+    unique (user, key) constraint makes the losers wait for the winner's commit, roll back
+    their own execution and answer the winner's.
+    """
+
+    def replay(existing: IdempotencyKey) -> IdempotentCreateResult:
+        if existing.request_fingerprint != request_fingerprint:
+            raise IdempotencyKeyReused()
+        return IdempotentCreateResult(existing.execution_id, existing.response_body, True)
+
+    with transaction.atomic():
+        existing = idempotency_key_get(created_by, idempotency_key)
+        if existing is not None:
+            return replay(existing)
+        try:
+            with transaction.atomic():
+                execution = execution_create(name=name, created_by=created_by, metadata=metadata)
+                body = response_body(execution)
+                IdempotencyKey.objects.create(
+                    user=created_by, key=idempotency_key, request_fingerprint=request_fingerprint,
+                    execution=execution, response_body=body,
+                )
+        except IntegrityError:
+            # Another request with this key committed first (its row is visible now: READ
+            # COMMITTED reads again per statement).
+            existing = idempotency_key_get(created_by, idempotency_key)
+            if existing is None:
+                raise
+            return replay(existing)
+    return IdempotentCreateResult(execution.id, body, False)
 
 
 def _known_actor(actor):
@@ -148,7 +216,12 @@ def _compare_and_set(visibility: Visibility, execution_id, source: str, changes:
         return cursor.rowcount
 
 
-_AUDIT_FIELDS = [field for field in ExecutionStatusChange._meta.local_concrete_fields if not field.primary_key]
+# The database fills in the rest (the id, and transaction_id from its db_default).
+_AUDIT_FIELDS = [
+    field
+    for field in ExecutionStatusChange._meta.local_concrete_fields
+    if not field.primary_key and not field.has_db_default()
+]
 
 
 @cache
@@ -286,7 +359,10 @@ def execution_change_status_bulk(
             if not taken:
                 break
             changed = sum(
-                _change_batch(batch.filter(status=source), source, status, channel, actor, error_info, correlation_id)
+                _change_batch(
+                    batch.filter(status=source).order_by(*walk_keys), source, status, channel, actor,
+                    error_info, correlation_id,
+                )
                 for source in sources
             )
         result.changed += changed
@@ -352,7 +428,9 @@ def _change_batch(batch, source, status, channel, actor, error_info, correlation
             f" AS id, {quote(execution_opts.db_table)}.{quote(execution_opts.get_field('error_info').column)}"
             f" AS error_info)"
             f" INSERT INTO {quote(opts.db_table)} ({columns})"
-            f" SELECT moved.id, {', '.join(['%s'] * len(audit_values))}, {audit_error_info} FROM moved{returning}"
+            # In id order, as on SQLite: the audit ids (and the change feed) follow the walk.
+            f" SELECT moved.id, {', '.join(['%s'] * len(audit_values))}, {audit_error_info}"
+            f" FROM moved ORDER BY moved.id{returning}"
         )
         audit_params = [
             opts.get_field(name).get_db_prep_save(value.value, connection) for name, value in audit_values.items()

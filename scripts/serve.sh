@@ -5,8 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh requirements/base.txt
-# The development server runs with DEBUG on so that it needs no secret; production runs
-# gunicorn with DJANGO_SECRET_KEY set and DEBUG off (docs/operations.md).
-export DJANGO_DEBUG="${DJANGO_DEBUG:-true}"
+# Development settings, written once to .env (gitignored), which config/settings.py reads:
+# every manage.py command then works in any terminal, not only in this one. DEBUG on and a
+# secret of this checkout's own; production is scripts/serve-production.sh, with
+# DJANGO_SECRET_KEY set in its environment, DEBUG off and no .env (docs/operations.md).
+if [ ! -f .env ]; then
+    (umask 077 && printf 'DJANGO_DEBUG=true\nDJANGO_SECRET_KEY=%s\n' \
+        "$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env)
+    echo "Wrote .env (development settings for manage.py in any terminal)"
+fi
 .venv/bin/python manage.py migrate --no-input
 exec .venv/bin/python manage.py runserver "${HOST:-127.0.0.1}:${PORT:-8000}"

@@ -1,9 +1,8 @@
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from .factories import ExecutionFactory, UserFactory
+from .factories import ExecutionFactory, UserFactory, api_key_for
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,12 +36,12 @@ def superuser(db):
 
 @pytest.fixture
 def client_for(db):
-    """An API client authenticated with a token of the given user."""
+    """An API client authenticated with a new token of the given user (factories.api_key_for:
+    marked as used just now, so its requests run only their own SQL statements)."""
 
     def make(user):
         client = APIClient()
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(user)}")
         return client
 
     return make

@@ -1,8 +1,10 @@
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 
-from executions.models import Execution, ExecutionStatus
+from executions.models import ApiToken, Execution, ExecutionStatus
+from executions.tokens import token_create
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -27,3 +29,17 @@ class ExecutionFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"job-{n}")
     status = ExecutionStatus.RUNNING
     created_by = factory.SubFactory(UserFactory)
+
+
+def api_key_for(user, *, used_just_now: bool = True, **token_fields) -> str:
+    """The key of a new API token of `user` (other fields: name, expires_at, revoked_at...).
+
+    Marked as used just now by default: a token records its last use at most once a minute,
+    with one extra statement, and tests that count or compare a request's SQL statements
+    mean the request's own. Tests of that recording pass used_just_now=False."""
+    token, key = token_create(user=user, name=token_fields.pop("name", "tests"))
+    if used_just_now:
+        token_fields["last_used_at"] = timezone.now()
+    if token_fields:
+        ApiToken.objects.filter(pk=token.pk).update(**token_fields)
+    return key

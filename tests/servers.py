@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -148,9 +149,9 @@ def create_user_with_token(env: dict[str, str], username: str, superuser: bool =
     """A user (a superuser if asked) and their API token."""
     code = (
         "from django.contrib.auth.models import User;"
-        "from rest_framework.authtoken.models import Token;"
+        "from executions.tokens import token_create;"
         f"user = User.objects.create_user({username!r}, is_superuser={superuser}, is_staff={superuser});"
-        "print(Token.objects.create(user=user).key)"
+        "print(token_create(user=user, name='tests')[1])"
     )
     # The last line: `shell` may print a line of its own about automatic imports first.
     return manage(env, "shell", "-c", code).strip().splitlines()[-1]
@@ -185,8 +186,10 @@ class Gunicorn:
         threads: int = 4,
         log_path: str | None = None,
         worker_class: str = "gthread",
+        port: int | None = None,
     ):
-        self.port = free_port()
+        # A port of its own, or the one of a server it replaces (a restart, as clients see it).
+        self.port = port or free_port()
         self._own_log = log_path is None  # a log of our own is deleted with the server
         self.log_path = log_path or os.path.join(
             tempfile.gettempdir(), f"executions-gunicorn-{self.port}.log"
@@ -256,3 +259,133 @@ class Gunicorn:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+class ProductionServer:
+    """The production setup, as scripts/serve-production.sh runs it after migrating:
+    deploy/serve.py (nginx in front of gunicorn) on a free port of 127.0.0.1. A context manager."""
+
+    def __init__(self, env: dict[str, str], log_path: str | None = None):
+        self.port = free_port()
+        self.log_path = log_path or os.path.join(tempfile.gettempdir(), f"executions-serve-{self.port}.log")
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "deploy/serve.py"],
+            cwd=REPO_ROOT,
+            env={**env, "HOST": "127.0.0.1", "PORT": str(self.port)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"deploy/serve.py exited with {self.process.returncode}: {self.log()}")
+            with contextlib.suppress(OSError):
+                if request(self.port, "GET", "/healthz", timeout=5)[0] == 200:
+                    return
+            time.sleep(0.2)
+        self.close()
+        raise RuntimeError(f"the production setup did not serve within 60s: {self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return Path(self.log_path).read_text(errors="replace")[-5000:]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.log_path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class SlowClients:
+    """`count` connections to 127.0.0.1:port that each send `head`, then `trickle`, one byte
+    per second (from one thread), as a slow or hostile client would. `closed_after` holds,
+    per connection, the seconds after it opened at which the server closed it (None: open)."""
+
+    def __init__(self, port: int, count: int, head: bytes, trickle: bytes):
+        self.sockets = []
+        self.opened_at = []
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.setblocking(False)
+            self.sockets.append(sock)
+            self.opened_at.append(time.monotonic())
+            if head:
+                sock.sendall(head)
+        self.trickle = trickle
+        self.closed_after: list[float | None] = [None] * count
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        position = 0
+        while not self._stop:
+            for index, sock in enumerate(self.sockets):
+                if self.closed_after[index] is None and self._server_closed(sock):
+                    self.closed_after[index] = time.monotonic() - self.opened_at[index]
+                elif self.closed_after[index] is None and position < len(self.trickle):
+                    with contextlib.suppress(BlockingIOError):
+                        sock.send(self.trickle[position : position + 1])
+            position += 1
+            # A second until the next byte, noticing closed connections meanwhile.
+            for _ in range(10):
+                if self._stop:
+                    return
+                time.sleep(0.1)
+                for index, sock in enumerate(self.sockets):
+                    if self.closed_after[index] is None and self._server_closed(sock):
+                        self.closed_after[index] = time.monotonic() - self.opened_at[index]
+
+    @staticmethod
+    def _server_closed(sock) -> bool:
+        """Closed, reset, or answered (an answer to a request not yet sent ends it too)."""
+        try:
+            sock.recv(65536)
+            return True
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def still_open(self) -> int:
+        return sum(1 for closed in self.closed_after if closed is None)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        for sock in self.sockets:
+            sock.close()
+
+
+def slowest_answers(port: int, seconds: float, requests: list[tuple]) -> dict[str, tuple[float, list]]:
+    """Send each (name, method, path, body, headers) in turn, again and again for `seconds`,
+    one at a time; per name, the slowest answer's seconds and every status seen. A request
+    that got no answer within 10 s counts as 10 s with status None."""
+    slowest: dict[str, tuple[float, list]] = {name: (0.0, []) for name, *_ in requests}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for name, method, path, body, headers in requests:
+            started = time.monotonic()
+            try:
+                status = request(port, method, path, body=body, headers=headers, timeout=10)[0]
+            except OSError:
+                status = None
+            elapsed = time.monotonic() - started
+            worst, statuses = slowest[name]
+            slowest[name] = (max(worst, elapsed), [*statuses, status])
+            time.sleep(0.1)
+    return slowest

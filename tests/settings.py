@@ -1,17 +1,32 @@
 """The service's settings, with what the test suite needs on top: a throwaway secret (the
-real settings have no default secret) and fast password hashing."""
+real settings have no default secret), no .env file, fast password hashing, and a test database of its
+own per run."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret")
+# Never the developer's .env (scripts/serve.sh writes one): the suite, and every process it
+# starts, runs with what the environment and the tests say, on any machine alike.
+os.environ["DJANGO_ENV_FILE"] = ""
 
 from config.settings import *  # noqa: E402,F403
+from config.settings import DATABASES, REST_FRAMEWORK  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# On SQLite the test database is a file too, so that WAL and the busy timeout behave as in
+# production; a folder of its own per run, so that two runs in one checkout never share it.
+if DATABASES["default"]["ENGINE"] == "config.sqlite3":
+    _test_database_folder = tempfile.mkdtemp(prefix="executions-test-")
+    atexit.register(shutil.rmtree, _test_database_folder, ignore_errors=True)
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(_test_database_folder, "test.sqlite3")}
+
 # No rate limits, so that no test is ever throttled by the requests of the tests before it
 # (the counters live in the per-process cache); tests/test_throttling.py sets its own rates.
-REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": None, "anon": None}}  # noqa: F405
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": None, "anon": None}}
 # Lockouts after failed admin logins are switched on by the tests about them, so that other
 # tests may log in (and fail to) with Django's test client freely.
 AXES_ENABLED = False

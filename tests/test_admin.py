@@ -1,6 +1,7 @@
 """The admin site, through Django's test client: what an operator sees and what the actions do."""
 
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -126,7 +127,7 @@ def test_cancel_selected_changes_running_ones_and_counts_the_skipped(operator_cl
 
     assert response.status_code == 200
     assert page_messages(response) == [
-        "2 executions cancelled; 1 skipped because it was no longer running."
+        "Cancelled 2 executions; 1 skipped because it was no longer running."
     ]
     assert {e.status for e in Execution.objects.filter(pk__in=[r.pk for r in running])} == {"cancelled"}
     finished.refresh_from_db()
@@ -143,7 +144,7 @@ def test_mark_completed_says_plainly_when_all_were_skipped(operator_client):
 
     response = run_action(operator_client, "mark_completed", [execution])
 
-    assert page_messages(response) == ["0 executions completed; 1 skipped because it was no longer running."]
+    assert page_messages(response) == ["Marked 0 executions as completed; 1 skipped because it was no longer running."]
     execution.refresh_from_db()
     assert execution.status == "cancelled"
 
@@ -165,7 +166,7 @@ def test_mark_failed_asks_for_a_reason_then_stores_it(operator_client):
     done = run_action(
         operator_client, "mark_failed", [execution], apply="Mark as failed", reason="Worker host lost"
     )
-    assert page_messages(done) == ["1 execution failed."]
+    assert page_messages(done) == ["Marked 1 execution as failed."]
     execution.refresh_from_db()
     assert execution.status == "failed"
     assert execution.error_info == {"reason": "Worker host lost"}
@@ -181,7 +182,7 @@ def test_select_all_acts_on_the_filtered_list(operator_client):
         operator_client, "cancel_selected", targets[:1], url=f"{CHANGELIST}?q=batch", select_across=1
     )
 
-    assert page_messages(response) == ["3 executions cancelled."]
+    assert page_messages(response) == ["Cancelled 3 executions."]
     assert set(Execution.objects.filter(status="cancelled")) == set(targets)
     kept.refresh_from_db()
     assert kept.status == "running"
@@ -242,7 +243,7 @@ def test_staff_without_manage_all_sees_and_changes_only_their_own(admin_client_f
     assert list(client.get(CHANGELIST).context["cl"].result_list) == [own]
 
     response = run_action(client, "cancel_selected", [own, someone_elses])
-    assert page_messages(response) == ["1 execution cancelled."]
+    assert page_messages(response) == ["Cancelled 1 execution."]
     someone_elses.refresh_from_db()
     assert someone_elses.status == "running"
 
@@ -263,7 +264,7 @@ def test_ids_that_are_not_uuids_select_nothing(operator_client):
         follow=True,
     )
     assert response.status_code == 200
-    assert page_messages(response) == ["1 execution cancelled."]
+    assert page_messages(response) == ["Cancelled 1 execution."]
 
     response = operator_client.post(
         CHANGELIST, {"action": "cancel_selected", "index": 0, ACTION_CHECKBOX_NAME: ["nope"]}, follow=True
@@ -295,3 +296,69 @@ def test_a_big_filtered_list_shows_the_planner_estimate_instead_of_counting(oper
     statements = [query["sql"] for query in queries.captured_queries]
     assert not [sql for sql in statements if "COUNT(" in sql], statements
     assert [sql for sql in statements if sql.startswith("EXPLAIN")]
+
+
+# --- What a first-time operator reads -----------------------------------------------------
+
+
+def test_the_list_is_titled_for_what_it_is(operator_client):
+    text = operator_client.get(CHANGELIST).content.decode()
+    assert "<h1>Executions</h1>" in text
+    assert "<title>Executions | " in text
+    assert "to change" not in text
+
+
+def test_view_site_leads_to_the_api_docs_which_answer(operator_client):
+    page = operator_client.get(CHANGELIST)
+    assert page.context["site_url"] == "/api/docs/"
+    assert '<a href="/api/docs/">View site</a>' in page.content.decode()
+    assert operator_client.get("/api/docs/").status_code == 200
+
+
+def test_times_show_seconds_and_utc_in_the_list_the_page_and_the_audit_trail(operator_client):
+    created = datetime(2026, 11, 29, 3, 12, 44, tzinfo=UTC)
+    execution = ExecutionFactory(created_at=created, last_heartbeat_at=created + timedelta(seconds=75))
+    execution_change_status(execution_id=execution.pk, status="cancelled", channel=ChangeChannel.API)
+    finished = datetime(2026, 11, 29, 3, 20, 5, 250_000, tzinfo=UTC)
+    Execution.objects.filter(pk=execution.pk).update(finished_at=finished, updated_at=finished)
+    ExecutionStatusChange.objects.update(created_at=finished)
+
+    row = operator_client.get(CHANGELIST).content.decode()
+    assert '<td class="field-created">2026-11-29 03:12:44 UTC</td>' in row
+    assert '<td class="field-last_heartbeat">2026-11-29 03:13:59 UTC</td>' in row
+
+    page = operator_client.get(change_url(execution)).content.decode()
+    for label, shown in [
+        ("Created at", "2026-11-29 03:12:44 UTC"),
+        ("Last heartbeat at", "2026-11-29 03:13:59 UTC"),
+        ("Finished at", "2026-11-29 03:20:05 UTC"),
+    ]:
+        assert re.search(rf"<label>{label}:</label>\s*<div class=\"readonly\">{shown}</div>", page), label
+    assert '<td class="field-changed_at"><p>2026-11-29 03:20:05 UTC</p></td>' in page
+    # Django's own format ("Nov. 29, 2026, 3:12 a.m.") nowhere.
+    assert "a.m." not in row and "a.m." not in page
+
+
+def test_each_audit_record_is_one_row_without_a_heading_of_its_own(operator_client):
+    execution = ExecutionFactory()
+    execution_change_status(execution_id=execution.pk, status="cancelled", channel=ChangeChannel.API)
+    change = ExecutionStatusChange.objects.get()
+
+    page = operator_client.get(change_url(execution)).content.decode()
+
+    audit = page[page.index("Status history (audit trail)") :]
+    assert audit.count('<tr class="form-row">') == 1
+    # Django's tabular inline heads each row with str(record), which names its UUID.
+    assert str(change) not in page
+    assert 'class="original"' not in audit
+
+
+def test_history_leads_to_the_audit_trail_on_the_execution_page(operator_client):
+    execution = ExecutionFactory()
+
+    page = operator_client.get(change_url(execution)).content.decode()
+    assert "/history/" not in page  # no History button
+
+    response = operator_client.get(f"{CHANGELIST}{execution.pk}/history/")
+    assert (response.status_code, response["Location"]) == (302, change_url(execution))
+    assert "doesn't have a change history" not in operator_client.get(response["Location"]).content.decode()

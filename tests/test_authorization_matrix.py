@@ -3,13 +3,15 @@
 Roles: anonymous; the owner of the execution; another plain user; a user holding
 `manage_all_executions` (not staff); staff without that permission (but with the admin's
 view and change permissions on executions, so that the admin's own scoping is what is
-tested); staff with it; a superuser.
+tested); staff with it; a superuser. In the API also the owner with an expired token and
+with a revoked one: refused like an unknown token.
 Whatever a caller may not see is a 404 EXECUTION_NOT_FOUND exactly like an id that does not
 exist: same status, same body but for correlation_id and timestamp, same SQL statements.
 """
 
 import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -17,14 +19,21 @@ from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus
 
-from .factories import ExecutionFactory, UserFactory
+from .factories import ExecutionFactory, UserFactory, api_key_for
 
 ROLES = ["anonymous", "owner", "other", "manager", "staff", "staff_manager", "superuser"]
+# The owner's own token, past its expiry or revoked: the API only.
+REFUSED_TOKENS = {
+    "expired_token": lambda: {"expires_at": timezone.now() - timedelta(seconds=1)},
+    "revoked_token": lambda: {"revoked_at": timezone.now()},
+}
+API_ROLES = [*ROLES, *REFUSED_TOKENS]
 ADMIN_PERMISSIONS = ["view_execution", "change_execution"]
 
 
@@ -48,6 +57,11 @@ def api_as(users, client_for):
     """A token-authenticated API client for a role (no credentials for anonymous)."""
 
     def make(role):
+        if role in REFUSED_TOKENS:
+            client = APIClient()
+            key = api_key_for(users["owner"], **REFUSED_TOKENS[role]())
+            client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+            return client
         return APIClient() if users[role] is None else client_for(users[role])
 
     return make
@@ -89,6 +103,12 @@ def history(client, execution_id):
 
 
 RUNNING, COMPLETED = ExecutionStatus.RUNNING, ExecutionStatus.COMPLETED
+NOT_SIGNED_IN = {"anonymous", *REFUSED_TOKENS}
+
+
+def unauthenticated_error_code(role) -> str:
+    """No credentials at all, or a token that is refused (as an unknown one would be)."""
+    return ErrorCode.NOT_AUTHENTICATED if role == "anonymous" else ErrorCode.AUTHENTICATION_FAILED
 
 
 def expect(allowed, *, anonymous=401, hidden=404):
@@ -97,6 +117,7 @@ def expect(allowed, *, anonymous=401, hidden=404):
     return {
         "anonymous": anonymous, "owner": allowed, "other": hidden, "manager": allowed,
         "staff": hidden, "staff_manager": allowed, "superuser": allowed,
+        "expired_token": anonymous, "revoked_token": anonymous,
     }
 
 
@@ -112,7 +133,7 @@ API_ENDPOINTS = {
 }
 
 API_CASES = [
-    pytest.param(endpoint, role, id=f"{endpoint}-{role}") for endpoint in API_ENDPOINTS for role in ROLES
+    pytest.param(endpoint, role, id=f"{endpoint}-{role}") for endpoint in API_ENDPOINTS for role in API_ROLES
 ]
 HIDDEN_CASES = [
     pytest.param(endpoint, role, id=f"{endpoint}-{role}")
@@ -143,7 +164,7 @@ def test_api_matrix(api_as, owner, endpoint, role):
     assert response.status_code == expected[role], response.content
     body = response.json()
     if expected[role] == 401:
-        assert body["error_code"] == ErrorCode.NOT_AUTHENTICATED
+        assert body["error_code"] == unauthenticated_error_code(role)
     if expected[role] == 404:
         assert body["error_code"] == ErrorCode.EXECUTION_NOT_FOUND
     if expected[role] == 200 and "id" in body:
@@ -194,12 +215,13 @@ def test_an_inactive_users_token_is_refused(owner, client_for, running_execution
 # --- Create and list -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", API_ROLES)
 def test_create_matrix_everyone_signed_in_creates_their_own(api_as, users, role):
     response = api_as(role).post(URL, {"name": "nightly"}, format="json")
 
-    if role == "anonymous":
+    if role in NOT_SIGNED_IN:
         assert response.status_code == 401
+        assert response.json()["error_code"] == unauthenticated_error_code(role)
         assert not Execution.objects.exists()
         return
     assert response.status_code == 201, response.content
@@ -233,11 +255,12 @@ def listed(response, executions) -> set[str]:
     return {names[item["id"]] for item in response.json()["results"]}
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", API_ROLES)
 def test_list_matrix(api_as, three_executions, role):
     response = api_as(role).get(URL)
-    if role == "anonymous":
+    if role in NOT_SIGNED_IN:
         assert response.status_code == 401
+        assert response.json()["error_code"] == unauthenticated_error_code(role)
         return
     assert listed(response, three_executions) == LISTED[role]
 
@@ -317,8 +340,18 @@ def test_admin_changelist_matrix(admin_as, owner, role):
 # The pages of one execution, and what on each only someone who may see it would read.
 OBJECT_PAGES = {
     "change": ("change/", "secret-detail"),  # its error_info
-    "history": ("history/", "owners-job"),  # Django's object history page names it
+    "history": ("history/", "owners-job"),  # leads to the change page, which names it
 }
+
+
+def get_page(client, url):
+    """The admin page at `url`. An execution's history URL leads, unchecked, to its change page
+    (executions/admin.py), where the checks are: the page that answers is that one."""
+    response = client.get(url)
+    change_page = url.removesuffix("history/") + "change/"
+    if url.endswith("/history/") and response.status_code == 302 and response["Location"] == change_page:
+        return client.get(change_page)
+    return response
 
 
 @pytest.mark.parametrize("page", OBJECT_PAGES)
@@ -327,7 +360,7 @@ def test_admin_object_pages_matrix(admin_as, owner, role, page):
     suffix, visible_text = OBJECT_PAGES[page]
     execution = ExecutionFactory(created_by=owner, name="owners-job", error_info={"reason": "secret-detail"})
     client = admin_as(role)
-    response = client.get(f"{CHANGELIST}{execution.id}/{suffix}")
+    response = get_page(client, f"{CHANGELIST}{execution.id}/{suffix}")
 
     if role in NO_ADMIN:
         assert response.status_code == 302
@@ -338,7 +371,7 @@ def test_admin_object_pages_matrix(admin_as, owner, role, page):
     else:
         # Exactly what a missing id gets: a redirect to the index and "doesn't exist".
         missing_id = uuid.uuid4()
-        missing = admin_as(role).get(f"{CHANGELIST}{missing_id}/{suffix}")
+        missing = get_page(admin_as(role), f"{CHANGELIST}{missing_id}/{suffix}")
         assert response.status_code == missing.status_code == 302
         assert response["Location"] == missing["Location"] == "/admin/"
         said = [str(m).replace(str(execution.id), "<id>") for m in get_messages(response.wsgi_request)]

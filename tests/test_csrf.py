@@ -4,11 +4,12 @@
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatusChange
+
+from .factories import api_key_for
 
 CSRF_SECRET = "a" * 16 + "B" * 16  # the form of Django's cookie secret: 32 letters and digits
 
@@ -61,7 +62,7 @@ def test_session_write_with_the_csrf_token_succeeds(session_client, running_exec
 
 def test_token_write_needs_no_csrf_token(owner, running_execution):
     client = APIClient(enforce_csrf_checks=True)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=owner).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(owner)}")
 
     response = cancel(client, running_execution)
 

@@ -20,14 +20,13 @@ import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 from executions import services
 from executions.services import execution_create
 
-from .factories import ExecutionFactory, UserFactory
+from .factories import ExecutionFactory, UserFactory, api_key_for
 from .servers import (
     REPO_ROOT,
     Gunicorn,
@@ -37,6 +36,9 @@ from .servers import (
     request,
     service_env,
 )
+
+# A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
 
 ERROR_RESPONSE_KEYS = {"detail", "error_code", "correlation_id", "timestamp"}
 # A bound on every wait below, so that a broken service fails the test instead of hanging it.
@@ -241,7 +243,7 @@ def test_sixteen_sqlite_writers_never_see_database_is_locked(live_server):
         pytest.skip("SQLite only: PostgreSQL has row locks")
     port = urlsplit(live_server.url).port
     owner = UserFactory(username="writer")
-    token = Token.objects.create(user=owner).key
+    token = api_key_for(owner)
     writers, rounds = 16, 12
     targets = itertools.cycle([ExecutionStatus.CANCELLED, ExecutionStatus.FAILED, ExecutionStatus.COMPLETED])
     target_of = [next(targets) for _ in range(writers)]
@@ -393,7 +395,7 @@ def test_connection_cut_in_the_middle_of_a_change_is_503_and_changes_nothing(liv
     from django.db import connections
 
     owner = UserFactory(username="worker")
-    token = Token.objects.create(user=owner).key
+    token = api_key_for(owner)
     execution = execution_create(name="cut", created_by=owner)
     port = urlsplit(live_server.url).port
     original_insert = services._insert_audit_record

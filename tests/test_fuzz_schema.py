@@ -19,11 +19,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 
-from .factories import ExecutionFactory, UserFactory
+from .factories import ExecutionFactory, UserFactory, api_key_for
+
+# A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
 
 FUZZ_DIR = Path(__file__).parent / "fuzz"
 DEFAULT_SEED = "20261129"
@@ -66,7 +68,7 @@ def schemathesis_command(schema_url: str, token: str) -> list[str]:
 @pytest.mark.django_db(transaction=True)
 def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
     fuzzer = UserFactory(username="fuzzer")
-    token = Token.objects.create(user=fuzzer).key
+    token = api_key_for(fuzzer)
     own = [ExecutionFactory(created_by=fuzzer) for _ in range(300)]
     # Someone else's: the fuzzer must be told 404 for these, and change nothing.
     others = [ExecutionFactory(created_by=UserFactory(username="someone-else")) for _ in range(20)]

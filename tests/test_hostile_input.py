@@ -8,13 +8,12 @@ import logging
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from executions.api.schemas import MAX_JSON_DEPTH, ErrorResponse, HTTPValidationError
 from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 
-from .factories import ExecutionFactory
+from .factories import ExecutionFactory, api_key_for
 
 ERROR_RESPONSE_KEYS = {"detail", "error_code", "correlation_id", "timestamp"}
 
@@ -23,7 +22,7 @@ ERROR_RESPONSE_KEYS = {"detail", "error_code", "correlation_id", "timestamp"}
 def http(owner):
     """A Django test client that turns server errors into responses, as a real server does,
     with the owner's token."""
-    token = Token.objects.create(user=owner).key
+    token = api_key_for(owner)
     client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {token}")
     return client
 

@@ -15,20 +15,22 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from executions.errors import ErrorCode
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 
-from .factories import ExecutionFactory, UserFactory
+from .factories import ExecutionFactory, UserFactory, api_key_for
 from .servers import request
+
+# A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
+pytestmark = pytest.mark.slow
 
 TARGETS = [ExecutionStatus.CANCELLED, ExecutionStatus.FAILED, ExecutionStatus.COMPLETED]
 CONCURRENCY = 16
 
 
 def token_for(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+    return api_key_for(user)
 
 
 def run_together(count: int, action):
@@ -238,7 +240,7 @@ def test_admin_bulk_action_against_worker_patches(server_port, settings):
     )
     assert admin_status == 200
     skipped = len(ids) - cancelled
-    expected = f"{cancelled} execution{'s' if cancelled != 1 else ''} cancelled"
+    expected = f"Cancelled {cancelled} execution{'s' if cancelled != 1 else ''}"
     if skipped:
         expected += (
             f"; {skipped} skipped because {'it was' if skipped == 1 else 'they were'} no longer running"

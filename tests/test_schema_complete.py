@@ -20,6 +20,7 @@ EXECUTIONS = "/api/v1/executions"
 ONE = "/api/v1/executions/{execution_id}"
 HEARTBEAT = "/api/v1/executions/{execution_id}/heartbeat"
 HISTORY = "/api/v1/executions/{execution_id}/history"
+FEED = "/api/v1/status-changes"
 TOKEN = {"HTTP_AUTHORIZATION": "Token 0123456789abcdef0123456789abcdef01234567"}
 NOT_JSON = {"HTTP_ACCEPT": "text/html"}
 
@@ -110,6 +111,12 @@ CASES = {
     ("GET", HISTORY, 404): lambda ctx: ctx.owner.get(f"{EXECUTIONS}/{uuid.uuid4()}/history"),
     ("GET", HISTORY, 406): lambda ctx: ctx.owner.get(f"{ctx.one}/history", **NOT_JSON),
     ("GET", HISTORY, 503): lambda ctx: ctx.down() or ctx.anonymous.get(f"{ctx.one}/history", **TOKEN),
+    # Change feed
+    ("GET", FEED, 200): lambda ctx: ctx.owner.get(FEED, {"page_size": 1}),
+    ("GET", FEED, 401): lambda ctx: ctx.anonymous.get(FEED),
+    ("GET", FEED, 406): lambda ctx: ctx.owner.get(FEED, **NOT_JSON),
+    ("GET", FEED, 422): lambda ctx: ctx.owner.get(FEED, {"after": "not-a-cursor"}),
+    ("GET", FEED, 503): lambda ctx: ctx.down() or ctx.anonymous.get(FEED, **TOKEN),
 }
 
 
@@ -167,5 +174,6 @@ def test_docs_pages_use_only_local_assets_and_they_load(client, db, page):
         asset_response = client.get(asset)
         assert asset_response.status_code == 200, asset
     assert not re.search(r"https?://(?!www\.w3\.org)", html), "the page reaches out to another host"
-    # The page loads the schema from this server.
-    assert "/api/schema/" in html
+    # The page loads the schema from this server (Swagger UI through its set-up script, ?script).
+    setup_scripts = [client.get(asset).content.decode() for asset in assets if asset.endswith("?script=")]
+    assert "/api/schema/" in html + "".join(setup_scripts)

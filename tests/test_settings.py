@@ -15,9 +15,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 def read_settings(expression: str, **env) -> subprocess.CompletedProcess:
     """Evaluate `expression` against config.settings in a fresh process with `env`."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    # DJANGO_ENV_FILE="": never the developer's .env (tests/test_manage.py covers reading one).
     return subprocess.run(
         [sys.executable, "-c", f"from config import settings; print({expression})"],
-        cwd=PROJECT, env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        cwd=PROJECT, env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_ENV_FILE": "", **env},
         capture_output=True, text=True, timeout=60,
     )
 

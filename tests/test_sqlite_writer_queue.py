@@ -1,12 +1,15 @@
 """config/sqlite3: SQLite writers queue on a file lock instead of failing or polling."""
 
 import fcntl
+import inspect
 import os
 import threading
 import time
 
 import pytest
 from django.db import connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.sqlite3.base import DatabaseWrapper as DjangoSQLiteWrapper
 
 from executions.models import Execution
 
@@ -100,3 +103,24 @@ def test_lock_is_released_when_a_transaction_rolls_back():
     assert done.is_set()
     execution.refresh_from_db()
     assert execution.name == "after"
+
+
+# config/sqlite3/base.py overrides these private hooks of Django's SQLite backend. A Django
+# upgrade that renames one, or stops calling it from the public method, would silently turn
+# the queue off (or leave the lock held): this fails first, and says which hook moved.
+PRIVATE_HOOKS_AND_THEIR_CALLERS = [
+    ("_start_transaction_under_autocommit", "set_autocommit"),
+    ("_commit", "commit"),
+    ("_rollback", "rollback"),
+    ("_close", "close"),
+]
+
+
+@pytest.mark.parametrize(("hook", "caller"), PRIVATE_HOOKS_AND_THEIR_CALLERS)
+def test_django_still_has_the_private_hooks_the_writer_queue_overrides(hook, caller):
+    assert callable(getattr(DjangoSQLiteWrapper, hook, None)), (
+        f"Django's SQLite backend no longer has {hook}(), which config/sqlite3/base.py overrides"
+    )
+    assert f"self.{hook}(" in inspect.getsource(getattr(BaseDatabaseWrapper, caller)), (
+        f"Django's {caller}() no longer calls {hook}(), which config/sqlite3/base.py overrides"
+    )

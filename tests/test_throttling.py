@@ -8,9 +8,12 @@ from axes.models import AccessAttempt
 from django.conf import settings
 from django.core.cache import cache
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from executions.errors import ErrorCode
+
+from .factories import api_key_for
 
 
 def rates(user, anon):
@@ -66,6 +69,16 @@ def test_refused_authentication_counts_against_the_anonymous_rate(db, credential
 
 
 @rates(user=None, anon="2/min")
+@pytest.mark.parametrize("refused", [{"revoked_at": timezone.now()}, {"expires_at": timezone.now()}])
+def test_a_revoked_or_expired_token_counts_against_the_anonymous_rate(owner, refused):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(owner, **refused)}")
+    assert patch(client, "missing").status_code == 401
+    assert patch(client, "missing").status_code == 401
+    assert_throttled(patch(client, "missing"))
+
+
+@rates(user=None, anon="2/min")
 def test_a_client_cannot_escape_the_anonymous_rate_with_a_forged_forwarded_for(db):
     client = APIClient()
     for forged in ["10.0.0.1", "10.0.0.2"]:
@@ -111,6 +124,31 @@ def test_admin_lockout_holds_one_username_at_one_address_only(client, superuser)
     assert admin_login(client, "root", "correct horse battery staple").status_code == 429
 
     elsewhere = admin_login(client, "root", "correct horse battery staple", address="203.0.113.9")
+    assert elsewhere.status_code == 302
+    assert elsewhere["Location"] == "/admin/"
+
+
+@override_settings(
+    AXES_ENABLED=True, AXES_FAILURE_LIMIT=2, REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+)
+def test_behind_a_proxy_the_lockout_holds_the_forwarded_address_only(client, superuser):
+    """Behind the production setup's nginx every request comes from 127.0.0.1; the client is
+    the address nginx appends to X-Forwarded-For, and only that client is locked out."""
+
+    def login_from(address, password):
+        return client.post(
+            "/admin/login/?next=/admin/",
+            {"username": "root", "password": password},
+            REMOTE_ADDR="127.0.0.1",
+            HTTP_X_FORWARDED_FOR=f"10.9.9.9, {address}",
+        )
+
+    for _ in range(2):
+        login_from("198.51.100.7", "wrong")
+    assert login_from("198.51.100.7", "correct horse battery staple").status_code == 429
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"198.51.100.7"}
+
+    elsewhere = login_from("203.0.113.9", "correct horse battery staple")
     assert elsewhere.status_code == 302
     assert elsewhere["Location"] == "/admin/"
 

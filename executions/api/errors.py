@@ -23,6 +23,7 @@ from ..errors import (
     ExecutionError,
     ExecutionNotFound,
     ExecutionNotRunning,
+    IdempotencyKeyReused,
     InvalidStatusTransition,
     PreconditionFailed,
 )
@@ -39,6 +40,7 @@ DOMAIN_ERROR_STATUS = {
     InvalidStatusTransition: status.HTTP_400_BAD_REQUEST,
     ExecutionNotRunning: status.HTTP_409_CONFLICT,
     PreconditionFailed: status.HTTP_412_PRECONDITION_FAILED,
+    IdempotencyKeyReused: status.HTTP_422_UNPROCESSABLE_ENTITY,
 }
 
 

@@ -10,9 +10,9 @@ from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
 
-from ..models import Execution, ExecutionStatus
+from ..models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from ..selectors import executions_stale
-from .pagination import CURSOR_PARAMETER, PAGE_SIZE_PARAMETER, PageQuery
+from .pagination import PageQuery
 from .validation import RequestValidationError, validation_items
 
 
@@ -111,6 +111,34 @@ class ExecutionFilter(filters.FilterSet):
         return executions.exclude(pk__in=stale.values("pk"))
 
 
+class _NonEmptyUUIDField(forms.UUIDField):
+    def to_python(self, value):
+        _refuse_empty(value)
+        return super().to_python(value)
+
+
+class NonEmptyUUIDFilter(filters.UUIDFilter):
+    field_class = _NonEmptyUUIDField
+
+
+class StatusChangeFilter(filters.FilterSet):
+    """The change feed's filters."""
+
+    execution_id = NonEmptyUUIDFilter(field_name="execution_id", help_text="Only the changes of this execution")
+    new_status = StatusesFilter(
+        choices=ExecutionStatus.choices,
+        help_text="Only changes to these statuses: repeat the parameter or separate them with commas",
+    )
+    channel = StatusesFilter(
+        choices=ChangeChannel.choices,
+        help_text="Only changes made through these channels: repeat the parameter or separate them with commas",
+    )
+
+    class Meta:
+        model = ExecutionStatusChange
+        fields = []
+
+
 def filter_errors(filterset, query_params) -> list[dict]:
     """The FilterSet's form errors as 422 items, one per message."""
     items = []
@@ -129,11 +157,12 @@ def filter_errors(filterset, query_params) -> list[dict]:
     return items
 
 
-def parse_list_query(query_params, executions, filterset_class, request):
-    """The list's query string as (filtered executions, PageQuery), or one 422 that reports
-    every problem: unknown parameters, invalid filter values, bad cursor or page size."""
-    filterset = filterset_class(query_params, queryset=executions, request=request)
-    known = {*filterset.filters, CURSOR_PARAMETER, PAGE_SIZE_PARAMETER}
+def parse_list_query(query_params, rows, filterset_class, request, page_model=PageQuery):
+    """A list's query string as (filtered rows, `page_model` instance), or one 422 that
+    reports every problem: unknown parameters, invalid filter values, bad cursor or page size."""
+    filterset = filterset_class(query_params, queryset=rows, request=request)
+    page_parameters = list(page_model.model_fields)
+    known = {*filterset.filters, *page_parameters}
     errors = [
         {"type": "extra_forbidden", "loc": ["query", name], "msg": "Unknown query parameter",
          "input": query_params.get(name)}
@@ -144,8 +173,8 @@ def parse_list_query(query_params, executions, filterset_class, request):
         errors += filter_errors(filterset, query_params)
     page = None
     try:
-        page = PageQuery.model_validate(
-            {name: query_params[name] for name in (CURSOR_PARAMETER, PAGE_SIZE_PARAMETER) if name in query_params}
+        page = page_model.model_validate(
+            {name: query_params[name] for name in page_parameters if name in query_params}
         )
     except pydantic.ValidationError as exc:
         errors += validation_items(exc, "query")

@@ -76,3 +76,52 @@ def newest_first_page(executions: QuerySet, *, page_size: int, cursor: str | Non
         return rows, None
     last = rows[page_size - 1]
     return rows[:page_size], encode_cursor(last.created_at, last.id)
+
+
+# --- The change feed's cursor ----------------------------------------------------------
+
+AFTER_PARAMETER = "after"
+_MAX_BIGINT = 2**63 - 1
+
+
+def encode_feed_cursor(position: tuple[int, int]) -> str:
+    """An opaque cursor for a feed position (transaction_id, id): base64url, no padding."""
+    transaction_id, change_id = position
+    return base64.urlsafe_b64encode(f"{transaction_id}.{change_id}".encode()).decode().rstrip("=")
+
+
+def decode_feed_cursor(cursor: str) -> tuple[int, int]:
+    """The position a feed cursor names. Raises ValueError for anything encode_feed_cursor
+    did not make (including numbers no bigint column holds)."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("not base64 text") from None
+    parts = text.split(".")
+    if len(parts) != 2 or not all(part.isdigit() and part.isascii() for part in parts):
+        raise ValueError("not two numbers")
+    position = (int(parts[0]), int(parts[1]))
+    if max(position) > _MAX_BIGINT:
+        raise ValueError("out of range")
+    return position
+
+
+class FeedQuery(BaseModel):
+    """The change feed's paging parameters (filters are the FilterSet's)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    after: str | None = None
+    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+
+    @field_validator("after")
+    @classmethod
+    def cursor_decodes(cls, cursor):
+        if cursor is not None:
+            try:
+                decode_feed_cursor(cursor)
+            except ValueError:
+                raise PydanticCustomError(
+                    "cursor_invalid", "Invalid cursor: use a next_cursor the API returned"
+                ) from None
+        return cursor

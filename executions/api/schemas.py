@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
 from ..models import ExecutionStatus
@@ -158,6 +158,11 @@ class ExecutionCreateRequest(_Body):
         return value
 
 
+class ExecutionCreateUnprocessable(RootModel[HTTPValidationError | ErrorResponse]):
+    """A body or Idempotency-Key header the operation does not take (HTTPValidationError), or
+    an Idempotency-Key already used with a different body (ErrorResponse IDEMPOTENCY_KEY_REUSED)."""
+
+
 class Execution(_Body):
     """An execution: one run of a job or workflow."""
 
@@ -240,6 +245,26 @@ class ExecutionHistory(_Body):
 
     execution_id: UUID
     results: list[ExecutionStatusChange]
+
+
+class StatusChangeFeedItem(ExecutionStatusChange):
+    """One change of an execution's status, in the change feed."""
+
+    execution_id: UUID
+
+    @classmethod
+    def from_model(cls, change) -> "StatusChangeFeedItem":
+        return cls(execution_id=change.execution_id, **ExecutionStatusChange.from_model(change).model_dump())
+
+
+class StatusChangeFeed(_Body):
+    """One page of the change feed, oldest first."""
+
+    results: list[StatusChangeFeedItem]
+    next_cursor: str = Field(
+        description="Pass as `after` to get what comes next; always present, also on an empty page"
+    )
+    has_more: bool = Field(description="More changes are ready now: ask again without waiting")
 
 
 class HealthStatus(_Body):

@@ -2,6 +2,8 @@
 request rather than once at import (DRF's `THROTTLE_RATES` is a class attribute frozen when
 the module loads), so that a changed REST_FRAMEWORK setting takes effect."""
 
+import ipaddress
+
 from rest_framework import exceptions, throttling
 from rest_framework.settings import api_settings
 
@@ -30,3 +32,16 @@ def throttle_refused_authentication(request, view) -> exceptions.Throttled | Non
     if throttle.allow_request(request, view):
         return None
     return exceptions.Throttled(wait=throttle.wait())
+
+
+def client_address(request) -> str | None:
+    """The client's address as the rate limits find it (API_NUM_PROXIES), for the admin's
+    login lockout too (django-axes' AXES_CLIENT_IP_CALLABLE): behind a proxy, such as the
+    production setup's nginx, every request comes from the proxy's address, and a lockout
+    by that address would lock a username for every client at once. The socket's address
+    where the forwarded one is not an IP address (the database column holds only those)."""
+    address = throttling.BaseThrottle().get_ident(request)
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return request.META.get("REMOTE_ADDR")

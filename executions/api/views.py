@@ -11,22 +11,40 @@ from rest_framework.metadata import SimpleMetadata
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
-from ..models import ChangeChannel, Execution
+from ..models import ChangeChannel, Execution, ExecutionStatusChange
 from ..selectors import (
+    FEED_START,
     execution_get,
     execution_status_changes,
     executions_listable_by,
     executions_visible_to,
+    status_changes_after,
+    status_changes_visible_to,
 )
-from ..services import execution_change_status, execution_create, execution_heartbeat
+from ..services import (
+    execution_change_status,
+    execution_create,
+    execution_create_idempotent,
+    execution_heartbeat,
+)
 from . import schemas
 from .etags import etag_for, expected_versions
-from .filters import ExecutionFilter, parse_list_query
+from .filters import ExecutionFilter, StatusChangeFilter, parse_list_query
+from .idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    parse_idempotency_key,
+    request_fingerprint,
+)
 from .pagination import (
+    AFTER_PARAMETER,
     CURSOR_PARAMETER,
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     PAGE_SIZE_PARAMETER,
+    FeedQuery,
+    decode_feed_cursor,
+    encode_feed_cursor,
     newest_first_page,
 )
 from .schemas import (
@@ -77,6 +95,20 @@ IF_MATCH_PARAMETER = OpenApiParameter(
     ),
 )
 
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_KEY_HEADER,
+    {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH, "pattern": "^[!-~]+$"},
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Makes a retry safe: the same key from the same user with the same body answers the "
+        "original 201 (same execution, body, Location, ETag, plus Idempotent-Replayed: true) and "
+        "creates nothing; with a different body, 422 IDEMPOTENCY_KEY_REUSED. Visible ASCII, "
+        "1-255 characters, kept at least 24 hours."
+    ),
+)
+IDEMPOTENT_REPLAYED_HEADER = "Idempotent-Replayed"
+
 LIST_PARAMETERS = [
     OpenApiParameter(
         CURSOR_PARAMETER, OpenApiTypes.STR, OpenApiParameter.QUERY,
@@ -89,14 +121,42 @@ LIST_PARAMETERS = [
 ]
 
 
+FEED_PARAMETERS = [
+    OpenApiParameter(
+        AFTER_PARAMETER, OpenApiTypes.STR, OpenApiParameter.QUERY,
+        description="next_cursor of the previous page; absent to start from the oldest change",
+    ),
+    OpenApiParameter(
+        PAGE_SIZE_PARAMETER, {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
+        OpenApiParameter.QUERY, description=f"Changes per page, at most {MAX_PAGE_SIZE}",
+    ),
+]
+
+
 # The list's page is one object, not a list of them (drf-spectacular assumes a list action
 # answers an array).
 set_override(schemas.ExecutionList, "many", False)
+set_override(schemas.StatusChangeFeed, "many", False)
+
+
+def _execution_body(execution: Execution) -> dict:
+    return schemas.Execution.from_model(execution).model_dump(mode="json")
 
 
 def _execution_response(execution: Execution, status_code=status.HTTP_200_OK, headers=None) -> Response:
-    body = schemas.Execution.from_model(execution).model_dump(mode="json")
+    body = _execution_body(execution)
     return Response(body, status=status_code, headers={ETAG_HEADER: etag_for(execution.updated_at), **(headers or {})})
+
+
+def _created_response(request, body: dict, headers=None) -> Response:
+    """201 for a new execution's body (or the stored body of the original 201, replayed)."""
+    execution = schemas.Execution.model_validate(body)
+    location = request.build_absolute_uri(reverse("execution-detail", kwargs={"execution_id": execution.id}))
+    return Response(
+        body,
+        status=status.HTTP_201_CREATED,
+        headers={"Location": location, ETAG_HEADER: etag_for(execution.updated_at), **(headers or {})},
+    )
 
 
 class DescriptionOnlyMetadata(SimpleMetadata):
@@ -157,21 +217,44 @@ class ExecutionViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Create Execution",
         tags=["executions"],
-        description="Create a running execution owned by the caller.",
+        description=(
+            "Create a running execution owned by the caller. With an Idempotency-Key, a retry "
+            "answers the original 201 instead of creating a second execution."
+        ),
         operation_id="create_execution",
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         request=schemas.ExecutionCreateRequest,
         responses={
-            201: OpenApiResponse(schemas.Execution, description="Created; Location names it, ETag is its version"),
+            201: OpenApiResponse(
+                schemas.Execution,
+                description="Created (or, for a retry with its Idempotency-Key, created before); "
+                "Location names it, ETag is its version",
+            ),
             **COMMON_ERROR_RESPONSES,
             **CSRF_ERROR_RESPONSE,
             **BODY_ERROR_RESPONSES,
+            422: OpenApiResponse(
+                schemas.ExecutionCreateUnprocessable,
+                description="Validation Error (body or Idempotency-Key), or IDEMPOTENCY_KEY_REUSED",
+            ),
         },
     )
     def create(self, request):
+        idempotency_key = parse_idempotency_key(request.headers)
         body = parse_body(request, schemas.ExecutionCreateRequest)
-        execution = execution_create(name=body.name, metadata=body.metadata, created_by=request.user)
-        location = request.build_absolute_uri(reverse("execution-detail", kwargs={"execution_id": execution.id}))
-        return _execution_response(execution, status.HTTP_201_CREATED, {"Location": location})
+        if idempotency_key is None:
+            execution = execution_create(name=body.name, metadata=body.metadata, created_by=request.user)
+            return _created_response(request, _execution_body(execution))
+        result = execution_create_idempotent(
+            idempotency_key=idempotency_key,
+            request_fingerprint=request_fingerprint(body),
+            name=body.name,
+            metadata=body.metadata,
+            created_by=request.user,
+            response_body=_execution_body,
+        )
+        headers = {IDEMPOTENT_REPLAYED_HEADER: "true"} if result.replayed else None
+        return _created_response(request, result.response_body, headers)
 
     @extend_schema(
         summary="Get Execution",
@@ -266,5 +349,46 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         body = schemas.ExecutionHistory(
             execution_id=execution.id,
             results=[schemas.ExecutionStatusChange.from_model(change) for change in execution_status_changes(execution)],
+        )
+        return Response(body.model_dump(mode="json"))
+
+
+class StatusChangeFeedViewSet(viewsets.GenericViewSet):
+    metadata_class = DescriptionOnlyMetadata
+    # For the schema's query parameters, as on ExecutionViewSet.
+    queryset = ExecutionStatusChange.objects.none()
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = StatusChangeFilter
+
+    @extend_schema(
+        summary="Status Change Feed",
+        tags=["executions"],
+        description=(
+            "Every status change of the executions the caller may see, oldest first. Poll with "
+            "`after` set to the last `next_cursor`: no change is ever missed or served twice, "
+            "also when transactions commit out of order. Unknown query parameters are refused (422)."
+        ),
+        operation_id="list_status_changes",
+        parameters=FEED_PARAMETERS,
+        responses={
+            200: OpenApiResponse(schemas.StatusChangeFeed, description="One page"),
+            **COMMON_ERROR_RESPONSES,
+            422: OpenApiResponse(HTTPValidationError, description="Invalid query parameters or cursor"),
+        },
+    )
+    def list(self, request):
+        changes, page = parse_list_query(
+            request.query_params, status_changes_visible_to(request.user), self.filterset_class, request, FeedQuery
+        )
+        position = FEED_START if page.after is None else decode_feed_cursor(page.after)
+        rows = list(status_changes_after(changes, position)[: page.page_size + 1])
+        has_more = len(rows) > page.page_size
+        rows = rows[: page.page_size]
+        if rows:
+            position = (rows[-1].transaction_id, rows[-1].id)
+        body = schemas.StatusChangeFeed(
+            results=[schemas.StatusChangeFeedItem.from_model(row) for row in rows],
+            next_cursor=encode_feed_cursor(position),
+            has_more=has_more,
         )
         return Response(body.model_dump(mode="json"))

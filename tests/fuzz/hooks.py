@@ -7,17 +7,22 @@
 - Schema-valid (positive) cases are kept within what the contract says and JSON Schema
   cannot: `error_info` only with status `failed` (422 otherwise), and a list `cursor` only
   as the API hands it out (an opaque token; anything else is 422 `cursor_invalid`): a
-  generated one is dropped, one the stateful phase took from a `next_cursor` is kept.
-  Negative cases are left alone.
+  generated one is dropped, one the stateful phase took from a `next_cursor` is kept (the
+  same for the change feed's `after`). An `Idempotency-Key` is made a hash of the generated
+  key and the body: a key reused with another body is the contract's 422
+  IDEMPOTENCY_KEY_REUSED, which JSON Schema cannot foresee, while a repeated request still
+  replays. Negative cases are left alone.
 """
 
+import hashlib
 import json
 import os
 import zlib
 
 import schemathesis
 
-from executions.api.pagination import decode_cursor
+from executions.api.idempotency import IDEMPOTENCY_KEY_HEADER
+from executions.api.pagination import decode_cursor, decode_feed_cursor
 
 EXECUTION_IDS = os.environ.get("FUZZ_EXECUTION_IDS", "").split()
 
@@ -38,12 +43,17 @@ def map_case(context, case):
             del case.body["error_info"]
     if case.query and "cursor" in case.query and not _is_api_cursor(case.query["cursor"]):
         del case.query["cursor"]
+    if case.query and "after" in case.query and not _is_api_cursor(case.query["after"], decode_feed_cursor):
+        del case.query["after"]
+    if case.headers and IDEMPOTENCY_KEY_HEADER in case.headers:
+        generated = json.dumps([case.headers[IDEMPOTENCY_KEY_HEADER], case.body], sort_keys=True, default=str)
+        case.headers[IDEMPOTENCY_KEY_HEADER] = hashlib.sha256(generated.encode("utf-8", "surrogatepass")).hexdigest()
     return case
 
 
-def _is_api_cursor(value) -> bool:
+def _is_api_cursor(value, decode=decode_cursor) -> bool:
     try:
-        decode_cursor(str(value))
+        decode(str(value))
     except (ValueError, OverflowError):
         return False
     return True

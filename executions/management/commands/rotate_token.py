@@ -1,22 +1,20 @@
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from executions.tokens import token_rotate
+from executions.tokens import ROTATED_TOKEN_NAME, token_rotate
+
+from ._token_arguments import EXPIRES_HELP, duration_argument, user_named
 
 
 class Command(BaseCommand):
     help = (
-        "Replace a user's API token with a new one (creating it if the user had none) and print "
-        "only the new key. The old key stops working at once."
+        "Revoke every API token of a user and make one new one (named "
+        f"{ROTATED_TOKEN_NAME!r}); print only its key. The old keys stop working at once."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("username")
+        parser.add_argument("--expires", type=duration_argument, help=EXPIRES_HELP)
 
-    def handle(self, *args, username, **options):
-        User = get_user_model()
-        try:
-            user = User.objects.get_by_natural_key(username)
-        except User.DoesNotExist:
-            raise CommandError(f"No user named {username!r}") from None
-        self.stdout.write(token_rotate(user=user).key)
+    def handle(self, *args, username, expires, **options):
+        _, key = token_rotate(user=user_named(username), expires_in=expires)
+        self.stdout.write(key)

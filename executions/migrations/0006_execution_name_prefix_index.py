@@ -23,6 +23,6 @@ def drop_index(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("executions", "0001_initial")]
+    dependencies = [("executions", "0005_idempotency_key")]
 
     operations = [migrations.RunPython(create_index, drop_index, elidable=False)]
