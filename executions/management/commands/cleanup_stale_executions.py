@@ -80,7 +80,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Count and show a sample; change nothing.")
         parser.add_argument(
             "--batch-size", type=int, default=None,
-            help="Executions per transaction (default: the EXECUTIONS_BULK_BATCH_SIZE setting, 1000).",
+            help="Executions per transaction (default: the EXECUTIONS_BULK_BATCH_SIZE setting, 5000).",
         )
         parser.add_argument("--limit", type=int, help="Change at most this many executions in this run.")
         parser.add_argument("--name", help="Only executions with exactly this name.")
