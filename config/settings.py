@@ -270,7 +270,7 @@ AXES_RESET_ON_SUCCESS = True
 # --- Executions ------------------------------------------------------------------------
 # How many rows one statement of a bulk status change touches (admin actions, cleanup). On
 # SQLite other writers wait for one batch (about 0.1-0.2 s at 5000); smaller batches cost
-# more commits: at 1000 the cleanup took 3.5x its plain-SQL floor, at 5000 1.5x
+# more commits: at 1000 the cleanup took 3.5x its plain-SQL floor on SQLite, at 5000 1.5-2.7x
 # (docs/performance.md).
 EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=5000)
 
