@@ -12,11 +12,13 @@ python=.venv/bin/python
 if [ -n "${QUICK:-}" ]; then
     patch_args=(--duration 5 --executions 30000)
     cleanup_args=(--sizes 10000,30000)
+    purge_args=(--size 30000)
     pages_args=(--executions 100000 --depth 1000 --requests 50)
     admin_args=(--executions 100000 --requests 5)
 else
     patch_args=()
     cleanup_args=()
+    purge_args=()
     pages_args=()
     admin_args=()
 fi
@@ -27,6 +29,8 @@ for database in sqlite postgresql; do
     env -u DATABASE_URL "${run[@]}" $python bench/patch_throughput.py "${patch_args[@]}"
     echo "=== $database: cleanup at scale"
     env -u DATABASE_URL "${run[@]}" $python bench/cleanup_at_scale.py "${cleanup_args[@]}"
+    echo "=== $database: purge at scale"
+    env -u DATABASE_URL "${run[@]}" $python bench/purge_at_scale.py "${purge_args[@]}"
     echo "=== $database: deep pages"
     env -u DATABASE_URL "${run[@]}" $python bench/deep_pages.py "${pages_args[@]}"
     echo "=== $database: admin changelist"

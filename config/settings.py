@@ -23,6 +23,16 @@ ENV_FILE = env.str("DJANGO_ENV_FILE", default=str(BASE_DIR / ".env"))
 if ENV_FILE and Path(ENV_FILE).is_file():
     environ.Env.read_env(ENV_FILE)
 
+
+def env_duration(name: str, default: str):
+    """A duration ("30m") from the environment; a bad one stops every command and the server
+    with one line that names the variable (manage.py prints it without a traceback)."""
+    try:
+        return parse_duration(env.str(name, default=default))
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from None
+
+
 # --- Core ------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
@@ -56,7 +66,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that it times everything below it (executions/api/metrics.py).
+    "executions.api.metrics.RequestDurationMiddleware",
     "executions.api.middleware.RequestIdMiddleware",
+    "executions.api.middleware.ReleaseRenderedResponseMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the API docs' assets) from the process itself, with DEBUG off too.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -158,7 +171,7 @@ REST_FRAMEWORK = {
     # be encoded as UTF-8 at all.
     "UNICODE_JSON": False,
     "DEFAULT_PARSER_CLASSES": ["executions.api.parsers.JSONBodyParser"],
-    "EXCEPTION_HANDLER": "executions.api.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "executions.api.exception_handler.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Rates are "number/period" (s, min, hour, day); an empty value turns a throttle off.
@@ -178,7 +191,13 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Executions API",
-    "DESCRIPTION": "The record of every execution, and the safe way to move one out of running.",
+    # A 405 answers a method that a path has no operation for, so no operation can list it.
+    "DESCRIPTION": (
+        "The record of every execution, and the safe way to move one out of running.\n\n"
+        "A method that a path does not list here (PUT, DELETE, POST on an execution...) is answered "
+        "405 with an ErrorResponse (error_code METHOD_NOT_ALLOWED) and an Allow header; any URL "
+        "under /api/ that is not listed here, 404 NOT_FOUND."
+    ),
     "VERSION": "1.0.0",
     "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -198,7 +217,15 @@ SPECTACULAR_SETTINGS = {
 # Throttle counters live in this cache. The default, local memory, is per process: with N
 # worker processes a client gets up to N times the rate. CACHE_URL=dbcache://django_cache
 # (then `manage.py createcachetable`) shares them through the database, no new server needed.
+# Across several hosts: CACHE_URL=redis://host:6379/0 (Django's own Redis backend; counted
+# atomically, and what happens while Redis is down: executions/api/throttling.py).
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # A Redis that stops answering (rather than refusing connections) must not hold every
+    # request: after this long the throttle lets the request through. ?socket_timeout=... in
+    # CACHE_URL overrides.
+    for _option in ("socket_connect_timeout", "socket_timeout"):
+        CACHES["default"].setdefault("OPTIONS", {}).setdefault(_option, 0.5)
 
 # --- Logging ---------------------------------------------------------------------------
 LOGGING = {
@@ -259,7 +286,7 @@ SESSION_COOKIE_HTTPONLY = True
 # The admin's login page: after too many failed logins for one username from one address,
 # django-axes refuses that pair (429) for a while, even with the right password.
 AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
-AXES_COOLOFF_TIME = parse_duration(env.str("ADMIN_LOGIN_COOLOFF", default="15m"))
+AXES_COOLOFF_TIME = env_duration("ADMIN_LOGIN_COOLOFF", default="15m")
 # A username tried from one client address: guessing one account's password is slow, and
 # behind a proxy (one address for everyone) nobody else's login is locked.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -276,4 +303,10 @@ EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=5000)
 
 # A running execution with no sign of life (heartbeat, else creation) for longer than this
 # is stale: `?stale=true` lists it, the cleanup interrupts it. Duration text: 90s, 30m, 6h, 2d.
-EXECUTIONS_STALE_AFTER = parse_duration(env.str("EXECUTIONS_STALE_AFTER", default="30m"))
+EXECUTIONS_STALE_AFTER = env_duration("EXECUTIONS_STALE_AFTER", default="30m")
+
+# --- Metrics ---------------------------------------------------------------------------
+# GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; without a
+# token the endpoint is off (404). Several worker processes: see PROMETHEUS_MULTIPROC_DIR in
+# docs/operations.md.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

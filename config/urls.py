@@ -5,8 +5,9 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from executions.api.docs import only_this_host
-from executions.api.errors import api_route_not_found
+from executions.api.exception_handler import api_route_not_found
 from executions.api.health import LivenessView, ReadinessView
+from executions.api.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -22,12 +23,13 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("executions/favicon.svg")), name="favicon"),
     path("healthz", LivenessView.as_view(), name="healthz"),
     path("readyz", ReadinessView.as_view(), name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include("executions.api.urls")),
     # Last: whatever else is asked for under /api/ is a JSON 404, with DEBUG on or off.
     re_path(r"^api/", api_route_not_found),
 ]
 
-handler400 = "executions.api.errors.bad_request"
-handler403 = "executions.api.errors.permission_denied"
-handler404 = "executions.api.errors.page_not_found"
-handler500 = "executions.api.errors.server_error"
+handler400 = "executions.api.exception_handler.bad_request"
+handler403 = "executions.api.exception_handler.permission_denied"
+handler404 = "executions.api.exception_handler.page_not_found"
+handler500 = "executions.api.exception_handler.server_error"

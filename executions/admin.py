@@ -21,6 +21,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ERROR_FLAG, ChangeList
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpResponseRedirect
@@ -74,6 +75,15 @@ admin.site.site_url = reverse_lazy("swagger-ui")
 # Without the navigation sidebar (the same links as the index page) the list of executions,
 # its seven columns and its filters fit side by side on a 1400 px wide screen.
 admin.site.enable_nav_sidebar = False
+
+# What the list and the "mark failed" page show of a row never includes its JSON, which may
+# be large (docs/api.md: limits): 100 rows of it would cost a worker hundreds of megabytes.
+LARGE_FIELDS = ["metadata", "error_info"]
+
+
+class ExecutionChangeList(ChangeList):
+    def get_queryset(self, request, exclude_parameters=None):
+        return super().get_queryset(request, exclude_parameters).defer(*LARGE_FIELDS)
 
 
 class StaleFilter(admin.SimpleListFilter):
@@ -175,7 +185,14 @@ class ExecutionAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return executions_visible_to(request.user)
 
+    def get_changelist(self, request, **kwargs):
+        return ExecutionChangeList
+
     def changelist_view(self, request, extra_context=None):
+        # PostgreSQL cannot compare text with NUL in it (DataError, a 500): a filter or search
+        # value with NUL is refused as Django refuses any invalid filter, with the "?e=1" page.
+        if any("\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values):
+            return HttpResponseRedirect(f"{request.path}?{ERROR_FLAG}=1")
         # Django's "Select execution to change": nothing here is changed, executions are
         # looked at and acted on.
         return super().changelist_view(request, {"title": "Executions", **(extra_context or {})})
@@ -290,7 +307,7 @@ class ExecutionAdmin(admin.ModelAdmin):
             "action": "mark_failed",
             "selected_ids": selected_ids,
             "select_across": select_across,
-            "sample": queryset.order_by("-created_at", "-id")[:20],
+            "sample": queryset.defer(*LARGE_FIELDS).order_by("-created_at", "-id")[:20],
             "count": queryset.count() if select_across == "1" else len(selected_ids),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }

@@ -3,7 +3,8 @@
 import re
 from datetime import timedelta
 
-_DURATION = re.compile(r"(?P<amount>\d{1,7})(?P<unit>[smhdw])")
+# ASCII digits only: \d would also take "５m" (a full-width 5) and other scripts' digits.
+_DURATION = re.compile(r"(?P<amount>[0-9]{1,7})(?P<unit>[smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 # Past this a duration is surely a typo.

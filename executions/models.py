@@ -94,6 +94,12 @@ class Execution(models.Model):
                 name="execution_running_seen_idx",
                 condition=models.Q(status="running"),
             ),
+            # The retention purge walks finished executions oldest first (purge_executions).
+            models.Index(
+                fields=["finished_at"],
+                name="execution_finished_idx",
+                condition=models.Q(finished_at__isnull=False),
+            ),
         ]
         permissions = [
             ("manage_all_executions", "Can see and change the executions of every user"),

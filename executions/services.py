@@ -3,6 +3,7 @@ through `execution_change_status` or `execution_change_status_bulk`: one rule
 (models.ALLOWED_TRANSITIONS), one compare-and-set, one audit record per change."""
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,11 +11,12 @@ from datetime import timezone as dt_timezone
 from functools import cache
 
 from django.conf import settings
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, models, router, transaction
 from django.db.models import F, Q, Value, sql
 from django.db.models.expressions import BaseExpression
 from django.utils import timezone
 
+from . import metrics
 from .errors import (
     ExecutionNotFound,
     ExecutionNotRunning,
@@ -35,8 +37,11 @@ from .selectors import (
     NONE,
     OWN_OR_MANAGED,
     Visibility,
+    executions_finished_before,
     executions_in,
+    executions_with_history,
     idempotency_key_get,
+    idempotency_keys_expired,
     parse_execution_id,
     visibility_of,
 )
@@ -135,8 +140,12 @@ def _audit_record(*, execution_id, previous_status, status, actor, channel, erro
     )
 
 
-def _send_after_commit(records: list[ExecutionStatusChange]) -> None:
+def _after_commit(transitions: Counter, records: list[ExecutionStatusChange]) -> None:
+    """Once the transaction commits: count the changes (`transitions`, by previous status,
+    new status and channel) and send the signal for each of `records`."""
+
     def send():
+        metrics.count_status_changes(transitions)
         for record in records:
             execution_status_changed.send(
                 sender=Execution,
@@ -250,6 +259,7 @@ def _distinct_versions(expected_updated_at) -> list[datetime] | None:
     return list(dict.fromkeys(expected_updated_at))
 
 
+@metrics.counting_refusals
 def execution_change_status(
     *,
     execution_id,
@@ -290,8 +300,8 @@ def execution_change_status(
                     channel=channel, error_info=error_info, correlation_id=correlation_id, at=now,
                 )
                 _insert_audit_record(record)
-                if execution_status_changed.has_listeners(Execution):
-                    _send_after_commit([record])
+                listened = execution_status_changed.has_listeners(Execution)
+                _after_commit(Counter({(source, status, channel): 1}), [record] if listened else [])
                 return StatusChangeResult(execution_id, True, source, status)
 
     # Nothing changed: one read tells why.
@@ -439,8 +449,7 @@ def _change_batch(batch, source, status, channel, actor, error_info, correlation
             cursor.execute(statement, [*update_params, *audit_params])
             changed = cursor.rowcount
             record_ids = [row[0] for row in cursor.fetchall()] if signalled else []
-        if signalled:
-            _signal_records(record_ids, actor)
+        _after_commit(Counter({(source, status, channel): changed}), _records(record_ids, actor))
         return changed
     # SQLite: the INSERT ... SELECT reads the rows still unchanged (their error_info
     # expression included), then the UPDATE changes the same range.
@@ -458,16 +467,18 @@ def _change_batch(batch, source, status, channel, actor, error_info, correlation
     if changed != inserted:
         # Under the write lock nothing else changes the rows between the two statements.
         raise RuntimeError(f"{inserted} audit records for {changed} changes")
-    if signalled:
-        _signal_records(record_ids, actor)
+    _after_commit(Counter({(source, status, channel): changed}), _records(record_ids, actor))
     return changed
 
 
-def _signal_records(record_ids: list[int], actor) -> None:
+def _records(record_ids: list[int], actor) -> list[ExecutionStatusChange]:
+    """The audit records written, for the signal's listeners (none: no query)."""
+    if not record_ids:
+        return []
     records = list(ExecutionStatusChange.objects.filter(pk__in=record_ids))
     for record in records:
         record.actor = actor  # known already: no query per record
-    _send_after_commit(records)
+    return records
 
 
 @dataclass(frozen=True)
@@ -494,8 +505,83 @@ def execution_heartbeat(*, execution_id, visible_to=None) -> HeartbeatResult:
     with transaction.atomic():
         changed = _compare_and_set(visibility, execution_id, ExecutionStatus.RUNNING, changes, None)
     if changed:
+        metrics.HEARTBEATS.labels(metrics.HEARTBEAT_ACCEPTED).inc()
         return HeartbeatResult(execution_id, now)
     current = executions_in(visibility).filter(pk=execution_id).values_list("status", flat=True).first()
     if current is None:
+        metrics.HEARTBEATS.labels(metrics.HEARTBEAT_NOT_FOUND).inc()
         raise ExecutionNotFound()
+    metrics.HEARTBEATS.labels(metrics.HEARTBEAT_NOT_RUNNING).inc()
     raise ExecutionNotRunning(current)
+
+
+@dataclass
+class PurgeResult:
+    executions: int = 0
+    status_changes: int = 0
+    batches: int = 0
+
+
+def executions_purge_finished(
+    *,
+    finished_before: datetime,
+    batch_size: int,
+    limit: int | None = None,
+    archive: Callable[[list[dict]], None] | None = None,
+    on_batch: Callable[[PurgeResult], None] | None = None,
+) -> PurgeResult:
+    """Delete executions that finished before `finished_before`, with their audit records,
+    oldest first, `batch_size` per transaction, at most `limit` in all. Never a running one.
+
+    Each batch: lock its rows (on PostgreSQL skipping rows that another purge holds, so that
+    runs on several hosts share the work instead of queueing), hand them with their history
+    to `archive` (executions_with_history), which must have stored them durably when it
+    returns, then delete. A batch that fails, or is killed, is rolled back whole: nothing
+    of it is deleted, and a run after it starts over with it.
+    """
+    result = PurgeResult()
+    since = None  # the last batch's newest finished_at: the next starts its index walk there
+    while limit is None or result.executions < limit:
+        size = batch_size if limit is None else min(batch_size, limit - result.executions)
+        with transaction.atomic():
+            candidates = executions_finished_before(finished_before)
+            if since is not None:
+                candidates = candidates.filter(finished_at__gte=since)
+            rows = list(
+                candidates.order_by("finished_at")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", "finished_at")[:size]
+            )
+            if not rows:
+                break
+            ids = [pk for pk, _ in rows]
+            if archive is not None:
+                archive(executions_with_history(ids))
+            # The audit records first: their foreign key protects the executions. Then one
+            # DELETE: QuerySet.delete() would load every execution into Python first, to look
+            # for the (now deleted) protected records and to send delete signals nobody
+            # listens to, and that was three quarters of the purge's time.
+            status_changes, _ = ExecutionStatusChange.objects.filter(execution_id__in=ids).delete()
+            # An Idempotency-Key still kept for one of them goes with it: a retry after this
+            # creates a new execution, as it would after the key expired.
+            IdempotencyKey.objects.filter(execution_id__in=ids).delete()
+            executions = Execution.objects.filter(pk__in=ids)._raw_delete(router.db_for_write(Execution))
+        result.executions += executions
+        result.status_changes += status_changes
+        result.batches += 1
+        since = rows[-1][1]
+        if on_batch is not None:
+            on_batch(result)
+    return result
+
+
+def idempotency_keys_purge_expired(*, batch_size: int) -> int:
+    """Delete the Idempotency-Keys older than IDEMPOTENCY_KEYS_KEPT_FOR, `batch_size` per
+    transaction; how many were deleted. Their executions stay."""
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(idempotency_keys_expired().order_by("created_at").values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return deleted
+            deleted += IdempotencyKey.objects.filter(pk__in=ids).delete()[0]

@@ -389,3 +389,55 @@ def slowest_answers(port: int, seconds: float, requests: list[tuple]) -> dict[st
             slowest[name] = (max(worst, elapsed), [*statuses, status])
             time.sleep(0.1)
     return slowest
+
+
+def redis_server_binary() -> str | None:
+    return shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
+    )
+
+
+class RedisServer:
+    """redis-server on a free port of 127.0.0.1, in a temporary folder, nothing persisted;
+    `stop()` and `start()` may be called any number of times (a restarted server is empty);
+    `destroy()` stops it and deletes the folder."""
+
+    def __init__(self):
+        self.binary = redis_server_binary()
+        if self.binary is None:
+            raise RuntimeError("redis-server not found (Debian: apt-get install redis-server)")
+        self.port = free_port()
+        self.workdir = tempfile.mkdtemp(prefix="executions-redis-")
+        self.process = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self._log = open(os.path.join(self.workdir, "redis.log"), "ab")
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.workdir,
+             "--save", "", "--appendonly", "no", "--daemonize", "no"],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith(b"+PONG"):
+                    return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start: {Path(self.workdir, 'redis.log').read_text()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self._log.close()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

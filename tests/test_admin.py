@@ -11,6 +11,7 @@ from django.utils import timezone
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_change_status
 
+from .database_down import database_down  # noqa: F401
 from .factories import ExecutionFactory, UserFactory
 
 CHANGELIST = "/admin/executions/execution/"
@@ -362,3 +363,45 @@ def test_history_leads_to_the_audit_trail_on_the_execution_page(operator_client)
     response = operator_client.get(f"{CHANGELIST}{execution.pk}/history/")
     assert (response.status_code, response["Location"]) == (302, change_url(execution))
     assert "doesn't have a change history" not in operator_client.get(response["Location"]).content.decode()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"status__exact": "\x00"},
+        {"q": "\x00"},
+        {"q": "job\x00"},
+        {"created_at__gte": "\x00"},
+        {"created_at__year": "\x00"},
+        {"stale": "\x00"},
+        {"o": "\x00"},
+        {"p": "\x00"},
+        {"\x00": "1"},
+    ],
+)
+def test_a_filter_or_search_with_nul_is_refused_like_any_invalid_filter_not_a_500(operator_client, query):
+    # PostgreSQL cannot compare text with NUL (DataError): this was a 500 there.
+    ExecutionFactory(name="job")
+    response = operator_client.get(CHANGELIST, query)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"{CHANGELIST}?e=1"
+    assert operator_client.get(response["Location"]).status_code == 200
+
+
+def test_admin_with_the_database_down_is_a_503_page_with_retry_after(operator_client, request):
+    request.getfixturevalue("database_down")
+    operator_client.raise_request_exception = False
+    anonymous = Client(raise_request_exception=False)
+
+    answers = [
+        operator_client.get("/admin/"),
+        operator_client.get(CHANGELIST),
+        anonymous.post("/admin/login/", {"username": "operator", "password": "whatever"}),
+    ]
+
+    for response in answers:
+        assert response.status_code == 503
+        assert response["Content-Type"].startswith("text/html")
+        assert int(response["Retry-After"]) > 0
+        assert b"Service unavailable" in response.content

@@ -1,6 +1,10 @@
+import json
+
 import pytest
 from django.test import override_settings
 
+from executions.api.limits import MAX_JSON_OBJECT_BYTES
+from executions.api.schemas import JSON_TOO_LARGE, NAME_CONTROL_CHARACTERS
 from executions.models import Execution
 
 URL = "/api/v1/executions"
@@ -51,6 +55,18 @@ def test_create_needs_authentication(client, db):
         ({"name": "x", "metadata": "{}"}, ["body", "metadata"], "dict_type"),
         ({"name": "x", "status": "failed"}, ["body", "status"], "extra_forbidden"),
         ({"name": "nul\u0000byte"}, ["body", "name"], "string_unstorable"),
+        # Control characters would reach operators' terminals (docs/api.md).
+        (
+            {"name": "evil\u001b[2J\u001b[31mRED\u001b]0;pwned\u0007\n  00000000-fake  fake-row"},
+            ["body", "name"],
+            NAME_CONTROL_CHARACTERS,
+        ),
+        ({"name": "bell\u0007"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
+        ({"name": "two\nlines"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
+        ({"name": "carriage\rreturn"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
+        ({"name": "tab\there"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
+        ({"name": "del\u007f"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
+        ({"name": "c1-csi\u009b2J"}, ["body", "name"], NAME_CONTROL_CHARACTERS),
         ({"name": "x", "metadata": {"k": "nul\u0000"}}, ["body", "metadata"], "string_unstorable"),
         ([{"name": "x"}], ["body"], "model_attributes_type"),
         ("x", ["body"], "model_attributes_type"),
@@ -101,3 +117,19 @@ def test_create_refuses_bodies_over_the_limit_with_413(owner_client):
     assert response.status_code == 413
     assert response.json()["error_code"] == "PAYLOAD_TOO_LARGE"
     assert not Execution.objects.exists()
+
+
+def test_metadata_up_to_the_size_limit_is_stored_and_one_byte_more_is_refused(owner_client):
+    envelope = len(json.dumps({"blob": ""}, separators=(",", ":")))
+    at_the_limit = {"blob": "x" * (MAX_JSON_OBJECT_BYTES - envelope)}
+    response = owner_client.post(URL, {"name": "x", "metadata": at_the_limit}, format="json")
+    assert response.status_code == 201
+    assert response.json()["metadata"] == at_the_limit
+
+    over = {"blob": "x" * (MAX_JSON_OBJECT_BYTES - envelope + 1)}
+    response = owner_client.post(URL, {"name": "y", "metadata": over}, format="json")
+    assert response.status_code == 422
+    [item] = response.json()["detail"]
+    assert (item["type"], item["loc"]) == (JSON_TOO_LARGE, ["body", "metadata"])
+    assert item["ctx"] == {"max_bytes": MAX_JSON_OBJECT_BYTES, "size": MAX_JSON_OBJECT_BYTES + 1}
+    assert list(Execution.objects.values_list("name", flat=True)) == ["x"]

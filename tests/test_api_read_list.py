@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group, Permission
 from django.test import override_settings
 from django.utils import timezone
 
+from executions.api.limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES
 from executions.api.pagination import MAX_PAGE_SIZE
 from executions.models import ExecutionStatus
 
@@ -288,7 +289,7 @@ def test_largest_page_size_is_accepted(owner_client, owner):
 
 def test_a_deep_page_costs_the_same_queries_as_the_first(owner_client, owner, django_assert_num_queries):
     ExecutionFactory.create_batch(9, created_by=owner)
-    with django_assert_num_queries(5) as first_page:
+    with django_assert_num_queries(6) as first_page:
         first = owner_client.get(URL, {"page_size": 2}).json()
     first_page_queries = len(first_page.captured_queries)
     url = first["next"]
@@ -296,10 +297,11 @@ def test_a_deep_page_costs_the_same_queries_as_the_first(owner_client, owner, dj
         url = owner_client.get(url).json()["next"]
     with django_assert_num_queries(first_page_queries) as deep_page:
         assert len(owner_client.get(url).json()["results"]) == 1
-    # One query for the page, no OFFSET, whatever the depth: token, 2 x permission, page,
-    # the page's owners.
-    [page_query] = [q["sql"] for q in deep_page.captured_queries if "executions_execution" in q["sql"]]
-    assert "OFFSET" not in page_query.upper()
+    # Two queries for the page, no OFFSET, whatever the depth: token, 2 x permission, the
+    # page's ids and sizes, its rows by id, the page's owners.
+    page_queries = [q["sql"] for q in deep_page.captured_queries if "executions_execution" in q["sql"]]
+    assert len(page_queries) == 2
+    assert not any("OFFSET" in query.upper() for query in page_queries)
 
 
 @pytest.mark.parametrize("suffix", ["", "/{id}", "/{id}/heartbeat", "/{id}/history"])
@@ -307,3 +309,46 @@ def test_options_describes_every_route_without_error(owner_client, running_execu
     response = owner_client.options(URL + suffix.format(id=running_execution.id))
     assert response.status_code == 200
     assert response.json()["renders"] == ["application/json"]
+
+
+# --- Bounded pages ---------------------------------------------------------------------
+
+
+def all_pages(client, url, params):
+    pages, response = [], client.get(url, params)
+    while True:
+        assert response.status_code == 200, response.content
+        pages.append(response.json())
+        if pages[-1]["next"] is None:
+            return pages
+        response = client.get(pages[-1]["next"])
+
+
+def test_a_page_ends_early_at_its_json_budget_and_the_next_pages_have_the_rest(owner_client, owner):
+    # Each as large as the API takes: 70 of them are more than one page's budget.
+    metadata = {"blob": "x" * (MAX_JSON_OBJECT_BYTES - 20)}
+    error_info = {"log": "y" * (MAX_JSON_OBJECT_BYTES - 20)}
+    executions = ExecutionFactory.create_batch(70, created_by=owner, metadata=metadata, error_info=error_info)
+
+    pages = all_pages(owner_client, URL, {"page_size": MAX_PAGE_SIZE})
+
+    assert len(pages) > 1
+    assert len(pages[0]["results"]) < 70 and pages[0]["next_cursor"] is not None
+    for page in pages:
+        carried = sum(len(str(item["metadata"])) + len(str(item["error_info"])) for item in page["results"])
+        assert carried <= MAX_PAGE_JSON_BYTES
+    listed = [item["id"] for page in pages for item in page["results"]]
+    assert sorted(listed) == sorted(as_ids(executions))  # each exactly once
+
+
+def test_a_row_larger_than_the_budget_is_a_page_of_its_own(owner_client, owner):
+    # Stored before the limits (or by another writer): still listed, one per page.
+    huge = {f"k{number}": number for number in range(120_000)}
+    an_instant_ago = timezone.now() - timedelta(seconds=1)
+    older = ExecutionFactory(created_by=owner, metadata=huge, created_at=an_instant_ago)
+    newer = ExecutionFactory(created_by=owner, metadata=huge)
+
+    pages = all_pages(owner_client, URL, {"page_size": 10})
+
+    assert [ids_of["id"] for page in pages for ids_of in page["results"]] == as_ids([newer, older])
+    assert [len(page["results"]) for page in pages] == [1, 1]

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.db.models import Value
 from django.db.models.functions import JSONObject
 
+from executions.api.limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_change_status, execution_change_status_bulk
 
@@ -370,3 +371,21 @@ def test_a_rolled_back_change_is_never_served_and_holds_nothing_up(feed_consumer
     feed_consumer.poll()
     assert feed_consumer.seen == [label(kept, "cancelled")]
     assert not ExecutionStatusChange.objects.filter(execution=doomed).exists()
+
+
+def test_a_page_ends_early_at_its_json_budget_and_the_next_pages_have_the_rest(owner, owner_client):
+    # Each error_info as large as the API takes: 70 of them are more than one page's budget.
+    error_info = {"log": "y" * (MAX_JSON_OBJECT_BYTES - 20)}
+    executions = ExecutionFactory.create_batch(70, created_by=owner)
+    for execution in executions:
+        execution_change_status(
+            execution_id=execution.id, status=ExecutionStatus.FAILED, channel=ChangeChannel.API,
+            error_info=error_info,
+        )
+
+    first = poll(owner_client, page_size=500)
+    items, _ = read_all(owner_client, page_size=500)
+
+    assert 0 < len(first["results"]) < 70 and first["has_more"]
+    assert sum(len(str(item["error_info"])) for item in first["results"]) <= MAX_PAGE_JSON_BYTES
+    assert sorted(item["execution_id"] for item in items) == sorted(str(e.id) for e in executions)

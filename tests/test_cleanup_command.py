@@ -245,10 +245,20 @@ def test_quiet_when_not_a_terminal():
         (["--older-than", "6x"], "--older-than: '6x' is not a duration"),
         (["--older-than", "0m"], "--older-than: '0m' is out of range"),
         (["--older-than", ""], "is not a duration"),
-        (["--batch-size", "0"], "--batch-size must be a whole number of at least 1"),
-        (["--limit", "-3"], "--limit must be a whole number of at least 1"),
+        (["--batch-size", "0"], "--batch-size: must be a whole number from 1 to 10000"),
+        (["--limit", "-3"], "--limit: must be a whole number from 1 to 1000000000"),
         (["--status", "running"], "invalid choice: 'running'"),
-        (["--batch-size", "many"], "invalid int value: 'many'"),
+        (["--batch-size", "many"], "--batch-size: must be a whole number from 1 to 10000"),
+        # Beyond what a database integer holds: was an OverflowError traceback.
+        (["--batch-size", "9223372036854775808"], "--batch-size: must be a whole number from 1 to 10000"),
+        (["--limit", "9223372036854775808"], "--limit: must be a whole number from 1"),
+        (["--batch-size", "\uff15"], "--batch-size: must be a whole number"),
+        # ASCII digits only: a full-width 5 was read as 5 minutes.
+        (["--older-than", "\uff15m"], "is not a duration"),
+        (["--older-than", "\u0665h"], "is not a duration"),
+        # A command line that is not UTF-8 arrives surrogate-escaped: was a UnicodeEncodeError.
+        (["--name", "\udced\udca0\udc80"], "--name: not valid UTF-8 text"),
+        (["--name", "a\x00b"], "--name: may not contain NUL"),
     ],
 )
 def test_bad_arguments_are_a_command_error(args, message):
@@ -266,6 +276,57 @@ def test_bad_arguments_exit_non_zero_from_the_shell():
     )
     assert process.returncode != 0
     assert "CommandError: --older-than: 'soon' is not a duration" in process.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([b"--name", b"\xed\xa0\x80"], "argument --name: not valid UTF-8 text"),
+        (
+            [b"--batch-size", b"9223372036854775808"],
+            "argument --batch-size: must be a whole number from 1 to 10000",
+        ),
+    ],
+)
+def test_bad_bytes_on_the_command_line_are_one_line_not_a_traceback(args, message):
+    process = subprocess.run(
+        [sys.executable.encode(), b"manage.py", COMMAND.encode(), b"--dry-run", *args],
+        capture_output=True, cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+    )
+    stderr = process.stderr.decode(errors="replace")
+    assert process.returncode != 0
+    assert message in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_bad_duration_setting_is_one_line_naming_it_for_every_command():
+    bad = "999999999d"
+    for args in (["check"], [COMMAND, "--dry-run"]):
+        process = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "EXECUTIONS_STALE_AFTER": bad},
+        )
+        assert process.returncode == 1
+        assert process.stderr.startswith("manage.py: EXECUTIONS_STALE_AFTER: '999999999d' is not a duration")
+        assert "Traceback" not in process.stderr
+        assert process.stderr.count("\n") == 1
+
+
+@pytest.mark.django_db
+def test_dry_run_escapes_control_characters_in_names():
+    # Written before names were checked, or straight into the database: the API refuses it now.
+    hostile = "evil\x1b[2J\x1b[31mRED\x1b]0;pwned\x07\n  00000000-fake  fake-row\u202e"
+    execution = seen(timedelta(days=1), name=hostile)
+
+    output = cleanup("--older-than", "1h", "--dry-run")
+
+    assert "\x1b" not in output and "\x07" not in output and "\u202e" not in output
+    escaped = "evil\\x1b[2J\\x1b[31mRED\\x1b]0;pwned\\x07\\x0a  00000000-fake  fake-row\\u202e"
+    assert f"  {execution.id}  {escaped}  last seen" in output
+    # One line per sample row: the newline in the name forged none.
+    assert not any(line.startswith("  00000000-fake") for line in output.splitlines())
 
 
 # --- Real concurrency (PostgreSQL: row locks) -------------------------------------------------

@@ -99,3 +99,31 @@ def test_admin_actions_need_the_csrf_token(superuser, running_execution):
     )
     assert response.status_code == 403
     assert_unchanged(running_execution)
+
+
+UNKNOWN_API_URLS = ["/api/v1/nope", "/api/v1/executions/{id}/", "/api/nothing/here/"]
+
+
+@pytest.mark.parametrize("method", ["post", "patch", "put", "delete"])
+@pytest.mark.parametrize("url", UNKNOWN_API_URLS)
+@pytest.mark.parametrize("credentials", ["session", "token", "session with csrf cookie", "none"])
+def test_unsafe_method_on_an_unknown_api_url_is_a_json_404_with_csrf_enforced(
+    owner, running_execution, method, url, credentials
+):
+    # Django's test client skips CSRF checks unless told otherwise: enforce them, as browsers
+    # and real clients meet them.
+    client = APIClient(enforce_csrf_checks=True)
+    if credentials.startswith("session"):
+        client.force_login(owner)
+    if credentials == "session with csrf cookie":
+        client.cookies["csrftoken"] = CSRF_SECRET
+    if credentials == "token":
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_key_for(owner)}")
+
+    url = url.format(id=running_execution.id)
+    response = getattr(client, method)(url, {"status": "cancelled"}, format="json")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error_code"] == ErrorCode.NOT_FOUND
+    assert_unchanged(running_execution)

@@ -12,6 +12,7 @@ from executions.api import views
 from executions.api.middleware import CorrelationIdLogFilter
 from executions.errors import ErrorCode
 
+from .database_down import database_down  # noqa: F401
 from .urls_errors import fail_with_secrets
 
 # What an internal error's message or traceback holds and a response must not.
@@ -103,3 +104,19 @@ def test_the_failing_view_really_fails():
     """The views above fail because of this, not because of a missing route."""
     with pytest.raises(RuntimeError, match="auth_user"):
         fail_with_secrets(None)
+
+
+@pytest.mark.parametrize("url", ["/api/v1/executions", "/readyz"])
+def test_database_unavailable_log_lines_carry_the_request_correlation_id(owner_client, log, request, url):
+    # Django's own "Service Unavailable" line (django.request) is written after the request's
+    # middleware has returned: it carried "-" instead of the request's id.
+    request.getfixturevalue("database_down")
+    owner_client.raise_request_exception = False
+
+    response = owner_client.get(url, HTTP_X_REQUEST_ID="req-503")
+
+    assert response.status_code == 503
+    assert response.json()["correlation_id"] == "req-503"
+    django_lines = [record for record in log.records if record.name == "django.request"]
+    assert django_lines, "Django logged no line for the 503"
+    assert {record.correlation_id for record in log.records} == {"req-503"}

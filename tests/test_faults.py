@@ -380,10 +380,11 @@ def test_database_errors_outside_drf_views_are_503_json_too(client):
     assert answer.json()["error_code"] == ErrorCode.INTERNAL_ERROR
     assert set(answer.json()) == ERROR_RESPONSE_KEYS
 
-    # Outside /api/ Django's own page stays.
+    # Outside /api/ (the admin) an HTML page, but a 503 all the same.
     answer = client.get("/test-only/database-gone")
-    assert answer.status_code == 500
-    assert not answer["Content-Type"].startswith("application/json")
+    assert answer.status_code == 503
+    assert answer["Content-Type"].startswith("text/html")
+    assert int(answer["Retry-After"]) > 0
 
 
 @pytest.mark.postgres_only

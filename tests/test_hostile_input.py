@@ -9,7 +9,8 @@ import logging
 import pytest
 from django.test import Client
 
-from executions.api.schemas import MAX_JSON_DEPTH, ErrorResponse, HTTPValidationError
+from executions.api.limits import MAX_JSON_OBJECT_BYTES
+from executions.api.schemas import JSON_TOO_LARGE, MAX_JSON_DEPTH, ErrorResponse, HTTPValidationError
 from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 
@@ -181,9 +182,11 @@ def test_several_problems_are_reported_together(http, execution):
 
 
 def test_body_at_the_limit_is_accepted(http, execution, settings):
-    envelope = json.dumps({"status": "failed", "error_info": {"log": ""}})
-    filler = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE - len(envelope))
+    # error_info as large as it may be, the rest of the body JSON whitespace.
+    envelope = json.dumps({"log": ""}, separators=(",", ":"))
+    filler = "x" * (MAX_JSON_OBJECT_BYTES - len(envelope))
     body = json.dumps({"status": "failed", "error_info": {"log": filler}}).encode()
+    body = body[:-1] + b" " * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE - len(body)) + b"}"
     assert len(body) == settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     response = patch(http, execution.id, body)
     assert response.status_code == 200
@@ -194,10 +197,30 @@ def test_body_at_the_limit_is_accepted(http, execution, settings):
 @pytest.mark.parametrize(
     "error_info",
     [
+        {"log": "x" * MAX_JSON_OBJECT_BYTES},
+        # Multi-byte characters count as the bytes they take in UTF-8.
+        {"log": "\u00e9" * (MAX_JSON_OBJECT_BYTES // 2)},
+        # The case: thousands of small keys, just under the body limit.
+        {f"k{number}": number for number in range(15_000)},
+    ],
+    ids=["one long string", "multi-byte", "many small keys"],
+)
+def test_error_info_over_the_size_limit_is_refused_with_json_too_large(http, execution, error_info):
+    response = patch(http, execution.id, json.dumps({"status": "failed", "error_info": error_info}).encode())
+    body = assert_validation_error(response, JSON_TOO_LARGE)
+    assert body["detail"][0]["loc"] == ["body", "error_info"]
+    assert body["detail"][0]["ctx"]["max_bytes"] == MAX_JSON_OBJECT_BYTES
+    execution.refresh_from_db()
+    assert execution.status == "running" and execution.error_info is None
+
+
+@pytest.mark.parametrize(
+    "error_info",
+    [
         {"big": 10**30, "small": -(10**30), "tiny": 1e-300, "zero": -0.0},
         {"text": "line\u2028separator \U0001f680 \u202eright-to-left \ufeff", "empty": ""},
         {"deepest": json.loads(nested(MAX_JSON_DEPTH - 1))},
-        {str(number): number for number in range(2000)},
+        {str(number): number for number in range(1000)},
     ],
     ids=["extreme numbers", "unusual unicode", "deepest allowed", "many keys"],
 )
@@ -311,6 +334,15 @@ def test_hostile_request_ids_are_replaced_and_never_logged(http, execution, requ
         assert record.correlation_id == body["correlation_id"]
         if request_id.strip():
             assert request_id not in record.getMessage()
+
+
+def test_control_characters_in_the_path_are_escaped_in_the_request_log_line(http, caplog):
+    caplog.set_level(logging.INFO)
+    response = http.get("/api/v1/executions/x%0A2026-01-01 INFO forged line%1B[2J")
+    assert_error(response, 404, ErrorCode.EXECUTION_NOT_FOUND)
+    [line] = [record.getMessage() for record in caplog.records if record.name == "executions.request"]
+    assert "\n" not in line and "\x1b" not in line
+    assert "/api/v1/executions/x\\x0a2026-01-01 INFO forged line\\x1b[2J 404" in line
 
 
 def test_a_plain_request_id_is_kept(http, execution):

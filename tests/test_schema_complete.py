@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from executions.models import ExecutionStatus
@@ -53,6 +54,15 @@ def body_schema(openapi, method, path, code):
 
 
 # One request per documented (method, path, status). `ctx` has clients and executions.
+def _throttled(ctx, send):
+    """The second of two requests, with every client allowed one a minute."""
+    one_a_minute = {"user": "1/min", "anon": "1/min"}
+    ctx.settings.REST_FRAMEWORK = {**ctx.settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": one_a_minute}
+    cache.clear()
+    send()
+    return send()
+
+
 def _big_body(ctx):
     ctx.settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
     return {"name": "x", "metadata": {"blob": "y" * 200}}
@@ -69,6 +79,7 @@ CASES = {
     ("GET", EXECUTIONS, 401): lambda ctx: ctx.anonymous.get(EXECUTIONS),
     ("GET", EXECUTIONS, 406): lambda ctx: ctx.owner.get(EXECUTIONS, **NOT_JSON),
     ("GET", EXECUTIONS, 422): lambda ctx: ctx.owner.get(EXECUTIONS, {"status": "nope", "cursor": "x"}),
+    ("GET", EXECUTIONS, 429): lambda ctx: _throttled(ctx, lambda: ctx.owner.get(EXECUTIONS)),
     ("GET", EXECUTIONS, 503): lambda ctx: ctx.down() or ctx.anonymous.get(EXECUTIONS, **TOKEN),
     # Create
     ("POST", EXECUTIONS, 201): lambda ctx: ctx.owner.post(EXECUTIONS, {"name": "n", "metadata": {"a": 1}}, format="json"),
@@ -78,12 +89,16 @@ CASES = {
     ("POST", EXECUTIONS, 413): lambda ctx: ctx.owner.post(EXECUTIONS, _big_body(ctx), format="json"),
     ("POST", EXECUTIONS, 415): lambda ctx: ctx.owner.post(EXECUTIONS, "name=n", content_type="text/plain"),
     ("POST", EXECUTIONS, 422): lambda ctx: ctx.owner.post(EXECUTIONS, {"name": ""}, format="json"),
+    ("POST", EXECUTIONS, 429): lambda ctx: _throttled(
+        ctx, lambda: ctx.owner.post(EXECUTIONS, {"name": "n"}, format="json")
+    ),
     ("POST", EXECUTIONS, 503): lambda ctx: ctx.down() or ctx.anonymous.post(EXECUTIONS, {"name": "n"}, format="json", **TOKEN),
     # Read
     ("GET", ONE, 200): lambda ctx: ctx.owner.get(ctx.one),
     ("GET", ONE, 401): lambda ctx: ctx.anonymous.get(ctx.one),
     ("GET", ONE, 404): lambda ctx: ctx.other.get(ctx.one),
     ("GET", ONE, 406): lambda ctx: ctx.owner.get(ctx.one, **NOT_JSON),
+    ("GET", ONE, 429): lambda ctx: _throttled(ctx, lambda: ctx.owner.get(ctx.one)),
     ("GET", ONE, 503): lambda ctx: ctx.down() or ctx.anonymous.get(ctx.one, **TOKEN),
     # Update status
     ("PATCH", ONE, 200): lambda ctx: ctx.owner.patch(ctx.one, {"status": "cancelled"}, format="json"),
@@ -96,6 +111,9 @@ CASES = {
     ("PATCH", ONE, 413): lambda ctx: ctx.owner.patch(ctx.one, {**_big_body(ctx), "status": "failed"}, format="json"),
     ("PATCH", ONE, 415): lambda ctx: ctx.owner.patch(ctx.one, "status=failed", content_type="text/plain"),
     ("PATCH", ONE, 422): lambda ctx: ctx.owner.patch(ctx.one, {}, format="json"),
+    ("PATCH", ONE, 429): lambda ctx: _throttled(
+        ctx, lambda: ctx.anonymous.patch(ctx.one, {"status": "cancelled"}, format="json")
+    ),
     ("PATCH", ONE, 503): lambda ctx: ctx.down() or ctx.anonymous.patch(ctx.one, {"status": "cancelled"}, format="json", **TOKEN),
     # Heartbeat
     ("POST", HEARTBEAT, 200): lambda ctx: ctx.owner.post(f"{ctx.one}/heartbeat"),
@@ -104,18 +122,21 @@ CASES = {
     ("POST", HEARTBEAT, 404): lambda ctx: ctx.other.post(f"{ctx.one}/heartbeat"),
     ("POST", HEARTBEAT, 406): lambda ctx: ctx.owner.post(f"{ctx.one}/heartbeat", **NOT_JSON),
     ("POST", HEARTBEAT, 409): lambda ctx: ctx.owner.post(f"{ctx.finished_one}/heartbeat"),
+    ("POST", HEARTBEAT, 429): lambda ctx: _throttled(ctx, lambda: ctx.owner.post(f"{ctx.one}/heartbeat")),
     ("POST", HEARTBEAT, 503): lambda ctx: ctx.down() or ctx.anonymous.post(f"{ctx.one}/heartbeat", **TOKEN),
     # History
     ("GET", HISTORY, 200): lambda ctx: ctx.owner.get(f"{ctx.finished_one}/history"),
     ("GET", HISTORY, 401): lambda ctx: ctx.anonymous.get(f"{ctx.one}/history"),
     ("GET", HISTORY, 404): lambda ctx: ctx.owner.get(f"{EXECUTIONS}/{uuid.uuid4()}/history"),
     ("GET", HISTORY, 406): lambda ctx: ctx.owner.get(f"{ctx.one}/history", **NOT_JSON),
+    ("GET", HISTORY, 429): lambda ctx: _throttled(ctx, lambda: ctx.owner.get(f"{ctx.one}/history")),
     ("GET", HISTORY, 503): lambda ctx: ctx.down() or ctx.anonymous.get(f"{ctx.one}/history", **TOKEN),
     # Change feed
     ("GET", FEED, 200): lambda ctx: ctx.owner.get(FEED, {"page_size": 1}),
     ("GET", FEED, 401): lambda ctx: ctx.anonymous.get(FEED),
     ("GET", FEED, 406): lambda ctx: ctx.owner.get(FEED, **NOT_JSON),
     ("GET", FEED, 422): lambda ctx: ctx.owner.get(FEED, {"after": "not-a-cursor"}),
+    ("GET", FEED, 429): lambda ctx: _throttled(ctx, lambda: ctx.owner.get(FEED)),
     ("GET", FEED, 503): lambda ctx: ctx.down() or ctx.anonymous.get(FEED, **TOKEN),
 }
 
@@ -177,3 +198,15 @@ def test_docs_pages_use_only_local_assets_and_they_load(client, db, page):
     # The page loads the schema from this server (Swagger UI through its set-up script, ?script).
     setup_scripts = [client.get(asset).content.decode() for asset in assets if asset.endswith("?script=")]
     assert "/api/schema/" in html + "".join(setup_scripts)
+
+
+
+def test_every_method_a_path_does_not_document_is_the_405_the_description_promises(openapi, ctx):
+    assert "405" in openapi["info"]["description"]
+    for path, operations in openapi["paths"].items():
+        url = path.replace("{execution_id}", ctx.one.rsplit("/", 1)[1])
+        for method in {"get", "post", "put", "patch", "delete"} - set(operations):
+            response = getattr(ctx.owner, method)(url)
+            assert response.status_code == 405, (method, path)
+            assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
+            assert set(response["Allow"].lower().replace(" ", "").split(",")) >= set(operations)

@@ -25,8 +25,9 @@ ERROR_RESPONSE_CONTENT = {"application/json": {"schema": {"$ref": "#/components/
 DOCUMENTED_ADDED_RESPONSES = {"400", "401", "403"}
 # What the executions resource (issue #3) adds: the conditional PATCH (the optional If-Match
 # header and its 412) and the errors every operation can give (406, 413, 415, 503), so that
-# every operation declares its error responses. All are ErrorResponse.
-RESOURCE_ADDED_RESPONSES = {"406", "412", "413", "415", "503"}
+# every operation declares its error responses; and the rate limit's 429 (issue #10), so that
+# a generated client knows it. All are ErrorResponse.
+RESOURCE_ADDED_RESPONSES = {"406", "412", "413", "415", "429", "503"}
 RESOURCE_ADDED_HEADER_PARAMETERS = {"If-Match"}
 # Operation metadata that does not change what is sent or received: the tag that groups the
 # operation in the docs, and the authentication schemes that the 401 answer stands for.

@@ -1,5 +1,6 @@
 """Settings come from the environment, and refuse to run production without a secret."""
 
+import ast
 import os
 import subprocess
 import sys
@@ -65,3 +66,23 @@ def test_sqlite_runs_in_wal_mode_with_immediate_transactions():
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] == settings.DATABASES["default"]["OPTIONS"]["timeout"] * 1000
     assert connection.transaction_mode == "IMMEDIATE"
+
+
+@pytest.mark.parametrize(
+    "cache_url, expected_options",
+    [
+        ("redis://redis.internal:6379/0", {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}),
+        ("redis://redis.internal:6379/0?socket_timeout=2", {"socket_connect_timeout": 0.5, "socket_timeout": 2}),
+    ],
+)
+def test_a_redis_cache_url_uses_djangos_redis_backend_with_timeouts(cache_url, expected_options):
+    result = read_settings("settings.CACHES['default']", DJANGO_SECRET_KEY="s3cret", CACHE_URL=cache_url)
+    assert result.returncode == 0, result.stderr
+    cache = ast.literal_eval(result.stdout.strip())
+    assert cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert cache["LOCATION"] == "redis://redis.internal:6379/0"
+    assert cache["OPTIONS"] == expected_options
+
+
+def test_metrics_are_off_without_a_token():
+    assert read_settings("repr(settings.METRICS_TOKEN)", DJANGO_SECRET_KEY="s3cret").stdout.strip() == "''"

@@ -124,3 +124,39 @@ def test_django_still_has_the_private_hooks_the_writer_queue_overrides(hook, cal
     assert f"self.{hook}(" in inspect.getsource(getattr(BaseDatabaseWrapper, caller)), (
         f"Django's {caller}() no longer calls {hook}(), which config/sqlite3/base.py overrides"
     )
+
+
+def cancel(client, execution):
+    return client.patch(f"/api/v1/executions/{execution.id}", {"status": "cancelled"}, format="json")
+
+
+def test_a_queued_write_gives_up_after_the_busy_timeout_with_the_json_503(
+    owner_client, running_execution, settings
+):
+    # Another process's writer holds the queue and does not let go.
+    fd = os.open(f"{connection.settings_dict['NAME']}.writer-lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    connection.settings_dict["OPTIONS"]["timeout"] = 1  # SQLITE_BUSY_TIMEOUT=1
+    answers = []
+    try:
+        # In a thread, so that a write that waits forever fails this test instead of hanging it.
+        thread = threading.Thread(
+            target=lambda: answers.append(cancel(owner_client, running_execution))
+        )
+        thread.start()
+        thread.join(timeout=60)
+        assert answers, "the write was still waiting for the queue after 60 s"
+    finally:
+        connection.settings_dict["OPTIONS"]["timeout"] = settings.DATABASES["default"]["OPTIONS"]["timeout"]
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    response = answers[0]
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error_code"] == "SERVICE_UNAVAILABLE"
+    assert response["Retry-After"]
+    running_execution.refresh_from_db()
+    assert running_execution.status == "running"
+    # Once the queue is free again, the same write goes through.
+    assert cancel(owner_client, running_execution).json()["success"]

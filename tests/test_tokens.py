@@ -96,6 +96,11 @@ def test_every_key_is_new(owner):
         (["owner", "--name", "x", "--expires", "soon"], "'soon' is not a duration"),
         (["owner", "--name", "x", "--expires", "0d"], "out of range"),
         (["owner"], "the following arguments are required: --name"),
+        # A command line that is not UTF-8 arrives surrogate-escaped: it was a UnicodeEncodeError.
+        (["\udced\udca0\udc80", "--name", "x"], "not valid UTF-8 text"),
+        (["owner", "--name", "\udced\udca0\udc80"], "--name: not valid UTF-8 text"),
+        (["owner", "--name", "a\x00b"], "--name: may not contain NUL"),
+        (["owner", "--name", "evil\x1b[2J"], "--name may not contain control characters"),
     ],
 )
 def test_create_token_refuses_bad_arguments_and_makes_nothing(owner, args, message):
@@ -248,6 +253,17 @@ def test_rotate_token_makes_a_first_token_and_takes_an_expiry(other_user):
 def test_rotate_token_refuses_an_unknown_user(db):
     with pytest.raises(CommandError, match="No user named 'nobody'"):
         command("rotate_token", "nobody")
+    assert not ApiToken.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "username, message", [("\udced\udca0\udc80", "not valid UTF-8 text"), ("a\x00", "may not contain NUL")]
+)
+def test_rotate_token_refuses_a_username_no_database_can_take(username, message):
+    # A command line that is not UTF-8 arrives surrogate-escaped: it was a UnicodeEncodeError.
+    with pytest.raises(CommandError, match=message):
+        command("rotate_token", username)
     assert not ApiToken.objects.exists()
 
 

@@ -6,7 +6,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .errors import database_unavailable_response
+from .exception_handler import database_unavailable_response
 from .schemas import ErrorResponse, HealthStatus, ReadinessStatus
 
 

@@ -6,6 +6,8 @@ import re
 import time
 import uuid
 
+from ..text import printable
+
 logger = logging.getLogger("executions.request")
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -25,7 +27,10 @@ class CorrelationIdLogFilter(logging.Filter):
 
     def filter(self, record):
         if not hasattr(record, "correlation_id"):
-            record.correlation_id = _current_correlation_id.get()
+            # Django logs an error response (django.request) after the middleware that set
+            # the id has returned, but passes the request along with the record.
+            request_id = getattr(getattr(record, "request", None), "correlation_id", None)
+            record.correlation_id = request_id or _current_correlation_id.get()
         return True
 
 
@@ -46,7 +51,8 @@ class RequestIdMiddleware:
             logger.info(
                 "%s %s %s %.1fms",
                 request.method,
-                request.path,
+                # A path may hold anything percent-encoded: a newline would forge a log line.
+                printable(request.path),
                 response.status_code,
                 (time.perf_counter() - started) * 1000,
                 extra={"correlation_id": correlation_id},
@@ -54,3 +60,25 @@ class RequestIdMiddleware:
             return response
         finally:
             _current_correlation_id.reset(token)
+
+
+class ReleaseRenderedResponseMiddleware:
+    """Lets a DRF response be freed the moment it is sent, not at the next full garbage
+    collection. DRF leaves every response in reference cycles (the view keeps it as
+    `view.response`, its `renderer_context` keeps the view and the response itself), so a
+    page of executions, as Python objects and as JSON, stayed in the worker after each
+    request: a gunicorn worker grew by the size of every list page it served."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        # Rendered by now (Django renders a template response before the middleware sees it).
+        context = getattr(response, "renderer_context", None)
+        if context is not None:
+            view = context.get("view")
+            if getattr(view, "response", None) is response:
+                del view.response
+            response.renderer_context = None
+        return response

@@ -4,6 +4,11 @@ A page is `ORDER BY created_at DESC, id DESC LIMIT n` after the last row of the 
 page, so page 10,000 costs what page 1 costs (an index range scan, no OFFSET). The cursor
 carries both fields of the last row: rows created in the same microsecond are ordered by
 id, and none is skipped or repeated, whatever is inserted meanwhile.
+
+A page also ends early, with a next_cursor, once its rows' `metadata` and `error_info` add
+up to MAX_PAGE_JSON_BYTES (as the database measures their JSON text), so that one request
+costs a worker a bounded amount of memory whatever the rows hold; a page always has at least
+one row. The change feed's pages are bounded the same way (page_within_json_budget).
 """
 
 import base64
@@ -11,9 +16,12 @@ import binascii
 import uuid
 from datetime import datetime, timezone
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast, Coalesce, Length
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
+
+from .limits import MAX_PAGE_JSON_BYTES
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -61,8 +69,39 @@ class PageQuery(BaseModel):
         return cursor
 
 
+def _json_size(field: str):
+    return Coalesce(Length(Cast(field, TextField())), 0)
+
+
+def page_within_json_budget(
+    ordered: QuerySet, *, page_size: int, position_fields: list[str], json_fields: list[str]
+):
+    """The first rows of `ordered`: at most `page_size`, fewer once their `json_fields` add up
+    to MAX_PAGE_JSON_BYTES, never none while there is one. Returns (rows, the values of
+    `position_fields` of the last row given or None, whether more rows follow).
+
+    The sizes are read first, with the positions, in a query that carries no JSON to the
+    process; then the rows that fit, by primary key."""
+    json_size = sum((_json_size(field) for field in json_fields[1:]), _json_size(json_fields[0]))
+    candidates = (
+        ordered.prefetch_related(None)
+        .annotate(json_size=json_size)
+        .values_list("pk", *position_fields, "json_size")[: page_size + 1]
+    )
+    kept, page_bytes, has_more = [], 0, False
+    for pk, *position, size in candidates:
+        if len(kept) == page_size or (kept and page_bytes + size > MAX_PAGE_JSON_BYTES):
+            has_more = True
+            break
+        kept.append((pk, tuple(position)))
+        page_bytes += size
+    rows = list(ordered.filter(pk__in=[pk for pk, _ in kept]))
+    return rows, (kept[-1][1] if kept else None), has_more
+
+
 def newest_first_page(executions: QuerySet, *, page_size: int, cursor: str | None):
-    """One page of `executions`, newest first, after `cursor`: (rows, next_cursor or None)."""
+    """One page of `executions`, newest first, after `cursor`: (rows, next_cursor or None).
+    At most `page_size` rows, fewer when their JSON passes MAX_PAGE_JSON_BYTES."""
     executions = executions.order_by("-created_at", "-id")
     if cursor is not None:
         created_at, execution_id = decode_cursor(cursor)
@@ -71,12 +110,13 @@ def newest_first_page(executions: QuerySet, *, page_size: int, cursor: str | Non
         executions = executions.filter(created_at__lte=created_at).filter(
             Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=execution_id)
         )
-    rows = list(executions[: page_size + 1])
-    if len(rows) <= page_size:
-        return rows, None
-    last = rows[page_size - 1]
-    return rows[:page_size], encode_cursor(last.created_at, last.id)
-
+    rows, last, has_more = page_within_json_budget(
+        executions,
+        page_size=page_size,
+        position_fields=["created_at", "id"],
+        json_fields=["metadata", "error_info"],
+    )
+    return rows, (encode_cursor(*last) if has_more else None)
 
 # --- The change feed's cursor ----------------------------------------------------------
 

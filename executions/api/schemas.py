@@ -15,9 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, Wi
 from pydantic_core import PydanticCustomError
 
 from ..models import ExecutionStatus
+from ..text import has_control_characters
+from .limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES, json_size
 
 # Deeper JSON than this is refused: nobody needs it, and it is how recursion limits are hit.
 MAX_JSON_DEPTH = 32
+# The 422 item type of a `metadata` or `error_info` over that size.
+JSON_TOO_LARGE = "json_too_large"
 
 StatusValue = Literal["running", "completed", "failed", "cancelled", "interrupted"]
 assert set(StatusValue.__args__) == set(ExecutionStatus.values)
@@ -31,6 +35,16 @@ def _drop_property_defaults(schema: dict[str, Any]) -> None:
 
 class _Body(BaseModel):
     model_config = ConfigDict(json_schema_extra=_drop_property_defaults)
+
+
+def _check_size(value: dict) -> None:
+    size = json_size(value)
+    if size > MAX_JSON_OBJECT_BYTES:
+        raise PydanticCustomError(
+            JSON_TOO_LARGE,
+            "JSON object may take at most {max_bytes} bytes as compact JSON; this one takes {size}",
+            {"max_bytes": MAX_JSON_OBJECT_BYTES, "size": size},
+        )
 
 
 def _check_storable(value: Any, depth: int = 0) -> None:
@@ -80,6 +94,7 @@ class ExecutionStatusUpdateRequest(_Body):
                 {"status": status},
             )
         _check_storable(error_info)
+        _check_size(error_info)
         return error_info
 
 
@@ -141,6 +156,9 @@ class HTTPValidationError(_Body):
 # --- The rest of the executions resource -----------------------------------------------
 
 MAX_NAME_LENGTH = 200
+# The 422 item type of a name with a control character in it.
+NAME_CONTROL_CHARACTERS = "string_control_characters"
+NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
 
 
 class ExecutionCreateRequest(_Body):
@@ -148,14 +166,44 @@ class ExecutionCreateRequest(_Body):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, description="What runs: the job or workflow name")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form JSON object kept with it")
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="What runs: the job or workflow name; no control characters",
+        # In the schema only (so that clients and fuzzers know); the validator below refuses
+        # with a 422 type of its own rather than pydantic's string_pattern_mismatch.
+        json_schema_extra={"pattern": NAME_PATTERN},
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            f"Free-form JSON object kept with it; at most {MAX_JSON_OBJECT_BYTES} bytes as compact JSON"
+        ),
+    )
 
     @field_validator("name", "metadata")
     @classmethod
     def storable(cls, value):
         _check_storable(value)
         return value
+
+    @field_validator("metadata")
+    @classmethod
+    def not_too_large(cls, metadata):
+        _check_size(metadata)
+        return metadata
+
+    @field_validator("name")
+    @classmethod
+    def no_control_characters(cls, name):
+        # Operators read names in terminals (the cleanup command's sample) and logs: an ESC
+        # could clear or recolour the screen, a newline forge a line.
+        if has_control_characters(name):
+            raise PydanticCustomError(
+                NAME_CONTROL_CHARACTERS,
+                "Name may not contain control characters (U+0000-U+001F, U+007F-U+009F)",
+            )
+        return name
 
 
 class ExecutionCreateUnprocessable(RootModel[HTTPValidationError | ErrorResponse]):
@@ -169,8 +217,12 @@ class Execution(_Body):
     id: UUID = Field(description="Execution UUID")
     name: str
     status: StatusValue
-    error_info: dict[str, Any] | None = Field(description="Why it failed or was stopped")
-    metadata: dict[str, Any]
+    error_info: dict[str, Any] | None = Field(
+        description=f"Why it failed or was stopped; at most {MAX_JSON_OBJECT_BYTES} bytes as compact JSON"
+    )
+    metadata: dict[str, Any] = Field(
+        description=f"What its creator attached; at most {MAX_JSON_OBJECT_BYTES} bytes as compact JSON"
+    )
     created_by: str | None = Field(description="Username of the owner; null for executions the system created")
     created_at: datetime
     updated_at: datetime = Field(description="Last change of any field, heartbeats included; the ETag follows it")
@@ -198,7 +250,13 @@ class ExecutionList(_Body):
     """One page of executions, newest first."""
 
     results: list[Execution]
-    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page")
+    next_cursor: str | None = Field(
+        description=(
+            "Pass as `cursor` to get the next page; null on the last page. A page may hold fewer "
+            "than page_size rows and still have a next one: it ends once its rows' metadata and "
+            f"error_info add up to {MAX_PAGE_JSON_BYTES} bytes of JSON"
+        )
+    )
     next: str | None = Field(description="URL of the next page, with the same filters; null on the last page")
 
 
@@ -264,7 +322,13 @@ class StatusChangeFeed(_Body):
     next_cursor: str = Field(
         description="Pass as `after` to get what comes next; always present, also on an empty page"
     )
-    has_more: bool = Field(description="More changes are ready now: ask again without waiting")
+    has_more: bool = Field(
+        description=(
+            "More changes are ready now: ask again without waiting. A page may hold fewer than "
+            f"page_size changes and still have more: it ends once their error_info add up to "
+            f"{MAX_PAGE_JSON_BYTES} bytes of JSON"
+        )
+    )
 
 
 class HealthStatus(_Body):

@@ -46,6 +46,7 @@ from .pagination import (
     decode_feed_cursor,
     encode_feed_cursor,
     newest_first_page,
+    page_within_json_budget,
 )
 from .schemas import (
     ErrorResponse,
@@ -66,6 +67,8 @@ EXECUTION_ID_PARAMETER = OpenApiParameter(
 COMMON_ERROR_RESPONSES = {
     401: OpenApiResponse(ErrorResponse, description="Not authenticated"),
     406: OpenApiResponse(ErrorResponse, description="The client does not accept JSON"),
+    # API_THROTTLE_USER / API_THROTTLE_ANON (a request refused with 401 counts too).
+    429: OpenApiResponse(ErrorResponse, description="Too many requests; retry after Retry-After seconds"),
     503: OpenApiResponse(ErrorResponse, description="The database is unavailable; retry after Retry-After seconds"),
 }
 # The contract's PATCH: not authenticated, or not permitted.
@@ -197,6 +200,7 @@ class ExecutionViewSet(viewsets.GenericViewSet):
             412: OpenApiResponse(ErrorResponse, description="The execution changed since the If-Match ETag"),
             413: BODY_ERROR_RESPONSES[413],
             415: BODY_ERROR_RESPONSES[415],
+            429: COMMON_ERROR_RESPONSES[429],
             503: COMMON_ERROR_RESPONSES[503],
         },
     )
@@ -381,11 +385,13 @@ class StatusChangeFeedViewSet(viewsets.GenericViewSet):
             request.query_params, status_changes_visible_to(request.user), self.filterset_class, request, FeedQuery
         )
         position = FEED_START if page.after is None else decode_feed_cursor(page.after)
-        rows = list(status_changes_after(changes, position)[: page.page_size + 1])
-        has_more = len(rows) > page.page_size
-        rows = rows[: page.page_size]
-        if rows:
-            position = (rows[-1].transaction_id, rows[-1].id)
+        rows, last, has_more = page_within_json_budget(
+            status_changes_after(changes, position),
+            page_size=page.page_size,
+            position_fields=["transaction_id", "id"],
+            json_fields=["error_info"],
+        )
+        position = last or position
         body = schemas.StatusChangeFeed(
             results=[schemas.StatusChangeFeedItem.from_model(row) for row in rows],
             next_cursor=encode_feed_cursor(position),

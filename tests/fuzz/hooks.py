@@ -11,7 +11,8 @@
   same for the change feed's `after`). An `Idempotency-Key` is made a hash of the generated
   key and the body: a key reused with another body is the contract's 422
   IDEMPOTENCY_KEY_REUSED, which JSON Schema cannot foresee, while a repeated request still
-  replays. Negative cases are left alone.
+  replays. A `metadata` or `error_info` over the API's byte limit (422 `json_too_large`) is
+  dropped. Negative cases are left alone.
 """
 
 import hashlib
@@ -22,6 +23,7 @@ import zlib
 import schemathesis
 
 from executions.api.idempotency import IDEMPOTENCY_KEY_HEADER
+from executions.api.limits import MAX_JSON_OBJECT_BYTES, json_size
 from executions.api.pagination import decode_cursor, decode_feed_cursor
 
 EXECUTION_IDS = os.environ.get("FUZZ_EXECUTION_IDS", "").split()
@@ -41,6 +43,10 @@ def map_case(context, case):
     if isinstance(case.body, dict) and case.body.get("status") != "failed":
         if case.body.get("error_info") is not None:
             del case.body["error_info"]
+    if isinstance(case.body, dict):
+        for field in ("metadata", "error_info"):
+            if isinstance(case.body.get(field), dict) and json_size(case.body[field]) > MAX_JSON_OBJECT_BYTES:
+                del case.body[field]
     if case.query and "cursor" in case.query and not _is_api_cursor(case.query["cursor"]):
         del case.query["cursor"]
     if case.query and "after" in case.query and not _is_api_cursor(case.query["after"], decode_feed_cursor):

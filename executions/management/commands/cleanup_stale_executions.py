@@ -12,9 +12,13 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from executions.durations import format_duration, parse_duration
+from executions.management.arguments import MAX_BATCH_SIZE, MAX_LIMIT, text_argument, whole_number
 from executions.models import ChangeChannel, Execution, ExecutionStatus, statuses_that_can_become
 from executions.selectors import executions_stale
 from executions.services import execution_change_status_bulk
+from executions.text import printable
+
+from ..progress import ProgressStream
 
 DETECTED_BY = "cleanup_stale_executions"
 TARGET_STATUSES = [
@@ -47,19 +51,6 @@ class UtcIsoformat(Func):
         return f"(REPLACE({sql}, ' ', 'T') || '+00:00')", params
 
 
-class _ProgressStream:
-    """Lets tqdm draw through self.stdout without the newline OutputWrapper adds to each write."""
-
-    def __init__(self, out):
-        self.out = out
-
-    def write(self, text):
-        self.out.write(text, ending="")
-
-    def flush(self):
-        self.out.flush()
-
-
 class Command(BaseCommand):
     help = (
         "Move running executions with no sign of life (last heartbeat, or creation where there "
@@ -79,11 +70,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="Count and show a sample; change nothing.")
         parser.add_argument(
-            "--batch-size", type=int, default=None,
-            help="Executions per transaction (default: the EXECUTIONS_BULK_BATCH_SIZE setting, 5000).",
+            "--batch-size", type=whole_number(MAX_BATCH_SIZE), default=None,
+            help=f"Executions per transaction, at most {MAX_BATCH_SIZE} "
+            "(default: the EXECUTIONS_BULK_BATCH_SIZE setting, 5000).",
         )
-        parser.add_argument("--limit", type=int, help="Change at most this many executions in this run.")
-        parser.add_argument("--name", help="Only executions with exactly this name.")
+        parser.add_argument(
+            "--limit", type=whole_number(MAX_LIMIT), help="Change at most this many executions in this run."
+        )
+        parser.add_argument("--name", type=text_argument, help="Only executions with exactly this name.")
         parser.add_argument("--json", action="store_true", help="Print a machine-readable summary.")
 
     def handle(self, *args, **options):
@@ -97,14 +91,8 @@ class Command(BaseCommand):
             except ValueError as error:
                 raise CommandError(f"--older-than: {error}") from None
             threshold_text = threshold_text.strip()
-        batch_size = options["batch_size"]
-        if batch_size is None:
-            batch_size = settings.EXECUTIONS_BULK_BATCH_SIZE
-        elif batch_size < 1:
-            raise CommandError("--batch-size must be a whole number of at least 1")
+        batch_size = options["batch_size"] or settings.EXECUTIONS_BULK_BATCH_SIZE
         limit = options["limit"]
-        if limit is not None and limit < 1:
-            raise CommandError("--limit must be a whole number of at least 1")
         status = options["status"]
 
         started = time.monotonic()
@@ -153,7 +141,9 @@ class Command(BaseCommand):
         if not as_json and sample:
             self.stdout.write(f"Sample (oldest first, {len(sample)} of {summary['would_change']}):")
             for row in sample:
-                self.stdout.write(f"  {row['id']}  {row['name']}  last seen {row['last_seen_at']}")
+                # Escaped: a name written before names were checked (or by another writer) could
+                # otherwise clear the operator's screen or forge a line of this sample.
+                self.stdout.write(f"  {row['id']}  {printable(row['name'])}  last seen {row['last_seen_at']}")
 
     def _run(self, stale, threshold_text, status, batch_size, limit, summary, as_json):
         if connection.vendor == "sqlite":
@@ -177,7 +167,7 @@ class Command(BaseCommand):
             if limit is not None:
                 total = min(total, limit)
         with tqdm(
-            total=total, unit="execution", disable=not show_progress, file=_ProgressStream(self.stdout)
+            total=total, unit="execution", disable=not show_progress, file=ProgressStream(self.stdout)
         ) as progress:
             done = 0
 

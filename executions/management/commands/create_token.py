@@ -1,6 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from executions.management.arguments import text_argument
 from executions.models import ApiToken
+from executions.text import has_control_characters
 from executions.tokens import token_create
 
 from ._token_arguments import EXPIRES_HELP, duration_argument, user_named
@@ -15,9 +17,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("username")
+        parser.add_argument("username", type=text_argument)
         parser.add_argument(
-            "--name", required=True, help='What will use it, e.g. "nightly-worker on host-3".'
+            "--name",
+            required=True,
+            type=text_argument,
+            help='What will use it, e.g. "nightly-worker on host-3".'
         )
         parser.add_argument("--expires", type=duration_argument, help=EXPIRES_HELP)
 
@@ -25,5 +30,7 @@ class Command(BaseCommand):
         name = name.strip()
         if not 0 < len(name) <= NAME_MAX_LENGTH:
             raise CommandError(f"--name must be 1 to {NAME_MAX_LENGTH} characters")
+        if has_control_characters(name):
+            raise CommandError("--name may not contain control characters")
         _, key = token_create(user=user_named(username), name=name, expires_in=expires)
         self.stdout.write(key)

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from executions.management.arguments import text_argument
 from executions.tokens import ROTATED_TOKEN_NAME, token_rotate
 
 from ._token_arguments import EXPIRES_HELP, duration_argument, user_named
@@ -12,7 +13,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("username")
+        parser.add_argument("username", type=text_argument)
         parser.add_argument("--expires", type=duration_argument, help=EXPIRES_HELP)
 
     def handle(self, *args, username, expires, **options):

@@ -23,6 +23,6 @@ def drop_index(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("executions", "0005_idempotency_key")]
+    dependencies = [("executions", "0006_execution_finished_idx")]
 
     operations = [migrations.RunPython(create_index, drop_index, elidable=False)]

@@ -11,13 +11,15 @@ import sys
 
 from django.core import exceptions as django_exceptions
 from django.db import DataError, InterfaceError, OperationalError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from .. import metrics
 from ..errors import (
     ErrorCode,
     ExecutionError,
@@ -50,6 +52,29 @@ class BadRequest(drf_exceptions.APIException):
     default_code = "bad_request"
 
 
+# The error_code of each DRF exception the API can raise (subclasses included).
+API_EXCEPTION_ERROR_CODES = {
+    drf_exceptions.NotAuthenticated: ErrorCode.NOT_AUTHENTICATED,
+    drf_exceptions.AuthenticationFailed: ErrorCode.AUTHENTICATION_FAILED,
+    drf_exceptions.PermissionDenied: ErrorCode.PERMISSION_DENIED,
+    drf_exceptions.NotFound: ErrorCode.NOT_FOUND,
+    drf_exceptions.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
+    drf_exceptions.NotAcceptable: ErrorCode.NOT_ACCEPTABLE,
+    drf_exceptions.UnsupportedMediaType: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    drf_exceptions.Throttled: ErrorCode.THROTTLED,
+    PayloadTooLarge: ErrorCode.PAYLOAD_TOO_LARGE,
+    BadRequest: ErrorCode.BAD_REQUEST,
+}
+
+
+def _api_error_code(exc: drf_exceptions.APIException) -> str:
+    for cls in type(exc).__mro__:
+        if cls in API_EXCEPTION_ERROR_CODES:
+            return API_EXCEPTION_ERROR_CODES[cls]
+    # Any other DRF exception (none is raised today) keeps DRF's own code, in capitals.
+    return exc.default_code.upper()
+
+
 # Seconds a client is told to wait before retrying while the database is unreachable.
 RETRY_AFTER_DATABASE_DOWN = 5
 
@@ -58,17 +83,6 @@ def error_body(detail: str, error_code: str) -> dict:
     return ErrorResponse(
         detail=detail, error_code=error_code, correlation_id=current_correlation_id()
     ).model_dump(mode="json")
-
-
-def _drf_validation_items(detail, loc: tuple) -> list[dict]:
-    """DRF's nested ValidationError detail as pydantic-style items, one per message."""
-    if isinstance(detail, dict):
-        return [item for key, value in detail.items() for item in _drf_validation_items(value, (*loc, key))]
-    if isinstance(detail, list):
-        if all(isinstance(value, drf_exceptions.ErrorDetail) for value in detail):
-            return [{"type": value.code, "loc": list(loc), "msg": str(value)} for value in detail]
-        return [item for index, value in enumerate(detail) for item in _drf_validation_items(value, (*loc, index))]
-    return [{"type": getattr(detail, "code", "invalid"), "loc": list(loc), "msg": str(detail)}]
 
 
 def api_exception_handler(exc, context):
@@ -90,10 +104,6 @@ def api_exception_handler(exc, context):
     headers = {}
     if isinstance(exc, RequestValidationError):
         return Response({"detail": exc.errors}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-    if isinstance(exc, drf_exceptions.ValidationError):
-        loc = context.get("validation_loc", ("body",))
-        items = _drf_validation_items(exc.detail, loc)
-        return Response({"detail": items}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, ExecutionError):
         body = {**error_body(exc.detail, exc.error_code), **exc.extra_fields()}
         return Response(body, status=DOMAIN_ERROR_STATUS[type(exc)])
@@ -102,9 +112,7 @@ def api_exception_handler(exc, context):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
-        return Response(
-            error_body(str(exc.detail), exc.default_code.upper()), status=exc.status_code, headers=headers
-        )
+        return Response(error_body(str(exc.detail), _api_error_code(exc)), status=exc.status_code, headers=headers)
     if isinstance(exc, (OperationalError, InterfaceError)):
         return database_unavailable_response(exc, Response)
     if isinstance(exc, DataError):
@@ -123,6 +131,7 @@ def api_exception_handler(exc, context):
 def database_unavailable_response(exc, response_class):
     """503 SERVICE_UNAVAILABLE with Retry-After, as a DRF Response or a Django JsonResponse."""
     logger.warning("Database unavailable: %s", exc)
+    metrics.DATABASE_UNAVAILABLE.inc()
     return response_class(
         error_body("The database is unavailable; try again shortly", ErrorCode.SERVICE_UNAVAILABLE),
         status=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -141,6 +150,9 @@ def _json_error(detail: str, error_code: str, status_code: int) -> JsonResponse:
     return JsonResponse(error_body(detail, error_code), status=status_code)
 
 
+# Exempt: it changes nothing, and without the exemption a POST, PATCH, PUT or DELETE to an
+# unknown URL (the PATCH URL with a trailing slash, say) got Django's HTML CSRF page, not a 404.
+@csrf_exempt
 def api_route_not_found(request, *args, **kwargs):
     """Any /api/ URL that no route takes: JSON, whatever DEBUG says."""
     return _json_error("Not found", ErrorCode.NOT_FOUND, status.HTTP_404_NOT_FOUND)
@@ -166,12 +178,28 @@ def page_not_found(request, exception, template_name="404.html"):
     return api_route_not_found(request)
 
 
+# The admin's answer while the database is unreachable: a page of its own, with no template
+# or context processor that could reach for the database again.
+DATABASE_UNAVAILABLE_PAGE = (
+    "<!doctype html>\n<html lang=\"en\"><head><title>Service unavailable</title></head><body>"
+    "<h1>Service unavailable</h1><p>The database is unavailable; try again shortly.</p></body></html>\n"
+)
+
+
 def server_error(request, template_name="500.html"):
-    if not _is_api(request):
-        return defaults.server_error(request, template_name)
     # Django calls this handler while it handles the exception, so exc_info() is that one:
-    # a database that went away outside a DRF view (middleware, a plain view) is a 503 too.
+    # a database that went away outside a DRF view (middleware, a plain view, the admin) is a
+    # 503 with Retry-After, not a 500.
     exception = sys.exc_info()[1]
-    if isinstance(exception, (OperationalError, InterfaceError)):
+    database_unavailable = isinstance(exception, (OperationalError, InterfaceError))
+    if not _is_api(request):
+        if database_unavailable:
+            return HttpResponse(
+                DATABASE_UNAVAILABLE_PAGE,
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(RETRY_AFTER_DATABASE_DOWN)},
+            )
+        return defaults.server_error(request, template_name)
+    if database_unavailable:
         return database_unavailable_response(exception, JsonResponse)
     return _json_error("Internal server error", ErrorCode.INTERNAL_ERROR, 500)
