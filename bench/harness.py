@@ -17,7 +17,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 sys.path.insert(0, str(PROJECT))
-from tests.servers import Gunicorn, ProductionServer  # noqa: E402  (the servers the tests run)
+from tests.servers import Gunicorn, ProductionServer, free_port  # noqa: E402, F401  (the servers the tests run)
 
 # The server scripts/with-postgres.sh started, if any; read once, since django_setup()
 # points DATABASE_URL at the benchmark's own database.

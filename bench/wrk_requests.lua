@@ -1,6 +1,9 @@
 -- wrk script for bench/patch_throughput.py.
 -- BENCH_MODE=patch: PATCH {"status": "cancelled"} with a token, each request on a different
 --   running execution, read from BENCH_IDS_FILE (one id a line), split between the threads.
+-- BENCH_MODE=peer: the same PATCH without a token (the FastAPI peer has no authentication).
+-- BENCH_MODE=heartbeat: POST .../heartbeat with a token, going round the ids of BENCH_IDS_FILE
+--   (a heartbeat may repeat: the executions stay running).
 -- BENCH_MODE=floor: GET /healthz, no database, no authentication.
 -- done() prints one JSON line with the figures the benchmark reads.
 
@@ -17,7 +20,7 @@ function init(args)
    ids = {}
    next_index = 0
    wrapped = 0
-   if mode == "patch" then
+   if mode ~= "floor" then
       local line_number = 0
       for line in io.lines(os.getenv("BENCH_IDS_FILE")) do
          if line_number % thread_count == thread_index then
@@ -25,10 +28,10 @@ function init(args)
          end
          line_number = line_number + 1
       end
-      headers = {
-         ["Authorization"] = "Token " .. os.getenv("BENCH_TOKEN"),
-         ["Content-Type"] = "application/json",
-      }
+      headers = {["Content-Type"] = "application/json"}
+      if mode ~= "peer" then
+         headers["Authorization"] = "Token " .. os.getenv("BENCH_TOKEN")
+      end
    end
 end
 
@@ -37,6 +40,12 @@ function request()
       return wrk.format("GET", "/healthz")
    end
    next_index = next_index + 1
+   if mode == "heartbeat" then
+      if next_index > #ids then
+         next_index = 1
+      end
+      return wrk.format("POST", "/api/v1/executions/" .. ids[next_index] .. "/heartbeat", headers)
+   end
    if next_index > #ids then
       -- Ran out of running executions: these requests would be no-ops; counted as errors.
       next_index = 1

@@ -295,8 +295,11 @@ AXES_CLIENT_IP_CALLABLE = "executions.api.throttling.client_address"
 AXES_RESET_ON_SUCCESS = True
 
 # --- Executions ------------------------------------------------------------------------
-# How many rows one statement of a bulk status change touches (admin actions, cleanup).
-EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=1000)
+# How many rows one statement of a bulk status change touches (admin actions, cleanup). On
+# SQLite other writers wait for one batch (about 0.1-0.2 s at 5000); smaller batches cost
+# more commits: at 1000 the cleanup took 3.5x its plain-SQL floor on SQLite, at 5000 1.5-2.7x
+# (docs/performance.md).
+EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=5000)
 
 # A running execution with no sign of life (heartbeat, else creation) for longer than this
 # is stale: `?stale=true` lists it, the cleanup interrupts it. Duration text: 90s, 30m, 6h, 2d.

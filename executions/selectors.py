@@ -1,9 +1,9 @@
 """Reads of executions, scoped to what the caller may see."""
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import cache
+from typing import NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -54,20 +54,48 @@ def _holds_manage_all_sql() -> str:
     )
 
 
-def executions_visible_to(user) -> QuerySet:
-    """The executions `user` may see and change: the ones they created, or all of them for
-    superusers and holders of the manage_all_executions permission.
+class Visibility(NamedTuple):
+    """How much of the executions a user may see and change: ALL, NONE, or OWN_OR_MANAGED
+    (the ones `user_pk` created, or all of them if that user holds manage_all_executions)."""
+
+    kind: str
+    user_pk: int | None = None
+
+
+ALL, NONE, OWN_OR_MANAGED = "all", "none", "own_or_managed"
+
+
+def visibility_of(user) -> Visibility:
+    """The one rule for who sees what: superusers everything, inactive and anonymous users
+    nothing, everyone else what they created, or everything with manage_all_executions."""
+    if not user.is_authenticated or not user.is_active:
+        return Visibility(NONE)
+    if user.is_superuser:
+        return Visibility(ALL)
+    return Visibility(OWN_OR_MANAGED, user.pk)
+
+
+def executions_in(visibility: Visibility) -> QuerySet:
+    """The executions `visibility` covers, as a queryset.
 
     The permission check is part of the query rather than a `user.has_perm()` call, so that
     the compare-and-set UPDATE that uses this queryset also authorizes, in one statement.
     """
     executions = Execution.objects.all()
-    if not user.is_authenticated or not user.is_active:
-        return executions.none()
-    if user.is_superuser:
+    if visibility.kind == ALL:
         return executions
-    holds_manage_all = RawSQL(_holds_manage_all_sql(), [user.pk, user.pk], output_field=BooleanField())
-    return executions.filter(Q(created_by=user.pk) | Q(holds_manage_all))
+    if visibility.kind == NONE:
+        return executions.none()
+    holds_manage_all = RawSQL(
+        _holds_manage_all_sql(), [visibility.user_pk, visibility.user_pk], output_field=BooleanField()
+    )
+    return executions.filter(Q(created_by=visibility.user_pk) | Q(holds_manage_all))
+
+
+def executions_visible_to(user) -> QuerySet:
+    """The executions `user` may see and change: the ones they created, or all of them for
+    superusers and holders of the manage_all_executions permission."""
+    return executions_in(visibility_of(user))
 
 
 def executions_stale(executions: QuerySet, stale_after: timedelta, now: datetime | None = None) -> QuerySet:
@@ -77,22 +105,6 @@ def executions_stale(executions: QuerySet, stale_after: timedelta, now: datetime
     return executions.alias(last_seen_at=Coalesce("last_heartbeat_at", "created_at")).filter(
         status=ExecutionStatus.RUNNING, last_seen_at__lt=cutoff
     )
-
-
-def execution_ids_streamed(executions: QuerySet, batch_size: int) -> Iterator[uuid.UUID]:
-    """The ids of `executions`, in id order, read one page of `batch_size` at a time (keyset
-    pagination: each page starts after the last id of the one before), so that memory stays
-    flat and rows changed between pages cannot shift a page."""
-    last_id = None
-    while True:
-        page = executions.order_by("pk")
-        if last_id is not None:
-            page = page.filter(pk__gt=last_id)
-        ids = list(page.values_list("pk", flat=True)[:batch_size])
-        yield from ids
-        if len(ids) < batch_size:
-            return
-        last_id = ids[-1]
 
 
 def _sees_all_executions(user) -> bool | None:

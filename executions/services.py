@@ -4,15 +4,15 @@ through `execution_change_status` or `execution_change_status_bulk`: one rule
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime
-from itertools import islice
-from typing import Any
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from functools import cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, router, transaction
-from django.db.models import F, OuterRef, Subquery, Value
+from django.db.models import F, Q, Value, sql
 from django.db.models.expressions import BaseExpression
 from django.utils import timezone
 
@@ -33,11 +33,17 @@ from .models import (
     statuses_that_can_become,
 )
 from .selectors import (
+    ALL,
+    NONE,
+    OWN_OR_MANAGED,
+    Visibility,
     executions_finished_before,
+    executions_in,
     executions_with_history,
     idempotency_key_get,
     idempotency_keys_expired,
     parse_execution_id,
+    visibility_of,
 )
 from .signals import execution_status_changed
 
@@ -155,6 +161,104 @@ def _after_commit(transitions: Counter, records: list[ExecutionStatusChange]) ->
     transaction.on_commit(send)
 
 
+# --- The compare-and-set, as SQL built once ---------------------------------------------
+# Building and compiling the UPDATE and the audit INSERT with the ORM cost more than the rest
+# of a PATCH. Their SQL text depends only on the shape of the request (who may see what,
+# whether error_info is set, how many If-Match versions), so the ORM builds it once per shape
+# (`_compare_and_set_query` is the ORM form) and each call only runs it with its parameters.
+# tests/test_services.py proves the two forms give the same SQL and parameters.
+
+_SENTINEL_ID = uuid.UUID(int=0)
+_SENTINEL_TIME = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def _compare_and_set_query(visibility: Visibility, execution_id, source: str, changes: dict, expected_updated_at):
+    """The ORM form of the compare-and-set: UPDATE the execution if it is in `visibility`,
+    in `source`, and (when given) at one of the `expected_updated_at` versions."""
+    executions = executions_in(visibility).filter(pk=execution_id, status=source)
+    if expected_updated_at is not None:
+        executions = executions.filter(updated_at__in=expected_updated_at)
+    query = executions.query.chain(sql.UpdateQuery)
+    query.add_update_values(changes)
+    query.clear_select_clause()
+    return query
+
+
+@cache
+def _compare_and_set_sql(alias: str, kind: str, changed_fields: tuple[str, ...], versions: int | None) -> str:
+    expected = None if versions is None else [_SENTINEL_TIME + i * timedelta(microseconds=1) for i in range(versions)]
+    # Any value but None (which the ORM writes as a NULL literal, not a parameter).
+    changes = {
+        name: _SENTINEL_TIME if isinstance(Execution._meta.get_field(name), models.DateTimeField) else ""
+        for name in changed_fields
+    }
+    query = _compare_and_set_query(Visibility(kind, 0), _SENTINEL_ID, "", changes, expected)
+    return query.get_compiler(alias).as_sql()[0]
+
+
+def _compare_and_set_params(connection, visibility, execution_id, source, changes, expected_updated_at) -> list:
+    """The parameters of `_compare_and_set_sql`, in the order the ORM form compiles them: the
+    new values, the visibility's user, the id and status, the expected versions."""
+    field = Execution._meta.get_field
+    params = [field(name).get_db_prep_save(value, connection) for name, value in changes.items()]
+    if visibility.kind == OWN_OR_MANAGED:
+        params += [visibility.user_pk] * 3  # created_by, and the permission's two EXISTS
+    params.append(field("id").get_db_prep_value(execution_id, connection))
+    params.append(source)
+    if expected_updated_at is not None:
+        updated_at = field("updated_at")
+        params += [updated_at.get_db_prep_value(version, connection) for version in expected_updated_at]
+    return params
+
+
+def _compare_and_set(visibility: Visibility, execution_id, source: str, changes: dict, expected_updated_at) -> int:
+    """Run the compare-and-set; the number of rows it changed (0 or 1)."""
+    if visibility.kind == NONE or expected_updated_at == []:
+        return 0  # nothing can match
+    sql_text = _compare_and_set_sql(
+        connection.alias, visibility.kind, tuple(changes),
+        None if expected_updated_at is None else len(expected_updated_at),
+    )
+    params = _compare_and_set_params(connection, visibility, execution_id, source, changes, expected_updated_at)
+    with connection.cursor() as cursor:
+        cursor.execute(sql_text, params)
+        return cursor.rowcount
+
+
+# The database fills in the rest (the id, and transaction_id from its db_default).
+_AUDIT_FIELDS = [
+    field
+    for field in ExecutionStatusChange._meta.local_concrete_fields
+    if not field.primary_key and not field.has_db_default()
+]
+
+
+@cache
+def _audit_insert_sql(alias: str) -> str:
+    query = sql.InsertQuery(ExecutionStatusChange)
+    query.insert_values(_AUDIT_FIELDS, [ExecutionStatusChange(execution_id=_SENTINEL_ID)])
+    [(sql_text, _)] = query.get_compiler(alias).as_sql()
+    return sql_text
+
+
+def _insert_audit_record(record: ExecutionStatusChange) -> None:
+    params = [field.get_db_prep_save(field.pre_save(record, True), connection) for field in _AUDIT_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(_audit_insert_sql(connection.alias), params)
+
+
+def _visibility(visible_to) -> Visibility:
+    return Visibility(ALL) if visible_to is None else visibility_of(visible_to)
+
+
+def _distinct_versions(expected_updated_at) -> list[datetime] | None:
+    if expected_updated_at is None:
+        return None
+    if isinstance(expected_updated_at, datetime):
+        return [expected_updated_at]
+    return list(dict.fromkeys(expected_updated_at))
+
+
 @metrics.counting_refusals
 def execution_change_status(
     *,
@@ -164,29 +268,24 @@ def execution_change_status(
     actor=None,
     error_info: dict | None = None,
     correlation_id: str = "",
-    executions: models.QuerySet | None = None,
+    visible_to=None,
     expected_updated_at: datetime | Collection[datetime] | None = None,
 ) -> StatusChangeResult:
     """Move one execution to `status` if ALLOWED_TRANSITIONS lets it, atomically.
 
-    `executions` is what the actor may act on (see selectors.executions_visible_to); an
-    execution outside it is not found. Of any number of concurrent calls for one execution,
-    exactly one succeeds. Asking for the status it already has is not an error: the result
-    has `success=False` and nothing is written. Raises ExecutionNotFound or
-    InvalidStatusTransition.
+    `visible_to` is the user whose view applies (selectors.executions_visible_to); an
+    execution outside it is not found. None: any execution (the system). Of any number of
+    concurrent calls for one execution, exactly one succeeds. Asking for the status it
+    already has is not an error: the result has `success=False` and nothing is written.
+    Raises ExecutionNotFound or InvalidStatusTransition.
 
     `expected_updated_at` (one value or several) makes the change conditional on the
     execution's `updated_at` (the API's ETag): the condition is part of the same UPDATE, and
     when it does not hold nothing is written and PreconditionFailed is raised.
     """
     execution_id = parse_execution_id(execution_id)
-    executions = Execution.objects.all() if executions is None else executions
-    if expected_updated_at is not None:
-        if isinstance(expected_updated_at, datetime):
-            expected_updated_at = [expected_updated_at]
-        executions_to_change = executions.filter(updated_at__in=list(expected_updated_at))
-    else:
-        executions_to_change = executions
+    visibility = _visibility(visible_to)
+    expected_updated_at = _distinct_versions(expected_updated_at)
     now = timezone.now()
     changes = {"status": status, "finished_at": now, "updated_at": now}
     if error_info is not None:
@@ -195,17 +294,18 @@ def execution_change_status(
     with transaction.atomic():
         for source in statuses_that_can_become(status):
             # The compare-and-set: the WHERE clause, not an earlier read, decides who wins.
-            if executions_to_change.filter(pk=execution_id, status=source).update(**changes):
+            if _compare_and_set(visibility, execution_id, source, changes, expected_updated_at):
                 record = _audit_record(
                     execution_id=execution_id, previous_status=source, status=status, actor=actor,
                     channel=channel, error_info=error_info, correlation_id=correlation_id, at=now,
                 )
-                record.save(force_insert=True)
-                _after_commit(Counter({(source, status, channel): 1}), [record])
+                _insert_audit_record(record)
+                listened = execution_status_changed.has_listeners(Execution)
+                _after_commit(Counter({(source, status, channel): 1}), [record] if listened else [])
                 return StatusChangeResult(execution_id, True, source, status)
 
     # Nothing changed: one read tells why.
-    row = executions.filter(pk=execution_id).values_list("status", "updated_at").first()
+    row = executions_in(visibility).filter(pk=execution_id).values_list("status", "updated_at").first()
     if row is None:
         raise ExecutionNotFound()
     current, updated_at = row
@@ -216,130 +316,169 @@ def execution_change_status(
     raise InvalidStatusTransition(current, status)
 
 
-def _batches(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
 def execution_change_status_bulk(
     *,
-    execution_ids: Iterable,
+    executions: models.QuerySet,
     status: str,
     channel: ChangeChannel,
     actor=None,
-    error_info: dict | Callable[[dict[str, Any]], dict] | BaseExpression | None = None,
+    error_info: dict | BaseExpression | None = None,
     correlation_id: str = "",
     batch_size: int | None = None,
+    in_order_of: str | BaseExpression = "pk",
+    limit: int | None = None,
     on_batch: Callable[[BulkStatusChangeResult], None] | None = None,
-    executions: models.QuerySet | None = None,
 ) -> BulkStatusChangeResult:
-    """Move many executions to `status`, one transaction and one UPDATE per batch.
+    """Move the executions of `executions` (what to change, within what the actor may act on)
+    to `status`, one transaction per batch; those no longer in a status that may become
+    `status` are skipped, never overwritten.
 
-    `execution_ids` may be any iterable (a generator streaming ids keeps memory flat).
-    Ids that are no longer in a status that may become `status` (or do not exist) are
-    skipped, never overwritten. `error_info` is one object for all, or a function of the
-    row ({"id", "name", "created_at", "last_heartbeat_at"}) for one per execution, or a
-    query expression of the row (e.g. JSONObject(...)) that the database evaluates: then the
-    audit rows are copied from the executions by one INSERT ... SELECT and no row passes
-    through Python, the fastest way for very large batches.
+    Batches follow `in_order_of` (a field, or an expression with an index, then the id to
+    break ties) and are named by their range of it, not by lists of ids: each is the next
+    `batch_size` rows after the one before. Per batch, one statement locks, changes and
+    copies the audit records on PostgreSQL (an UPDATE ... RETURNING feeding an INSERT); on
+    SQLite, which holds the write lock from BEGIN IMMEDIATE, an INSERT ... SELECT then the
+    UPDATE, over the same range. No row passes through Python. `error_info` is one object
+    for all, or a query expression of the row (e.g. JSONObject(...)) that the database
+    evaluates. `limit` caps how many executions the run takes on (changed or skipped).
     `on_batch` is called with the running totals after each committed batch.
-    `executions` narrows what may change (what the actor may act on, or a condition such
-    as staleness): it is re-checked on the locked rows, so an id that left it since the
-    caller read it is skipped too.
     """
     sources = statuses_that_can_become(status)
     if not sources:
         raise ValueError(f"No status may become {status!r}")
     batch_size = batch_size or settings.EXECUTIONS_BULK_BATCH_SIZE
-    executions = Execution.objects.all() if executions is None else executions
+    keys = ("pk",) if in_order_of == "pk" else (in_order_of, "pk")
+    walk_keys = {_walk_name(index): F(key) if isinstance(key, str) else key for index, key in enumerate(keys)}
+    walk = executions.annotate(**walk_keys).order_by(*walk_keys)
     result = BulkStatusChangeResult()
-
-    in_sql = isinstance(error_info, BaseExpression)
-    row_fields = ("id", "status") if in_sql else ("id", "name", "status", "created_at", "last_heartbeat_at")
-    for batch in _batches(execution_ids, batch_size):
+    after = None
+    while limit is None or result.changed + result.skipped < limit:
+        size = batch_size if limit is None else min(batch_size, limit - result.changed - result.skipped)
         with transaction.atomic():
-            # Lock the rows still changeable (PostgreSQL; SQLite holds the write lock from
-            # BEGIN IMMEDIATE), in id order so that concurrent runs cannot deadlock.
-            rows = list(
-                executions.select_for_update()
-                .filter(pk__in=batch, status__in=sources)
-                .order_by("pk")
-                .values(*row_fields)
+            remaining = walk if after is None else walk.filter(_beyond(after))
+            last = remaining.values_list(*walk_keys)[size - 1 : size].first()
+            # The batch's range comes first in its WHERE clause: SQLite bounds its index scan
+            # by the first upper bound it finds, and the range's is the tight one.
+            in_range = Execution.objects.annotate(**walk_keys)
+            if after is not None:
+                in_range = in_range.filter(_beyond(after))
+            if last is not None:
+                in_range = in_range.filter(_up_to(last))
+            batch = in_range & executions
+            taken = size if last is not None else batch.count()
+            if not taken:
+                break
+            changed = sum(
+                _change_batch(
+                    batch.filter(status=source).order_by(*walk_keys), source, status, channel, actor,
+                    error_info, correlation_id,
+                )
+                for source in sources
             )
-            if rows and in_sql:
-                _apply_locked_batch_in_sql(rows, status, channel, actor, error_info, correlation_id)
-            elif rows:
-                _apply_locked_batch(rows, status, channel, actor, error_info, correlation_id, sources)
-        result.changed += len(rows)
-        result.skipped += len(batch) - len(rows)
+        result.changed += changed
+        result.skipped += taken - changed
         result.batches += 1
         if on_batch is not None:
             on_batch(result)
+        if last is None:
+            break
+        after = last
     return result
 
 
-def _apply_locked_batch(rows, status, channel, actor, error_info, correlation_id, sources):
-    now = timezone.now()
-    records = [
-        _audit_record(
-            execution_id=row["id"], previous_status=row["status"], status=status, actor=actor,
-            channel=channel, error_info=error_info(row) if callable(error_info) else error_info,
-            correlation_id=correlation_id, at=now,
-        )
-        for row in rows
-    ]
-    # The audit rows go first, so that a per-row error_info is copied from them inside the one
-    # UPDATE (a correlated subquery on their index) rather than sent again as a CASE with one
-    # branch per row, which costs more than everything else in a big batch.
-    ExecutionStatusChange.objects.bulk_create(records)
-    changes = {"status": status, "finished_at": now, "updated_at": now}
-    if callable(error_info):
-        changes["error_info"] = Subquery(
-            ExecutionStatusChange.objects.filter(execution_id=OuterRef("pk"), created_at=now, new_status=status)
-            .order_by()
-            .values("error_info")[:1]
-        )
-    elif error_info is not None:
-        changes["error_info"] = error_info
-    Execution.objects.filter(pk__in=[row["id"] for row in rows], status__in=sources).update(**changes)
-    _after_commit(Counter((row["status"], status, channel) for row in rows), records)
+def _walk_name(index: int) -> str:
+    return f"_walk_{index}"
 
 
-def _apply_locked_batch_in_sql(rows, status, channel, actor, error_info, correlation_id):
+def _beyond(values: tuple) -> Q:
+    """Rows after `values` in the walk's order; the first key alone bounds the index range."""
+    if len(values) == 1:
+        return Q(_walk_0__gt=values[0])
+    return Q(_walk_0__gte=values[0]) & (Q(_walk_0__gt=values[0]) | Q(_walk_1__gt=values[1]))
+
+
+def _up_to(values: tuple) -> Q:
+    """Rows up to `values` included, in the walk's order."""
+    if len(values) == 1:
+        return Q(_walk_0__lte=values[0])
+    return Q(_walk_0__lte=values[0]) & (Q(_walk_0__lt=values[0]) | Q(_walk_1__lte=values[1]))
+
+
+def _change_batch(batch, source, status, channel, actor, error_info, correlation_id) -> int:
+    """Change the rows of `batch` (all in `source`) and copy their audit records; how many."""
     now = timezone.now()
-    ids = [row["id"] for row in rows]
     actor = _known_actor(actor)
-    audit_fields = {
-        "execution": F("pk"),
-        "previous_status": F("status"),
+    changes = {"status": status, "finished_at": now, "updated_at": now}
+    if error_info is not None:
+        changes["error_info"] = error_info
+    audit_values = {
+        "previous_status": Value(source, output_field=models.CharField()),
         "new_status": Value(status, output_field=models.CharField()),
-        "error_info": error_info,
         "actor": Value(actor.pk if actor else None, output_field=ExecutionStatusChange.actor.field.target_field),
         "actor_username": Value(actor.get_username() if actor else "", output_field=models.CharField()),
         "channel": Value(channel, output_field=models.CharField()),
         "correlation_id": Value(correlation_id or "", output_field=models.CharField()),
         "created_at": Value(now, output_field=models.DateTimeField()),
     }
-    # The rows are locked and unchanged yet: the audit rows read their status and error_info.
-    source = Execution.objects.filter(pk__in=ids).values(
-        **{f"audit_{name}": expression for name, expression in audit_fields.items()}
-    )
-    select_sql, params = source.query.sql_with_params()
     opts, quote = ExecutionStatusChange._meta, connection.ops.quote_name
+    signalled = execution_status_changed.has_listeners(Execution)
+    returning = f" RETURNING {quote(opts.pk.column)}" if signalled else ""
+    if connection.vendor == "postgresql":
+        # Lock in id order (concurrent runs wait rather than deadlock; a row that changed
+        # meanwhile no longer matches once its lock is granted), change, and copy, in one.
+        locked = batch.select_for_update().order_by("pk").values("pk")
+        update = Execution.objects.filter(pk__in=locked).query.chain(sql.UpdateQuery)
+        update.add_update_values(changes)
+        update_sql, update_params = update.get_compiler(connection.alias).as_sql()
+        execution_opts = Execution._meta
+        audit_error_info = "moved.error_info" if error_info is not None else "NULL"
+        columns = ", ".join(quote(opts.get_field(name).column) for name in ["execution", *audit_values, "error_info"])
+        statement = (
+            f"WITH moved AS ({update_sql} RETURNING {quote(execution_opts.db_table)}.{quote(execution_opts.pk.column)}"
+            f" AS id, {quote(execution_opts.db_table)}.{quote(execution_opts.get_field('error_info').column)}"
+            f" AS error_info)"
+            f" INSERT INTO {quote(opts.db_table)} ({columns})"
+            # In id order, as on SQLite: the audit ids (and the change feed) follow the walk.
+            f" SELECT moved.id, {', '.join(['%s'] * len(audit_values))}, {audit_error_info}"
+            f" FROM moved ORDER BY moved.id{returning}"
+        )
+        audit_params = [
+            opts.get_field(name).get_db_prep_save(value.value, connection) for name, value in audit_values.items()
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [*update_params, *audit_params])
+            changed = cursor.rowcount
+            record_ids = [row[0] for row in cursor.fetchall()] if signalled else []
+        _after_commit(Counter({(source, status, channel): changed}), _records(record_ids, actor))
+        return changed
+    # SQLite: the INSERT ... SELECT reads the rows still unchanged (their error_info
+    # expression included), then the UPDATE changes the same range.
+    if not isinstance(error_info, BaseExpression):
+        error_info = Value(error_info, output_field=models.JSONField())
+    audit_fields = {"execution": F("pk"), **audit_values, "error_info": error_info}
+    source_rows = batch.values(**{f"audit_{name}": value for name, value in audit_fields.items()})
+    select_sql, params = source_rows.query.sql_with_params()
     columns = ", ".join(quote(opts.get_field(name).column) for name in audit_fields)
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {quote(opts.db_table)} ({columns}) {select_sql}", params)
-    Execution.objects.filter(pk__in=ids).update(
-        status=status, finished_at=now, updated_at=now, error_info=error_info
-    )
-    # The counts come from the locked rows; the records are read back only for listeners.
-    records = []
-    if execution_status_changed.has_listeners(Execution):
-        records = list(ExecutionStatusChange.objects.filter(execution_id__in=ids, created_at=now, new_status=status))
-        for record in records:
-            record.actor = actor
-    _after_commit(Counter((row["status"], status, channel) for row in rows), records)
+        cursor.execute(f"INSERT INTO {quote(opts.db_table)} ({columns}) {select_sql}{returning}", params)
+        record_ids = [row[0] for row in cursor.fetchall()] if signalled else []
+        inserted = len(record_ids) if signalled else cursor.rowcount
+    changed = batch.update(**changes)
+    if changed != inserted:
+        # Under the write lock nothing else changes the rows between the two statements.
+        raise RuntimeError(f"{inserted} audit records for {changed} changes")
+    _after_commit(Counter({(source, status, channel): changed}), _records(record_ids, actor))
+    return changed
+
+
+def _records(record_ids: list[int], actor) -> list[ExecutionStatusChange]:
+    """The audit records written, for the signal's listeners (none: no query)."""
+    if not record_ids:
+        return []
+    records = list(ExecutionStatusChange.objects.filter(pk__in=record_ids))
+    for record in records:
+        record.actor = actor  # known already: no query per record
+    return records
 
 
 @dataclass(frozen=True)
@@ -348,24 +487,27 @@ class HeartbeatResult:
     last_heartbeat_at: datetime
 
 
-def execution_heartbeat(*, execution_id, executions: models.QuerySet | None = None) -> HeartbeatResult:
+def execution_heartbeat(*, execution_id, visible_to=None) -> HeartbeatResult:
     """Record a worker's sign of life on a running execution.
 
-    A compare-and-set like a status change: the UPDATE only touches a running execution, so
-    a heartbeat can never revive one an operator stopped. It moves `updated_at` too (and so
-    the API's ETag), because `last_heartbeat_at` is part of what a reader sees. Raises
+    A compare-and-set like a status change (the same statement, built once): the UPDATE
+    only touches a running execution, so a heartbeat can never revive one an operator
+    stopped. It moves `updated_at` too (and so the API's ETag), because `last_heartbeat_at`
+    is part of what a reader sees. `visible_to` as for execution_change_status. Raises
     ExecutionNotFound, or ExecutionNotRunning with the current status so the worker stops.
     """
     execution_id = parse_execution_id(execution_id)
-    executions = Execution.objects.all() if executions is None else executions
+    visibility = _visibility(visible_to)
     now = timezone.now()
-    changed = executions.filter(pk=execution_id, status=ExecutionStatus.RUNNING).update(
-        last_heartbeat_at=now, updated_at=now
-    )
+    changes = {"last_heartbeat_at": now, "updated_at": now}
+    # A transaction of its own, though it is one statement: on SQLite, that is what queues
+    # the writer on the lock (config/sqlite3/base.py) rather than in SQLite's busy handler.
+    with transaction.atomic():
+        changed = _compare_and_set(visibility, execution_id, ExecutionStatus.RUNNING, changes, None)
     if changed:
         metrics.HEARTBEATS.labels(metrics.HEARTBEAT_ACCEPTED).inc()
         return HeartbeatResult(execution_id, now)
-    current = executions.filter(pk=execution_id).values_list("status", flat=True).first()
+    current = executions_in(visibility).filter(pk=execution_id).values_list("status", flat=True).first()
     if current is None:
         metrics.HEARTBEATS.labels(metrics.HEARTBEAT_NOT_FOUND).inc()
         raise ExecutionNotFound()

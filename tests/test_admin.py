@@ -104,12 +104,14 @@ def test_filters_by_status_and_stale(operator_client, settings):
     assert done not in operator_client.get(CHANGELIST, {"status__exact": "running"}).context["cl"].result_list
 
 
-def test_search_by_name_and_by_the_start_of_the_id(operator_client):
+def test_search_by_the_start_of_the_name_and_of_the_id(operator_client):
     first = ExecutionFactory(name="import-customers")
     second = ExecutionFactory(name="export-invoices")
 
-    by_name = operator_client.get(CHANGELIST, {"q": "customers"})
+    by_name = operator_client.get(CHANGELIST, {"q": "IMPORT-cust"})
     assert list(by_name.context["cl"].result_list) == [first]
+    # The start of the name only: an index answers it on a million rows.
+    assert list(operator_client.get(CHANGELIST, {"q": "customers"}).context["cl"].result_list) == []
 
     by_short_id = operator_client.get(CHANGELIST, {"q": str(second.pk)[:8]})
     assert second in by_short_id.context["cl"].result_list
@@ -178,7 +180,7 @@ def test_select_all_acts_on_the_filtered_list(operator_client):
     targets = ExecutionFactory.create_batch(3, name="batch-job")
 
     response = run_action(
-        operator_client, "cancel_selected", targets[:1], url=f"{CHANGELIST}?q=batch-job", select_across=1
+        operator_client, "cancel_selected", targets[:1], url=f"{CHANGELIST}?q=batch", select_across=1
     )
 
     assert page_messages(response) == ["Cancelled 3 executions."]
@@ -272,6 +274,29 @@ def test_ids_that_are_not_uuids_select_nothing(operator_client):
     assert page_messages(response) == [
         "Items must be selected in order to perform actions on them. No items have been changed."
     ]
+
+
+@pytest.mark.postgres_only
+def test_a_big_filtered_list_shows_the_planner_estimate_instead_of_counting(operator_client, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from executions import admin as executions_admin
+
+    ExecutionFactory.create_batch(3, status=ExecutionStatus.FAILED)
+    ExecutionFactory(status=ExecutionStatus.RUNNING)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE executions_execution")
+    monkeypatch.setattr(executions_admin, "EXACT_COUNT_UP_TO", 0)  # every list counts as big
+
+    with CaptureQueriesContext(connection) as queries:
+        response = operator_client.get(CHANGELIST, {"status__exact": "failed"})
+
+    assert response.status_code == 200
+    assert response.context["cl"].result_count > 0
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert not [sql for sql in statements if "COUNT(" in sql], statements
+    assert [sql for sql in statements if sql.startswith("EXPLAIN")]
 
 
 # --- What a first-time operator reads -----------------------------------------------------

@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from executions.models import ChangeChannel, ExecutionStatus, ExecutionStatusChange
+from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_change_status_bulk
 
 from .factories import ExecutionFactory
@@ -43,7 +43,7 @@ def test_history_records_who_changed_what_through_which_channel(owner_client, ru
 
 def test_history_of_a_system_change_has_no_actor(owner_client, running_execution):
     execution_change_status_bulk(
-        execution_ids=[running_execution.id], status=ExecutionStatus.INTERRUPTED,
+        executions=Execution.objects.filter(pk=running_execution.id), status=ExecutionStatus.INTERRUPTED,
         channel=ChangeChannel.COMMAND, error_info={"reason": "stale"},
     )
     [change] = owner_client.get(history_url(running_execution.id)).json()["results"]

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
+from executions import services
 from executions.services import execution_create
 
 from .api import ERROR_RESPONSE_KEYS
@@ -398,10 +399,10 @@ def test_connection_cut_in_the_middle_of_a_change_is_503_and_changes_nothing(liv
     token = api_key_for(owner)
     execution = execution_create(name="cut", created_by=owner)
     port = urlsplit(live_server.url).port
-    original_save = ExecutionStatusChange.save
+    original_insert = services._insert_audit_record
     cuts = []
 
-    def save_after_losing_the_connection(self, *args, **kwargs):
+    def insert_after_losing_the_connection(record):
         if not cuts:
             backend_pid = connections["default"].connection.info.backend_pid
             params = connections["default"].get_connection_params()
@@ -410,9 +411,9 @@ def test_connection_cut_in_the_middle_of_a_change_is_503_and_changes_nothing(liv
             with psycopg.connect(**params, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
             cuts.append(backend_pid)
-        return original_save(self, *args, **kwargs)
+        return original_insert(record)
 
-    monkeypatch.setattr(ExecutionStatusChange, "save", save_after_losing_the_connection)
+    monkeypatch.setattr(services, "_insert_audit_record", insert_after_losing_the_connection)
     auth = {"Authorization": f"Token {token}"}
     answer = request(port, "PATCH", f"/api/v1/executions/{execution.id}", {"status": "failed"}, auth)
     assert cuts

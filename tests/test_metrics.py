@@ -116,7 +116,7 @@ def test_a_change_that_rolls_back_is_not_counted(client, running_execution):
     # Inside the test's transaction, which is rolled back: nothing commits, nothing counts.
     before = scrape(client)
     execution_change_status_bulk(
-        execution_ids=[running_execution.id], status="cancelled", channel=ChangeChannel.ADMIN
+        executions=Execution.objects.filter(pk=running_execution.id), status="cancelled", channel=ChangeChannel.ADMIN
     )
     after = scrape(client)
     assert change(
@@ -132,12 +132,12 @@ def test_bulk_changes_are_counted_on_both_paths(client, django_capture_on_commit
         ExecutionFactory(created_at=old)
     before = scrape(client)
     with django_capture_on_commit_callbacks(execute=True):
-        # Records built in Python (the admin's actions)...
+        # One error_info for all (the admin's actions)...
         execution_change_status_bulk(
-            execution_ids=by_admin, status="failed", channel=ChangeChannel.ADMIN,
+            executions=Execution.objects.filter(pk__in=by_admin), status="failed", channel=ChangeChannel.ADMIN,
             error_info={"reason": "operator"}, batch_size=2,
         )
-        # ...and written by INSERT ... SELECT, with no signal listener (the cleanup).
+        # ...and one the database computes per row (the cleanup).
         call_command("cleanup_stale_executions", "--older-than", "1d", "--batch-size", "3", stdout=None)
     after = scrape(client)
     changes = "executions_status_changes_total"

@@ -1,14 +1,17 @@
 """The status service: the one place that changes a status, for one execution or many."""
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from executions.errors import ExecutionNotFound, InvalidStatusTransition
 from executions.models import ALLOWED_TRANSITIONS, ChangeChannel, Execution, ExecutionStatusChange
-from executions.selectors import executions_visible_to
+from executions import services
+from executions.selectors import ALL, OWN_OR_MANAGED, Visibility
 from executions.services import execution_change_status, execution_change_status_bulk
 from executions.signals import execution_status_changed
 
@@ -50,7 +53,7 @@ def test_scope_limits_what_can_be_changed():
     with pytest.raises(ExecutionNotFound):
         execution_change_status(
             execution_id=execution.id, status="cancelled", channel=ChangeChannel.API,
-            actor=stranger, executions=executions_visible_to(stranger),
+            actor=stranger, visible_to=stranger,
         )
     execution.refresh_from_db()
     assert execution.status == "running"
@@ -62,47 +65,50 @@ def test_scope_limits_what_can_be_changed():
 def test_bulk_changes_running_and_skips_the_rest_in_batches():
     running = [ExecutionFactory() for _ in range(5)]
     finished = ExecutionFactory(status="completed")
-    ids = [e.id for e in running] + [finished.id, uuid.uuid4()]
+    ExecutionFactory()  # not selected
+    selected = Execution.objects.filter(pk__in=[e.id for e in running] + [finished.id])
     totals_seen = []
 
     result = execution_change_status_bulk(
-        execution_ids=iter(ids), status="cancelled", channel=ChangeChannel.ADMIN,
-        batch_size=2, on_batch=lambda totals: totals_seen.append((totals.changed, totals.skipped)),
+        executions=selected, status="cancelled", channel=ChangeChannel.ADMIN,
+        batch_size=2, on_batch=lambda totals: totals_seen.append(totals.changed + totals.skipped),
     )
 
-    assert (result.changed, result.skipped, result.batches) == (5, 2, 4)
-    assert totals_seen == [(2, 0), (4, 0), (5, 1), (5, 2)]
+    assert (result.changed, result.skipped, result.batches) == (5, 1, 3)
+    assert totals_seen == [2, 4, 6]
     assert set(Execution.objects.filter(status="cancelled").values_list("id", flat=True)) == {e.id for e in running}
     finished.refresh_from_db()
     assert finished.status == "completed"
+    assert Execution.objects.filter(status="running").count() == 1
     assert ExecutionStatusChange.objects.filter(channel="admin", new_status="cancelled").count() == 5
 
 
-def test_bulk_uses_one_update_per_batch():
+def test_bulk_uses_one_statement_that_changes_rows_per_batch():
     executions = [ExecutionFactory() for _ in range(6)]
 
     with CaptureQueriesContext(connection) as queries:
         execution_change_status_bulk(
-            execution_ids=[e.id for e in executions], status="failed",
+            executions=Execution.objects.filter(pk__in=[e.id for e in executions]), status="failed",
             channel=ChangeChannel.COMMAND, batch_size=3,
         )
 
-    updates = [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    # PostgreSQL: WITH moved AS (UPDATE ...) INSERT ...; SQLite: INSERT ... SELECT, then UPDATE.
+    updates = [q for q in queries.captured_queries if q["sql"].startswith(("UPDATE", "WITH"))]
     assert len(updates) == 2
 
 
-def test_bulk_error_info_per_row():
-    executions = [ExecutionFactory(name=f"n{i}") for i in range(3)]
+def test_bulk_writes_one_error_info_for_all_to_the_executions_and_their_audit_records():
+    executions = [ExecutionFactory() for _ in range(3)]
 
     execution_change_status_bulk(
-        execution_ids=[e.id for e in executions], status="interrupted", channel=ChangeChannel.COMMAND,
-        error_info=lambda row: {"reason": "stale", "name": row["name"]},
+        executions=Execution.objects.all(), status="failed", channel=ChangeChannel.ADMIN,
+        error_info={"reason": "disk full: ü"}, batch_size=2,
     )
 
     for execution in executions:
         execution.refresh_from_db()
-        assert execution.error_info == {"reason": "stale", "name": execution.name}
-        assert execution.status_changes.get().error_info == {"reason": "stale", "name": execution.name}
+        assert execution.error_info == {"reason": "disk full: ü"}
+        assert execution.status_changes.get().error_info == {"reason": "disk full: ü"}
 
 
 def test_bulk_signals_once_per_change_after_commit(django_capture_on_commit_callbacks):
@@ -113,7 +119,7 @@ def test_bulk_signals_once_per_change_after_commit(django_capture_on_commit_call
     try:
         with django_capture_on_commit_callbacks(execute=True):
             execution_change_status_bulk(
-                execution_ids=[e.id for e in executions], status="cancelled", channel=ChangeChannel.ADMIN
+                executions=Execution.objects.all(), status="cancelled", channel=ChangeChannel.ADMIN
             )
     finally:
         execution_status_changed.disconnect(handler)
@@ -121,3 +127,51 @@ def test_bulk_signals_once_per_change_after_commit(django_capture_on_commit_call
 
 
 # Concurrency: tests/test_races.py (16 concurrent PATCHes against a live server, both databases).
+
+
+# --- The compare-and-set's SQL, built once, against its ORM form ---------------------------
+
+
+@pytest.mark.parametrize("kind", [ALL, OWN_OR_MANAGED])
+@pytest.mark.parametrize("error_info", [None, {"reason": "ünïcode", "n": [1, 2.5, None]}])
+@pytest.mark.parametrize("versions", [None, 1, 2])
+def test_compare_and_set_sql_is_what_the_orm_compiles(kind, error_info, versions):
+    user = UserFactory()
+    visibility = Visibility(kind, user.pk if kind == OWN_OR_MANAGED else None)
+    execution_id = uuid.uuid4()
+    now = timezone.now()
+    changes = {"status": "failed", "finished_at": now, "updated_at": now}
+    if error_info is not None:
+        changes["error_info"] = error_info
+    expected = None if versions is None else [now - timedelta(seconds=n) for n in range(versions)]
+
+    cached_sql = services._compare_and_set_sql(
+        connection.alias, kind, tuple(changes), None if expected is None else len(expected)
+    )
+    cached_params = services._compare_and_set_params(connection, visibility, execution_id, "running", changes, expected)
+    orm_sql, orm_params = services._compare_and_set_query(
+        visibility, execution_id, "running", changes, expected
+    ).get_compiler(connection.alias).as_sql()
+
+    assert cached_sql == orm_sql
+    assert [_comparable(p) for p in cached_params] == [_comparable(p) for p in orm_params]
+
+
+def _comparable(param):
+    # psycopg wraps JSON in a Jsonb object without equality: compare what it wraps.
+    return getattr(param, "obj", param)
+
+
+def test_audit_insert_sql_is_what_the_orm_writes():
+    execution = ExecutionFactory()
+    actor = UserFactory(username="auditor")
+    execution_change_status(
+        execution_id=execution.id, status="failed", channel=ChangeChannel.API, actor=actor,
+        error_info={"why": "ü"}, correlation_id="corr-1",
+    )
+    written = ExecutionStatusChange.objects.values().get()
+    made_by_orm = ExecutionStatusChange.objects.create(
+        execution=execution, previous_status="running", new_status="failed", error_info={"why": "ü"},
+        actor=actor, actor_username="auditor", channel="api", correlation_id="corr-1", created_at=written["created_at"],
+    )
+    assert {**written, "id": None} == {**ExecutionStatusChange.objects.values().get(pk=made_by_orm.pk), "id": None}

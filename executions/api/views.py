@@ -213,7 +213,7 @@ class ExecutionViewSet(viewsets.GenericViewSet):
             actor=request.user,
             channel=ChangeChannel.API,
             correlation_id=request.correlation_id,
-            executions=executions_visible_to(request.user),
+            visible_to=request.user,
             expected_updated_at=expected_versions(request.headers.get("If-Match")),
         )
         return Response(ExecutionStatusUpdateResponse.from_result(result).model_dump(mode="json"))
@@ -329,7 +329,7 @@ class ExecutionViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def heartbeat(self, request, execution_id):
-        result = execution_heartbeat(execution_id=execution_id, executions=executions_visible_to(request.user))
+        result = execution_heartbeat(execution_id=execution_id, visible_to=request.user)
         body = schemas.ExecutionHeartbeatResponse(
             execution_id=result.execution_id, status="running", last_heartbeat_at=result.last_heartbeat_at
         )
