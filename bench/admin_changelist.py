@@ -13,25 +13,19 @@ p50 of the CPU time this process spent per request.
 Options: --executions N (1000000)  --requests N per page (20)
 """
 
-import argparse
 import statistics
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+import harness
 
 TARGET_MS = 100
 CHANGELIST = "/admin/executions/execution/"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--executions", type=int, default=1_000_000)
-    parser.add_argument("--requests", type=int, default=20)
-    args = parser.parse_args()
+    args = harness.parse_options(__doc__, executions=1_000_000, requests=20)
 
     with harness.bench_database() as (database_url, folder):
         harness.django_setup(database_url)

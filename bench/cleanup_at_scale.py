@@ -21,12 +21,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+import harness
 
 TARGET_RATIO = 1.5
 TARGET_RSS_MB = 150
@@ -104,19 +102,11 @@ def drop_copy(copy_url: str) -> None:
 
 
 def run_command(database_url: str, batch_size: int) -> tuple[float, float, str]:
-    started = time.perf_counter()
-    process = subprocess.Popen(
+    return harness.run_measured(
         [harness.PYTHON, "manage.py", "cleanup_stale_executions", "--older-than", "1d"]
         + ([] if batch_size is None else ["--batch-size", str(batch_size)]),
-        cwd=harness.PROJECT, env=harness.server_environment(database_url),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        database_url,
     )
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        sys.exit(f"cleanup_stale_executions failed:\n{output}")
-    return seconds, usage.ru_maxrss / 1024, output
 
 
 # The floor: the same change as plain SQL. Only the JSON constructor differs by database.
@@ -142,7 +132,7 @@ FLOOR_SQL = {
 def run_floor(database_url: str) -> float:
     """The same change as plain SQL, in one transaction, timed in a process of its own."""
     script = (
-        "import sys, time, datetime, django; django.setup()\n"
+        "import sys, time, datetime\n"
         "from django.db import connection, transaction\n"
         "from django.utils import timezone\n"
         "now = timezone.now(); cutoff = now - datetime.timedelta(days=1)\n"
@@ -154,20 +144,15 @@ def run_floor(database_url: str) -> float:
         "    for sql in statements: cursor.execute(sql, {'now': now, 'cutoff': cutoff})\n"
         "print(time.perf_counter() - started)\n"
     )
-    result = subprocess.run(
-        [harness.PYTHON, "-c", script, repr(FLOOR_SQL)], cwd=harness.PROJECT,
-        env=harness.server_environment(database_url), capture_output=True, text=True, check=True,
-    )
-    return float(result.stdout.strip().splitlines()[-1])
+    return float(harness.run_django(database_url, script, repr(FLOOR_SQL)).strip().splitlines()[-1])
 
 
 def count_changed(database_url: str) -> int:
-    result = subprocess.run(
-        [harness.PYTHON, "-c", "import django; django.setup(); from executions.models import "
-         "ExecutionStatusChange as C; print(C.objects.filter(new_status='interrupted').count())"],
-        cwd=harness.PROJECT, env=harness.server_environment(database_url), capture_output=True, text=True, check=True,
-    )
-    return int(result.stdout.strip())
+    return int(harness.run_django(
+        database_url,
+        "from executions.models import ExecutionStatusChange as C\n"
+        "print(C.objects.filter(new_status='interrupted').count())",
+    ).strip())
 
 
 def report(results: list[dict]) -> None:

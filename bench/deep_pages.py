@@ -11,27 +11,20 @@ floor is the first page; the result is deep/first.
 Options: --executions N (1000000)  --requests N per case (200)  --depth PAGES (10000)
 """
 
-import argparse
 import http.client
 import os
 import statistics
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+import harness
 
 TARGET_RATIO = 1.3
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--executions", type=int, default=1_000_000)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--depth", type=int, default=10_000)
-    args = parser.parse_args()
+    args = harness.parse_options(__doc__, executions=1_000_000, requests=200, depth=10_000)
 
     with harness.bench_database() as (database_url, folder):
         harness.django_setup(database_url)

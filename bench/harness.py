@@ -5,6 +5,7 @@ Run a benchmark on SQLite as `python bench/X.py`; on PostgreSQL under
 `scripts/with-postgres.sh python bench/X.py`, which provides DATABASE_URL.
 """
 
+import argparse
 import contextlib
 import json
 import os
@@ -12,33 +13,38 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-sys.path.insert(0, str(PROJECT))
-from tests.servers import Gunicorn, ProductionServer, free_port  # noqa: E402, F401  (the servers the tests run)
+sys.path.insert(0, str(PROJECT))  # `python bench/X.py` from the repo root: devtools, config, executions
+from devtools import servers  # noqa: E402
+from devtools.net import free_port  # noqa: E402, F401  (for bench/peer.py)
+from devtools.servers import Gunicorn, ProductionServer  # noqa: E402
 
 # The server scripts/with-postgres.sh started, if any; read once, since django_setup()
 # points DATABASE_URL at the benchmark's own database.
 GIVEN_DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
 
-def server_environment(database_url: str) -> dict[str, str]:
-    """The environment of a production-like process against `database_url`."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "bench-only-" + "x" * 50,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": database_url,
-        "DATABASE_CONN_MAX_AGE": "600",
-        "PYTHONPATH": str(PROJECT),
-        # The bench measures the service, not its rate limits (docs/security.md): no throttles.
-        "API_THROTTLE_USER": "",
-        "API_THROTTLE_ANON": "",
-    }
+def service_env(database_url: str, **extra: str) -> dict[str, str]:
+    """devtools' environment of the service, with persistent database connections, as
+    production keeps them."""
+    return servers.service_env(database_url, DATABASE_CONN_MAX_AGE="600", **extra)
+
+
+def parse_options(doc: str, **defaults) -> argparse.Namespace:
+    """The command line: each keyword an option `--name` (underscores as dashes) of its
+    default's type, a default of False a flag; --help prints the benchmark's docstring."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in defaults.items():
+        option = "--" + name.replace("_", "-")
+        if default is False:
+            parser.add_argument(option, action="store_true")
+        else:
+            parser.add_argument(option, type=type(default), default=default)
+    return parser.parse_args()
 
 
 @contextlib.contextmanager
@@ -59,7 +65,7 @@ def bench_database():
     try:
         subprocess.run(
             [PYTHON, "manage.py", "migrate", "--no-input", "-v0"],
-            cwd=PROJECT, env=server_environment(database_url), check=True,
+            cwd=PROJECT, env=service_env(database_url), check=True,
         )
         yield database_url, folder
     finally:
@@ -77,8 +83,7 @@ def _postgres_admin(database_url: str, statement: str) -> None:
 
 def django_setup(database_url: str) -> None:
     """Set up Django in this process against `database_url` (for seeding and checks)."""
-    os.environ.update(server_environment(database_url))
-    sys.path.insert(0, str(PROJECT))
+    os.environ.update(service_env(database_url))
     import django
 
     django.setup()
@@ -132,7 +137,7 @@ def seed_running_executions(count: int, owner_id: int | None, newest_created_at)
 @contextlib.contextmanager
 def gunicorn(database_url: str, folder: Path, workers: int = 4):
     """gunicorn with sync workers, as production runs it; yields its base URL."""
-    env = {**server_environment(database_url), "LOG_LEVEL": "WARNING"}
+    env = service_env(database_url)
     with Gunicorn(env, workers=workers, threads=1, worker_class="sync", log_path=str(folder / "gunicorn.log")) as server:
         yield f"http://127.0.0.1:{server.port}"
 
@@ -140,12 +145,7 @@ def gunicorn(database_url: str, folder: Path, workers: int = 4):
 @contextlib.contextmanager
 def production(database_url: str, folder: Path, workers: int, threads: int):
     """The production setup (deploy/serve.py: nginx in front of gunicorn); yields its base URL."""
-    env = {
-        **server_environment(database_url),
-        "LOG_LEVEL": "WARNING",
-        "WEB_CONCURRENCY": str(workers),
-        "GUNICORN_THREADS": str(threads),
-    }
+    env = service_env(database_url, WEB_CONCURRENCY=str(workers), GUNICORN_THREADS=str(threads))
     with ProductionServer(env, log_path=str(folder / "serve.log")) as server:
         yield f"http://127.0.0.1:{server.port}"
 
@@ -163,3 +163,30 @@ def wrk(url: str, script: Path, duration: int, connections: int, env: dict | Non
         if line.startswith("{"):
             return json.loads(line)
     raise RuntimeError("wrk printed no summary:\n" + result.stdout + result.stderr)
+
+
+def run_measured(command: list[str], database_url: str) -> tuple[float, float, str]:
+    """Run a command of the service (e.g. manage.py ...) in a process of its own against
+    `database_url`: its seconds, its peak RSS in MB (from the kernel, wait4) and its output.
+    Exits when it fails."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=PROJECT, env=service_env(database_url),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        sys.exit(f"{' '.join(command[1:3])} failed:\n{output}")
+    return seconds, usage.ru_maxrss / 1024, output
+
+
+def run_django(database_url: str, code: str, *args: str) -> str:
+    """Run Python `code` (after django.setup()) in a process of its own against
+    `database_url`, with `args` as sys.argv[1:]; its standard output."""
+    result = subprocess.run(
+        [PYTHON, "-c", "import django; django.setup()\n" + code, *args], cwd=PROJECT,
+        env=service_env(database_url), capture_output=True, text=True, check=True,
+    )
+    return result.stdout

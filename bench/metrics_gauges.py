@@ -11,15 +11,11 @@ Prints the median of 5 scrapes' collector time for each.
 Options: --size 1000000
 """
 
-import argparse
 import statistics
-import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+import harness
 
 
 def collect_seconds(repeat: int = 5) -> tuple[float, dict]:
@@ -34,9 +30,7 @@ def collect_seconds(repeat: int = 5) -> tuple[float, dict]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=1_000_000)
-    args = parser.parse_args()
+    args = harness.parse_options(__doc__, size=1_000_000)
     with harness.bench_database() as (database_url, _folder):
         harness.django_setup(database_url)
         from django.db import connection

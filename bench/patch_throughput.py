@@ -33,9 +33,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-import peer  # noqa: E402
+import harness
+import peer
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_requests.lua"
 TARGETS = {"PATCH/floor": 0.40, "PATCH/peer": 3.0, "heartbeat/floor": 0.50}

@@ -15,27 +15,19 @@ Prints seconds, peak RSS, rows/s and command/floor, and checks that both deleted
 Options: --size 1000000   --batch-size 1000   --archive
 """
 
-import argparse
 import os
-import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import cleanup_at_scale  # noqa: E402  (its database copy and timing helpers)
-import harness  # noqa: E402
+import cleanup_at_scale  # its database copy helpers
+import harness
 
 TARGET_RSS_MB = 150
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=1_000_000)
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--archive", action="store_true", help="Run the command with --archive.")
-    args = parser.parse_args()
+    args = harness.parse_options(__doc__, size=1_000_000, batch_size=1000, archive=False)
 
     with harness.bench_database() as (database_url, folder):
         harness.django_setup(database_url)
@@ -99,17 +91,7 @@ def run_command(database_url: str, batch_size: int, archive: Path | None) -> tup
                "--batch-size", str(batch_size)]
     if archive:
         command += ["--archive", str(archive)]
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=harness.PROJECT, env=harness.server_environment(database_url),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        sys.exit(f"purge_executions failed:\n{output}")
-    return seconds, usage.ru_maxrss / 1024, output
+    return harness.run_measured(command, database_url)
 
 
 FLOOR_SQL = [
@@ -122,7 +104,7 @@ FLOOR_SQL = [
 def run_floor(database_url: str) -> float:
     """The same deletion as plain SQL, in one transaction, timed in a process of its own."""
     script = (
-        "import sys, time, datetime, django; django.setup()\n"
+        "import sys, time, datetime\n"
         "from django.db import connection, transaction\n"
         "from django.utils import timezone\n"
         "cutoff = connection.ops.adapt_datetimefield_value(timezone.now() - datetime.timedelta(days=90))\n"
@@ -131,21 +113,16 @@ def run_floor(database_url: str) -> float:
         "    for sql in eval(sys.argv[1]): cursor.execute(sql, {'cutoff': cutoff})\n"
         "print(time.perf_counter() - started)\n"
     )
-    result = subprocess.run(
-        [harness.PYTHON, "-c", script, repr(FLOOR_SQL)], cwd=harness.PROJECT,
-        env=harness.server_environment(database_url), capture_output=True, text=True, check=True,
-    )
-    return float(result.stdout.strip().splitlines()[-1])
+    return float(harness.run_django(database_url, script, repr(FLOOR_SQL)).strip().splitlines()[-1])
 
 
 def count_left(database_url: str) -> tuple[int, int]:
-    result = subprocess.run(
-        [harness.PYTHON, "-c", "import django; django.setup(); from executions.models import Execution, "
-         "ExecutionStatusChange as C; print(Execution.objects.count(), C.objects.count())"],
-        cwd=harness.PROJECT, env=harness.server_environment(database_url), capture_output=True, text=True,
-        check=True,
+    output = harness.run_django(
+        database_url,
+        "from executions.models import Execution, ExecutionStatusChange as C\n"
+        "print(Execution.objects.count(), C.objects.count())",
     )
-    executions, changes = result.stdout.split()
+    executions, changes = output.split()
     return int(executions), int(changes)
 
 

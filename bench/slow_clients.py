@@ -8,24 +8,14 @@ each, and how many slow connections the server closed, and after how long.
     python bench/slow_clients.py                       # SQLite, 64 slow clients, 20 s each
     python bench/slow_clients.py --clients 16 --seconds 30
 
-gunicorn alone is what tests/servers.py starts (2 workers x 4 threads, gthread); the
+gunicorn alone is what devtools/servers.py starts (2 workers x 4 threads, gthread); the
 production setup is deploy/serve.py with its defaults (nginx's timeouts 10 s).
 """
 
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-from tests.servers import (  # noqa: E402
-    Gunicorn,
-    ProductionServer,
-    SlowClients,
-    create_user_with_token,
-    request,
-    slowest_answers,
-)
+import harness  # first: it puts the repo root on sys.path
+from devtools.net import request
+from devtools.servers import Gunicorn, ProductionServer, create_user_with_token
+from devtools.slow_clients import SlowClients, slowest_answers
 
 
 def scenarios(port: int, token: str, execution_id: str) -> dict[str, tuple[bytes, bytes]]:
@@ -68,13 +58,10 @@ def measure(name: str, port: int, token: str, args) -> None:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--seconds", type=int, default=20)
-    args = parser.parse_args()
+    args = harness.parse_options(__doc__, clients=64, seconds=20)
 
     with harness.bench_database() as (database_url, folder):
-        env = {**harness.server_environment(database_url), "LOG_LEVEL": "WARNING"}
+        env = harness.service_env(database_url)
         token = create_user_with_token(env, "bench")
         with Gunicorn(env, workers=2, threads=4, log_path=str(folder / "gunicorn.log")) as server:
             measure("gunicorn alone (2 workers x 4 threads)", server.port, token, args)

@@ -1,7 +1,7 @@
 """A bounded soak: mixed load on gunicorn + PostgreSQL for a few minutes, counting every
 answer and sampling the gunicorn workers' memory.
 
-Starts a throwaway PostgreSQL server of its own (tests/servers.py; or uses DATABASE_URL
+Starts a throwaway PostgreSQL server of its own (devtools/postgres.py; or uses DATABASE_URL
 when it names a PostgreSQL database, e.g. under scripts/with-postgres.sh), migrates it,
 starts gunicorn on 127.0.0.1, and drives it from client threads with a mix of create,
 heartbeat, PATCH (status change), get-one and list requests, each from the operations the
@@ -27,15 +27,10 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.servers import (  # noqa: E402
-    Gunicorn,
-    ThrowawayPostgres,
-    create_user_with_token,
-    manage,
-    request,
-    service_env,
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/soak.py`: devtools
+from devtools.net import request  # noqa: E402
+from devtools.postgres import ThrowawayPostgres  # noqa: E402
+from devtools.servers import Gunicorn, create_user_with_token, manage, service_env  # noqa: E402
 
 # Relative weight of each operation in the mix, when the server offers it.
 MIX = {"create": 2, "heartbeat": 3, "patch": 2, "get": 1, "list": 2}
@@ -152,12 +147,9 @@ def postgres_database():
     if given.startswith("postgres"):
         yield given
         return
-    server = ThrowawayPostgres()
-    try:
+    with ThrowawayPostgres() as server:
         server.create_database()
         yield server.url()
-    finally:
-        server.destroy()
 
 
 def main():

@@ -13,30 +13,21 @@ requests/s swing with the neighbours' load.
 Options: --calls N per round (2000), --rounds N (7).
 """
 
-import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+import harness
 
 DRF_AUTHTOKEN = "rest_framework.authtoken"
 
 
 def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
+    args = harness.parse_options(__doc__, calls=2000, rounds=7)
 
     with harness.bench_database() as (database_url, _folder):
         # DRF's authtoken is no longer installed; this process installs it again, for the
         # comparison only, before Django reads the settings module.
-        os.environ.update(harness.server_environment(database_url))
+        os.environ.update(harness.service_env(database_url))
         import config.settings
 
         config.settings.INSTALLED_APPS.append(DRF_AUTHTOKEN)

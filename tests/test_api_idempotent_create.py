@@ -14,8 +14,9 @@ from executions.errors import ErrorCode
 from executions.models import Execution, IdempotencyKey
 from executions.selectors import idempotency_keys_expired
 
+from devtools.net import request
+
 from .factories import UserFactory
-from .servers import request
 from .test_races import run_together, token_for
 
 EXECUTIONS = "/api/v1/executions"

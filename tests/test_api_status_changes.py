@@ -15,8 +15,9 @@ from executions.api.limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_change_status, execution_change_status_bulk
 
+from devtools.net import request
+
 from .factories import ExecutionFactory, UserFactory
-from .servers import request
 from .test_races import token_for
 
 FEED = "/api/v1/status-changes"

@@ -22,8 +22,10 @@ from executions_client.run import EXIT_REFUSED, EXIT_STOPPED, STDERR_TAIL_BYTES
 
 from executions.models import ChangeChannel, Execution, ExecutionStatus
 
+from devtools.net import free_port
+from devtools.servers import Gunicorn, service_env
+
 from .factories import UserFactory, api_key_for
-from .servers import Gunicorn, free_port, service_env
 
 pytestmark = pytest.mark.slow
 

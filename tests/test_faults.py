@@ -1,6 +1,6 @@
 """Faults: the database goes away under load and comes back; many SQLite writers at once.
 
-The PostgreSQL fault tests start a PostgreSQL server and gunicorn of their own (tests/servers.py),
+The PostgreSQL fault tests start a PostgreSQL server and gunicorn of their own (devtools/),
 so that stopping that server does not disturb the rest of the suite. They run in the
 PostgreSQL pass of scripts/test.sh, where PostgreSQL's binaries are known to be present.
 """
@@ -26,17 +26,12 @@ from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 from executions import services
 from executions.services import execution_create
 
+from devtools.net import request
+from devtools.postgres import ThrowawayPostgres
+from devtools.servers import REPO_ROOT, Gunicorn, create_user_with_token, manage, service_env
+
 from .api import ERROR_RESPONSE_KEYS
 from .factories import ExecutionFactory, UserFactory, api_key_for
-from .servers import (
-    REPO_ROOT,
-    Gunicorn,
-    ThrowawayPostgres,
-    create_user_with_token,
-    manage,
-    request,
-    service_env,
-)
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow

@@ -16,7 +16,9 @@ from django.db import connection
 
 from executions.api.limits import MAX_JSON_OBJECT_BYTES
 
-from .servers import Gunicorn, ThrowawayPostgres, manage, request, service_env
+from devtools.net import request
+from devtools.postgres import ThrowawayPostgres
+from devtools.servers import Gunicorn, manage, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -82,12 +84,9 @@ def memory_kb(pid: int, field: str) -> int:
 @pytest.fixture(scope="module")
 def database_url(tmp_path_factory):
     if connection.vendor == "postgresql":
-        postgres = ThrowawayPostgres()
-        try:
+        with ThrowawayPostgres() as postgres:
             postgres.create_database()
             yield postgres.url()
-        finally:
-            postgres.destroy()
     else:
         yield f"sqlite:///{tmp_path_factory.mktemp('memory') / 'db.sqlite3'}"
 

@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from executions import metrics
 
-from .servers import Gunicorn, create_user_with_token, manage, request, service_env
+from devtools.net import request
+from devtools.servers import Gunicorn, create_user_with_token, manage, service_env
 
 pytestmark = pytest.mark.slow
 

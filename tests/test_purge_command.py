@@ -22,8 +22,9 @@ from executions.models import IDEMPOTENCY_KEYS_KEPT_FOR, Execution, ExecutionSta
 from executions.selectors import executions_with_history
 from executions.services import execution_change_status
 
+from devtools.servers import REPO_ROOT, service_env
+
 from .factories import ExecutionFactory
-from .servers import REPO_ROOT, service_env
 
 COMMAND = "purge_executions"
 NOW = timezone.now()

@@ -19,8 +19,9 @@ from django.utils import timezone
 from executions.errors import ErrorCode
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 
+from devtools.net import request
+
 from .factories import ExecutionFactory, UserFactory, api_key_for
-from .servers import request
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from executions.api import throttling
 
-from .servers import free_port
+from devtools.net import free_port
 
 
 def cache_errors() -> float:

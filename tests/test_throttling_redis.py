@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .servers import Gunicorn, RedisServer, create_user_with_token, manage, redis_server_binary, request, service_env
+from devtools.net import request
+from devtools.servers import Gunicorn, RedisServer, create_user_with_token, manage, redis_server_binary, service_env
 
 pytestmark = pytest.mark.slow
 
