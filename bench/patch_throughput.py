@@ -37,7 +37,12 @@ import harness
 import peer
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_requests.lua"
-TARGETS = {"PATCH/floor": 0.40, "PATCH/peer": 3.0, "heartbeat/floor": 0.50}
+# Issue #11's targets, by database: PostgreSQL's PATCH/floor is 0.30; heartbeat/floor and the
+# peer (which runs on SQLite only) are set for SQLite.
+TARGETS = {
+    "sqlite": {"PATCH/floor": 0.40, "PATCH/peer": 3.0, "heartbeat/floor": 0.50},
+    "postgresql": {"PATCH/floor": 0.30},
+}
 TARGET_P99_P50 = 2.0
 HEARTBEAT_EXECUTIONS = 1000
 
@@ -151,8 +156,9 @@ def report(vendor, args, runs, changed, audited):
     if mean("peer") is not None:
         ratios["PATCH/peer"] = patch / mean("peer")
     for name, ratio in ratios.items():
-        target = TARGETS[name]
-        print(f"{name}: {ratio:.2f} (target >= {target:.2f}: {'met' if ratio >= target else 'MISSED'})")
+        target = TARGETS[vendor].get(name)
+        verdict = "no target" if target is None else f"target >= {target:.2f}: {'met' if ratio >= target else 'MISSED'}"
+        print(f"{name}: {ratio:.2f} ({verdict})")
     tail = mean("PATCH", lambda run: run["p99_ms"]) / mean("PATCH", lambda run: run["p50_ms"])
     print(f"PATCH p99/p50: {tail:.2f} (target <= {TARGET_P99_P50:.1f}: {'met' if tail <= TARGET_P99_P50 else 'MISSED'})")
     patch_requests = sum(run["requests"] for name, run in runs.items() if name.startswith("PATCH"))
