@@ -5,6 +5,7 @@ through `execution_change_status` or `execution_change_status_bulk`: one rule
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -241,10 +242,50 @@ def _audit_insert_sql(alias: str) -> str:
     return sql_text
 
 
+def _audit_insert_params(record: ExecutionStatusChange) -> list:
+    return [field.get_db_prep_save(field.pre_save(record, True), connection) for field in _AUDIT_FIELDS]
+
+
 def _insert_audit_record(record: ExecutionStatusChange) -> None:
-    params = [field.get_db_prep_save(field.pre_save(record, True), connection) for field in _AUDIT_FIELDS]
     with connection.cursor() as cursor:
-        cursor.execute(_audit_insert_sql(connection.alias), params)
+        cursor.execute(_audit_insert_sql(connection.alias), _audit_insert_params(record))
+
+
+@cache
+def _change_and_audit_sql(alias: str, kind: str, changed_fields: tuple[str, ...], versions: int | None) -> str:
+    """PostgreSQL: the compare-and-set and the audit INSERT, both as compiled above, joined into
+    one statement: the INSERT copies its one row from what the UPDATE changed, so it writes
+    the audit record exactly when the compare-and-set won."""
+    update = _compare_and_set_sql(alias, kind, changed_fields, versions)
+    insert_into, values = _audit_insert_sql(alias).split(" VALUES ", 1)
+    assert values.startswith("(") and values.endswith(")"), values  # one row, no RETURNING
+    return f"WITH changed AS ({update} RETURNING 1) {insert_into} SELECT {values[1:-1]} FROM changed"
+
+
+def _change_and_audit(visibility, execution_id, source, changes, expected_updated_at, record) -> int:
+    """Run `_change_and_audit_sql`; the number of executions it changed (0 or 1)."""
+    if visibility.kind == NONE or expected_updated_at == []:
+        return 0  # nothing can match
+    sql_text = _change_and_audit_sql(
+        connection.alias, visibility.kind, tuple(changes),
+        None if expected_updated_at is None else len(expected_updated_at),
+    )
+    params = [
+        *_compare_and_set_params(connection, visibility, execution_id, source, changes, expected_updated_at),
+        *_audit_insert_params(record),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql_text, params)
+        return cursor.rowcount
+
+
+def _write_transaction():
+    """The transaction around one status change or one heartbeat. On PostgreSQL each is a
+    single statement, atomic by itself, so none: no BEGIN and COMMIT round trips (measured:
+    PATCH 940 -> 1,050 req/s, heartbeat 1,130 -> 1,230). On SQLite a transaction: it holds a
+    change and its audit record together, and it is what queues the writer on the lock
+    (config/sqlite3/base.py) rather than in SQLite's busy handler."""
+    return nullcontext() if connection.vendor == "postgresql" else transaction.atomic()
 
 
 def _visibility(visible_to) -> Visibility:
@@ -291,15 +332,23 @@ def execution_change_status(
     if error_info is not None:
         changes["error_info"] = error_info
 
-    with transaction.atomic():
+    # On PostgreSQL the change and its audit record are one statement (_change_and_audit_sql);
+    # SQLite has no UPDATE in a WITH: two statements in a transaction.
+    one_statement = connection.vendor == "postgresql"
+    with _write_transaction():
         for source in statuses_that_can_become(status):
+            record = _audit_record(
+                execution_id=execution_id, previous_status=source, status=status, actor=actor,
+                channel=channel, error_info=error_info, correlation_id=correlation_id, at=now,
+            )
             # The compare-and-set: the WHERE clause, not an earlier read, decides who wins.
-            if _compare_and_set(visibility, execution_id, source, changes, expected_updated_at):
-                record = _audit_record(
-                    execution_id=execution_id, previous_status=source, status=status, actor=actor,
-                    channel=channel, error_info=error_info, correlation_id=correlation_id, at=now,
-                )
-                _insert_audit_record(record)
+            if one_statement:
+                changed = _change_and_audit(visibility, execution_id, source, changes, expected_updated_at, record)
+            else:
+                changed = _compare_and_set(visibility, execution_id, source, changes, expected_updated_at)
+                if changed:
+                    _insert_audit_record(record)
+            if changed:
                 listened = execution_status_changed.has_listeners(Execution)
                 _after_commit(Counter({(source, status, channel): 1}), [record] if listened else [])
                 return StatusChangeResult(execution_id, True, source, status)
@@ -500,9 +549,7 @@ def execution_heartbeat(*, execution_id, visible_to=None) -> HeartbeatResult:
     visibility = _visibility(visible_to)
     now = timezone.now()
     changes = {"last_heartbeat_at": now, "updated_at": now}
-    # A transaction of its own, though it is one statement: on SQLite, that is what queues
-    # the writer on the lock (config/sqlite3/base.py) rather than in SQLite's busy handler.
-    with transaction.atomic():
+    with _write_transaction():
         changed = _compare_and_set(visibility, execution_id, ExecutionStatus.RUNNING, changes, None)
     if changed:
         metrics.HEARTBEATS.labels(metrics.HEARTBEAT_ACCEPTED).inc()

@@ -385,19 +385,20 @@ def test_database_errors_outside_drf_views_are_503_json_too(client):
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_connection_cut_in_the_middle_of_a_change_is_503_and_changes_nothing(live_server, monkeypatch):
-    """PostgreSQL drops the request's connection between the compare-and-set UPDATE and the
-    audit INSERT: the client gets a JSON 503, the half-made change is rolled back with the
-    transaction (still running, no audit record), and the retry succeeds on a new connection."""
+    """PostgreSQL drops the request's connection just before the change is sent (on PostgreSQL
+    the compare-and-set and its audit INSERT are one statement, so there is no moment between
+    them to cut): the client gets a JSON 503, nothing is changed (still running, no audit
+    record), and the retry succeeds on a new connection."""
     from django.db import connections
 
     owner = UserFactory(username="worker")
     token = api_key_for(owner)
     execution = execution_create(name="cut", created_by=owner)
     port = urlsplit(live_server.url).port
-    original_insert = services._insert_audit_record
+    original_change = services._change_and_audit
     cuts = []
 
-    def insert_after_losing_the_connection(record):
+    def change_after_losing_the_connection(*args):
         if not cuts:
             backend_pid = connections["default"].connection.info.backend_pid
             params = connections["default"].get_connection_params()
@@ -406,9 +407,9 @@ def test_connection_cut_in_the_middle_of_a_change_is_503_and_changes_nothing(liv
             with psycopg.connect(**params, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
             cuts.append(backend_pid)
-        return original_insert(record)
+        return original_change(*args)
 
-    monkeypatch.setattr(services, "_insert_audit_record", insert_after_losing_the_connection)
+    monkeypatch.setattr(services, "_change_and_audit", change_after_losing_the_connection)
     auth = {"Authorization": f"Token {token}"}
     answer = request(port, "PATCH", f"/api/v1/executions/{execution.id}", {"status": "failed"}, auth)
     assert cuts

@@ -175,3 +175,19 @@ def test_audit_insert_sql_is_what_the_orm_writes():
         actor=actor, actor_username="auditor", channel="api", correlation_id="corr-1", created_at=written["created_at"],
     )
     assert {**written, "id": None} == {**ExecutionStatusChange.objects.values().get(pk=made_by_orm.pk), "id": None}
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_on_postgresql_the_change_and_its_audit_record_are_one_statement():
+    execution = ExecutionFactory()
+    with CaptureQueriesContext(connection) as queries:
+        execution_change_status(execution_id=execution.id, status="failed", channel=ChangeChannel.API)
+    [statement] = [query["sql"] for query in queries.captured_queries]
+    assert statement.startswith("WITH changed AS (UPDATE") and "INSERT INTO" in statement
+    assert ExecutionStatusChange.objects.filter(execution=execution, new_status="failed").count() == 1
+
+    # The compare-and-set lost (the execution is failed now): the same statement writes no audit record.
+    with pytest.raises(InvalidStatusTransition):
+        execution_change_status(execution_id=execution.id, status="cancelled", channel=ChangeChannel.API)
+    assert ExecutionStatusChange.objects.filter(execution=execution).count() == 1
