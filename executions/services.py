@@ -212,15 +212,23 @@ def _compare_and_set_params(connection, visibility, execution_id, source, change
     return params
 
 
-def _compare_and_set(visibility: Visibility, execution_id, source: str, changes: dict, expected_updated_at) -> int:
-    """Run the compare-and-set; the number of rows it changed (0 or 1)."""
+def _compare_and_set(
+    visibility: Visibility, execution_id, source: str, changes: dict, expected_updated_at, audit_record=None
+) -> int:
+    """Run the compare-and-set; the number of rows it changed (0 or 1). With `audit_record`
+    (PostgreSQL: `_change_and_audit_sql`), the same statement writes it when the change wins."""
     if visibility.kind == NONE or expected_updated_at == []:
         return 0  # nothing can match
-    sql_text = _compare_and_set_sql(
+    shape = (
         connection.alias, visibility.kind, tuple(changes),
         None if expected_updated_at is None else len(expected_updated_at),
     )
     params = _compare_and_set_params(connection, visibility, execution_id, source, changes, expected_updated_at)
+    if audit_record is None:
+        sql_text = _compare_and_set_sql(*shape)
+    else:
+        sql_text = _change_and_audit_sql(*shape)
+        params += _audit_insert_params(audit_record)
     with connection.cursor() as cursor:
         cursor.execute(sql_text, params)
         return cursor.rowcount
@@ -260,23 +268,6 @@ def _change_and_audit_sql(alias: str, kind: str, changed_fields: tuple[str, ...]
     insert_into, values = _audit_insert_sql(alias).split(" VALUES ", 1)
     assert values.startswith("(") and values.endswith(")"), values  # one row, no RETURNING
     return f"WITH changed AS ({update} RETURNING 1) {insert_into} SELECT {values[1:-1]} FROM changed"
-
-
-def _change_and_audit(visibility, execution_id, source, changes, expected_updated_at, record) -> int:
-    """Run `_change_and_audit_sql`; the number of executions it changed (0 or 1)."""
-    if visibility.kind == NONE or expected_updated_at == []:
-        return 0  # nothing can match
-    sql_text = _change_and_audit_sql(
-        connection.alias, visibility.kind, tuple(changes),
-        None if expected_updated_at is None else len(expected_updated_at),
-    )
-    params = [
-        *_compare_and_set_params(connection, visibility, execution_id, source, changes, expected_updated_at),
-        *_audit_insert_params(record),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql_text, params)
-        return cursor.rowcount
 
 
 def _write_transaction():
@@ -343,7 +334,7 @@ def execution_change_status(
             )
             # The compare-and-set: the WHERE clause, not an earlier read, decides who wins.
             if one_statement:
-                changed = _change_and_audit(visibility, execution_id, source, changes, expected_updated_at, record)
+                changed = _compare_and_set(visibility, execution_id, source, changes, expected_updated_at, record)
             else:
                 changed = _compare_and_set(visibility, execution_id, source, changes, expected_updated_at)
                 if changed:
