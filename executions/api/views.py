@@ -112,15 +112,20 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 )
 IDEMPOTENT_REPLAYED_HEADER = "Idempotent-Replayed"
 
+def _page_size_parameter(items: str) -> OpenApiParameter:
+    """`page_size`, as the list and the change feed both take it."""
+    return OpenApiParameter(
+        PAGE_SIZE_PARAMETER, {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
+        OpenApiParameter.QUERY, description=f"{items} per page, at most {MAX_PAGE_SIZE}",
+    )
+
+
 LIST_PARAMETERS = [
     OpenApiParameter(
         CURSOR_PARAMETER, OpenApiTypes.STR, OpenApiParameter.QUERY,
         description="next_cursor of the previous page; absent for the first page",
     ),
-    OpenApiParameter(
-        PAGE_SIZE_PARAMETER, {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
-        OpenApiParameter.QUERY, description=f"Executions per page, at most {MAX_PAGE_SIZE}",
-    ),
+    _page_size_parameter("Executions"),
 ]
 
 
@@ -129,10 +134,7 @@ FEED_PARAMETERS = [
         AFTER_PARAMETER, OpenApiTypes.STR, OpenApiParameter.QUERY,
         description="next_cursor of the previous page; absent to start from the oldest change",
     ),
-    OpenApiParameter(
-        PAGE_SIZE_PARAMETER, {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
-        OpenApiParameter.QUERY, description=f"Changes per page, at most {MAX_PAGE_SIZE}",
-    ),
+    _page_size_parameter("Changes"),
 ]
 
 
