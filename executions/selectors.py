@@ -109,10 +109,12 @@ def executions_stale(executions: QuerySet, stale_after: timedelta, now: datetime
 
 def _sees_all_executions(user) -> bool | None:
     """True for superusers and holders of manage_all_executions, False for other active
-    users, None for those who see nothing (anonymous, inactive)."""
-    if not user.is_authenticated or not user.is_active:
+    users, None for those who see nothing (anonymous, inactive): visibility_of's rule, with
+    the permission resolved here rather than in the query."""
+    visibility = visibility_of(user)
+    if visibility.kind == NONE:
         return None
-    return user.is_superuser or user.has_perm(MANAGE_ALL_EXECUTIONS)
+    return visibility.kind == ALL or user.has_perm(MANAGE_ALL_EXECUTIONS)
 
 
 def executions_listable_by(user) -> QuerySet:
