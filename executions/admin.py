@@ -160,7 +160,7 @@ class ExecutionAdmin(admin.ModelAdmin):
     list_filter = ["status", StaleFilter, ("created_at", admin.DateFieldListFilter)]
     list_select_related = ["created_by"]
     # Names by their start (case-insensitive), which an index answers on a million rows;
-    # "contains" scanned the whole table (migration 0002 has the indexes).
+    # "contains" scanned the whole table (migration 0007 has the indexes).
     search_fields = ["^name"]
     search_help_text = "The start of the name, or of the id (the whole id or its first characters)."
     # No date drill-down: its SELECT DISTINCT of every creation day scanned the whole table on
