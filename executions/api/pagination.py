@@ -59,14 +59,18 @@ class PageQuery(BaseModel):
     @field_validator("cursor")
     @classmethod
     def cursor_decodes(cls, cursor):
-        if cursor is not None:
-            try:
-                decode_cursor(cursor)
-            except (ValueError, OverflowError):
-                raise PydanticCustomError(
-                    "cursor_invalid", "Invalid cursor: use a next_cursor the API returned"
-                ) from None
-        return cursor
+        return _checked_cursor(cursor, decode_cursor)
+
+
+def _checked_cursor(cursor: str | None, decode) -> str | None:
+    """`cursor` as given, if `decode` takes it (or it is absent); else the 422 item
+    `cursor_invalid`, for the list's cursor and the feed's alike."""
+    if cursor is not None:
+        try:
+            decode(cursor)
+        except (ValueError, OverflowError):
+            raise PydanticCustomError("cursor_invalid", "Invalid cursor: use a next_cursor the API returned") from None
+    return cursor
 
 
 def _json_size(field: str):
@@ -157,11 +161,4 @@ class FeedQuery(BaseModel):
     @field_validator("after")
     @classmethod
     def cursor_decodes(cls, cursor):
-        if cursor is not None:
-            try:
-                decode_feed_cursor(cursor)
-            except ValueError:
-                raise PydanticCustomError(
-                    "cursor_invalid", "Invalid cursor: use a next_cursor the API returned"
-                ) from None
-        return cursor
+        return _checked_cursor(cursor, decode_feed_cursor)
