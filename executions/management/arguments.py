@@ -2,6 +2,12 @@
 
 import argparse
 
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+
+from executions.durations import parse_duration
+from executions.text import has_control_characters
+
 # Bounds the commands share: a batch is one transaction, so it stays a size a database commits
 # quickly; a limit above a billion is a typo.
 MAX_BATCH_SIZE = 10_000
@@ -40,3 +46,33 @@ def add_batch_arguments(parser, verb: str) -> None:
     parser.add_argument(
         "--limit", type=whole_number(MAX_LIMIT), help=f"{verb} at most this many executions in this run."
     )
+
+
+EXPIRES_HELP = "Refuse the key after this long: 90d, 12w, 6h... (default: never)."
+
+
+def duration_argument(text: str):
+    """A duration (90s, 30m, 6h, 2d, 12w), in ASCII digits."""
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def user_named(username: str):
+    """The user of that username, or a CommandError saying there is none."""
+    User = get_user_model()
+    try:
+        return User.objects.get_by_natural_key(username)
+    except User.DoesNotExist:
+        raise CommandError(f"No user named {username!r}") from None
+
+
+def checked_name(name: str, max_length: int) -> str:
+    """A --name as the API would take it (1 to `max_length` characters, no control
+    characters), so that what one channel refuses the other does too."""
+    if not 1 <= len(name) <= max_length:
+        raise CommandError(f"--name must be 1 to {max_length} characters")
+    if has_control_characters(name):
+        raise CommandError("--name may not contain control characters")
+    return name

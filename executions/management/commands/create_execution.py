@@ -1,10 +1,8 @@
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from executions.management.arguments import text_argument
+from executions.management.arguments import checked_name, text_argument, user_named
 from executions.models import EXECUTION_NAME_MAX_LENGTH
 from executions.services import execution_create
-from executions.text import has_control_characters
 
 
 class Command(BaseCommand):
@@ -19,16 +17,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, name, owner, **options):
-        # The API's rules for a name, so that what one channel refuses the other does too.
-        if not 1 <= len(name) <= EXECUTION_NAME_MAX_LENGTH:
-            raise CommandError(f"--name must be 1 to {EXECUTION_NAME_MAX_LENGTH} characters")
-        if has_control_characters(name):
-            raise CommandError("--name may not contain control characters")
-        created_by = None
-        if owner:
-            try:
-                created_by = get_user_model().objects.get_by_natural_key(owner)
-            except get_user_model().DoesNotExist:
-                raise CommandError(f"No user named {owner!r}") from None
+        name = checked_name(name, EXECUTION_NAME_MAX_LENGTH)
+        created_by = user_named(owner) if owner else None
         execution = execution_create(name=name, created_by=created_by)
         self.stdout.write(str(execution.id))

@@ -1,11 +1,14 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from executions.management.arguments import text_argument
+from executions.management.arguments import (
+    EXPIRES_HELP,
+    checked_name,
+    duration_argument,
+    text_argument,
+    user_named,
+)
 from executions.models import ApiToken
-from executions.text import has_control_characters
 from executions.tokens import token_create
-
-from ._token_arguments import EXPIRES_HELP, duration_argument, user_named
 
 NAME_MAX_LENGTH = ApiToken._meta.get_field("name").max_length
 
@@ -27,10 +30,6 @@ class Command(BaseCommand):
         parser.add_argument("--expires", type=duration_argument, help=EXPIRES_HELP)
 
     def handle(self, *args, username, name, expires, **options):
-        name = name.strip()
-        if not 0 < len(name) <= NAME_MAX_LENGTH:
-            raise CommandError(f"--name must be 1 to {NAME_MAX_LENGTH} characters")
-        if has_control_characters(name):
-            raise CommandError("--name may not contain control characters")
+        name = checked_name(name.strip(), NAME_MAX_LENGTH)
         _, key = token_create(user=user_named(username), name=name, expires_in=expires)
         self.stdout.write(key)

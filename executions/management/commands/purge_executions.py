@@ -11,9 +11,9 @@ from tqdm import tqdm
 
 from executions.archive import ArchiveError, GzipJsonLinesArchive
 from executions.durations import parse_duration
-from executions.text import printable
 from executions.selectors import executions_finished_before, idempotency_keys_expired
 from executions.services import PurgeResult, executions_purge_finished, idempotency_keys_purge_expired
+from executions.text import printable
 
 from ..arguments import add_batch_arguments, text_argument
 from ..progress import ProgressStream

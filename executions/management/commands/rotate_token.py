@@ -1,9 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from executions.management.arguments import text_argument
+from executions.management.arguments import EXPIRES_HELP, duration_argument, text_argument, user_named
 from executions.tokens import ROTATED_TOKEN_NAME, token_rotate
-
-from ._token_arguments import EXPIRES_HELP, duration_argument, user_named
 
 
 class Command(BaseCommand):
