@@ -16,7 +16,7 @@ Options: --executions N (1000000)  --requests N per page (20)
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import harness
 
@@ -35,7 +35,7 @@ def main():
         from django.db import connection
         from django.test import Client
 
-        harness.seed_running_executions(args.executions, None, datetime.now(timezone.utc))
+        harness.seed_running_executions(args.executions, None, datetime.now(UTC))
         with connection.cursor() as cursor:
             # One in five failed, spread over the whole table.
             cursor.execute(
@@ -76,8 +76,10 @@ def main():
     for label, (times, cpu_times) in results.items():
         p50 = statistics.median(times)
         p90 = statistics.quantiles(times, n=10)[-1]
-        print(f"{label:32} {p50:8.1f} {p90:8.1f} {statistics.median(cpu_times):8.1f}  "
-              f"{'met' if p50 <= TARGET_MS else 'MISSED'}")
+        print(
+            f"{label:32} {p50:8.1f} {p90:8.1f} {statistics.median(cpu_times):8.1f}  "
+            f"{'met' if p50 <= TARGET_MS else 'MISSED'}"
+        )
     print("CPU: this process's CPU time per request (Python, and SQLite's own work; not PostgreSQL's),")
     print("a figure that the other load on a shared machine does not inflate the way it does wall time.")
 

@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import harness
@@ -32,9 +32,13 @@ TARGET_SCALING = 11  # 1M may cost at most 11x what 100k costs (issue #11)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="100000,300000,1000000")
-    parser.add_argument("--batch-size", type=int, help="default: the command's own (EXECUTIONS_BULK_BATCH_SIZE)")
+    parser.add_argument(
+        "--batch-size", type=int, help="default: the command's own (EXECUTIONS_BULK_BATCH_SIZE)"
+    )
     parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -48,7 +52,8 @@ def main():
         child = subprocess.run(
             [harness.PYTHON, __file__, "--one-size", str(size)]
             + ([] if args.batch_size is None else ["--batch-size", str(args.batch_size)]),
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if child.returncode != 0:
             sys.exit(f"the {size} run failed:\n{child.stdout}{child.stderr}")
@@ -60,7 +65,7 @@ def measure(size: int, batch_size: int, database_url: str, folder: Path) -> dict
     harness.django_setup(database_url)
     from django.db import connection
 
-    harness.seed_running_executions(size, None, datetime.now(timezone.utc) - timedelta(days=2))
+    harness.seed_running_executions(size, None, datetime.now(UTC) - timedelta(days=2))
     vendor = connection.vendor
     connection.close()
     copy_url = copy_database(database_url, folder)
@@ -71,8 +76,13 @@ def measure(size: int, batch_size: int, database_url: str, folder: Path) -> dict
     changed_by_floor = count_changed(copy_url)
     drop_copy(copy_url)
     return {
-        "vendor": vendor, "size": size, "command_s": command_seconds, "floor_s": floor_seconds,
-        "rss_mb": peak_rss_mb, "changed": changed_by_command, "floor_changed": changed_by_floor,
+        "vendor": vendor,
+        "size": size,
+        "command_s": command_seconds,
+        "floor_s": floor_seconds,
+        "rss_mb": peak_rss_mb,
+        "changed": changed_by_command,
+        "floor_changed": changed_by_floor,
         "summary": output.strip().splitlines()[-1] if output.strip() else "",
     }
 
@@ -98,7 +108,9 @@ def copy_database(database_url: str, folder: Path) -> str:
 def drop_copy(copy_url: str) -> None:
     if copy_url.startswith("postgres"):
         name = copy_url.rsplit("/", 1)[1]
-        harness._postgres_admin(copy_url.rsplit("/", 1)[0] + "/postgres", f"DROP DATABASE {name} WITH (FORCE)")
+        harness._postgres_admin(
+            copy_url.rsplit("/", 1)[0] + "/postgres", f"DROP DATABASE {name} WITH (FORCE)"
+        )
 
 
 def run_command(database_url: str, batch_size: int) -> tuple[float, float, str]:
@@ -121,8 +133,10 @@ FLOOR_SQL_TEMPLATE = [
        SET status = 'interrupted', finished_at = %(now)s, updated_at = %(now)s, error_info = {why}
        WHERE status = 'running' AND coalesce(last_heartbeat_at, created_at) < %(cutoff)s""",
 ]
-WHY = ("{json}('reason', 'stale', 'last_seen_at', coalesce(last_heartbeat_at, created_at), "
-       "'threshold', '1d', 'detected_by', 'floor')")
+WHY = (
+    "{json}('reason', 'stale', 'last_seen_at', coalesce(last_heartbeat_at, created_at), "
+    "'threshold', '1d', 'detected_by', 'floor')"
+)
 FLOOR_SQL = {
     vendor: [sql.format(why=WHY.format(json=json_function)) for sql in FLOOR_SQL_TEMPLATE]
     for vendor, json_function in [("sqlite", "json_object"), ("postgresql", "jsonb_build_object")]
@@ -148,29 +162,39 @@ def run_floor(database_url: str) -> float:
 
 
 def count_changed(database_url: str) -> int:
-    return int(harness.run_django(
-        database_url,
-        "from executions.models import ExecutionStatusChange as C\n"
-        "print(C.objects.filter(new_status='interrupted').count())",
-    ).strip())
+    return int(
+        harness.run_django(
+            database_url,
+            "from executions.models import ExecutionStatusChange as C\n"
+            "print(C.objects.filter(new_status='interrupted').count())",
+        ).strip()
+    )
 
 
 def report(results: list[dict]) -> None:
     print(f"cleanup_stale_executions at scale on {results[0]['vendor']}, {os.cpu_count()} cores")
-    print(f"{'rows':>9} {'command s':>10} {'floor s':>8} {'ratio':>6} {'peak RSS MB':>12} {'rows/s':>9} {'changed':>9}")
+    print(
+        f"{'rows':>9} {'command s':>10} {'floor s':>8} {'ratio':>6} {'peak RSS MB':>12} {'rows/s':>9} {'changed':>9}"
+    )
     ok = True
     for r in results:
         ratio = r["command_s"] / r["floor_s"]
-        print(f"{r['size']:>9} {r['command_s']:>10.2f} {r['floor_s']:>8.2f} {ratio:>6.2f} {r['rss_mb']:>12.1f} "
-              f"{r['size'] / r['command_s']:>9.0f} {r['changed']:>9}")
+        print(
+            f"{r['size']:>9} {r['command_s']:>10.2f} {r['floor_s']:>8.2f} {ratio:>6.2f} {r['rss_mb']:>12.1f} "
+            f"{r['size'] / r['command_s']:>9.0f} {r['changed']:>9}"
+        )
         if r["changed"] != r["size"] or r["floor_changed"] != r["size"]:
-            print(f"  ERROR: expected {r['size']} changes, command made {r['changed']}, floor {r['floor_changed']}")
+            print(
+                f"  ERROR: expected {r['size']} changes, command made {r['changed']}, floor {r['floor_changed']}"
+            )
             ok = False
     largest = results[-1]
     ratio = largest["command_s"] / largest["floor_s"]
-    print(f"at {largest['size']}: command/floor {ratio:.2f} (target <= {TARGET_RATIO}: "
-          f"{'met' if ratio <= TARGET_RATIO else 'MISSED'}), peak RSS {largest['rss_mb']:.0f} MB "
-          f"(target < {TARGET_RSS_MB}: {'met' if largest['rss_mb'] < TARGET_RSS_MB else 'MISSED'})")
+    print(
+        f"at {largest['size']}: command/floor {ratio:.2f} (target <= {TARGET_RATIO}: "
+        f"{'met' if ratio <= TARGET_RATIO else 'MISSED'}), peak RSS {largest['rss_mb']:.0f} MB "
+        f"(target < {TARGET_RSS_MB}: {'met' if largest['rss_mb'] < TARGET_RSS_MB else 'MISSED'})"
+    )
     if len(results) > 1:
         smallest = results[0]
         scaling = largest["command_s"] / smallest["command_s"]

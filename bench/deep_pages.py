@@ -16,7 +16,7 @@ import os
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import harness
 
@@ -34,9 +34,10 @@ def main():
         from executions.models import Execution
 
         user, token = harness.create_bench_user()
-        harness.seed_running_executions(args.executions, user.id, datetime.now(timezone.utc))
+        harness.seed_running_executions(args.executions, user.id, datetime.now(UTC))
         last_of_depth = (
-            Execution.objects.filter(created_by=user).order_by("-created_at", "-id")
+            Execution.objects.filter(created_by=user)
+            .order_by("-created_at", "-id")
             .values_list("created_at", "id")[args.depth * DEFAULT_PAGE_SIZE - 1]
         )
         deep_cursor = encode_cursor(*last_of_depth)
@@ -49,7 +50,9 @@ def main():
             "status=running&stale=true": "/api/v1/executions?status=running&stale=true",
         }
         with harness.gunicorn(database_url, folder, workers=1) as base_url:
-            timings = {name: time_requests(base_url, path, token, args.requests) for name, path in cases.items()}
+            timings = {
+                name: time_requests(base_url, path, token, args.requests) for name, path in cases.items()
+            }
 
     report(vendor, args, timings)
 
@@ -74,8 +77,10 @@ def time_requests(base_url: str, path: str, token: str, count: int) -> list[floa
 
 
 def report(vendor, args, timings):
-    print(f"List latency on {vendor}, {args.executions:,} executions, {args.requests} requests a case, "
-          f"one connection, gunicorn 1 worker, {os.cpu_count()} cores")
+    print(
+        f"List latency on {vendor}, {args.executions:,} executions, {args.requests} requests a case, "
+        f"one connection, gunicorn 1 worker, {os.cpu_count()} cores"
+    )
     print(f"{'':28} {'p50 ms':>8} {'p90 ms':>8}")
     p50 = {}
     for name, values in timings.items():
@@ -83,7 +88,9 @@ def report(vendor, args, timings):
         print(f"{name:28} {p50[name]:8.2f} {statistics.quantiles(values, n=10)[-1]:8.2f}")
     names = list(timings)
     ratio = p50[names[1]] / p50[names[0]]
-    print(f"deep/first (p50): {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})")
+    print(
+        f"deep/first (p50): {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})"
+    )
     print(f"filtered/first (p50): {p50[names[2]] / p50[names[0]]:.2f}")
 
 

@@ -63,9 +63,9 @@ def main() -> None:
     owner, other = User.objects.create_user("feed-owner"), User.objects.create_user("feed-other")
     manager = User.objects.create_user("feed-manager", is_superuser=True)
     seed(args.rows, owner, other)
-    middle = ExecutionStatusChange.objects.order_by("transaction_id", "id").values_list("transaction_id", "id")[
-        args.rows // 2
-    ]
+    middle = ExecutionStatusChange.objects.order_by("transaction_id", "id").values_list(
+        "transaction_id", "id"
+    )[args.rows // 2]
     for label, user in [("manager", manager), ("owner of 1 in 100", owner)]:
         page = status_changes_after(status_changes_visible_to(user), middle)[: PAGE + 1]
         sql, params = page.query.sql_with_params()

@@ -65,7 +65,9 @@ def bench_database():
     try:
         subprocess.run(
             [PYTHON, "manage.py", "migrate", "--no-input", "-v0"],
-            cwd=PROJECT, env=service_env(database_url), check=True,
+            cwd=PROJECT,
+            env=service_env(database_url),
+            check=True,
         )
         yield database_url, folder
     finally:
@@ -138,7 +140,9 @@ def seed_running_executions(count: int, owner_id: int | None, newest_created_at)
 def gunicorn(database_url: str, folder: Path, workers: int = 4):
     """gunicorn with sync workers, as production runs it; yields its base URL."""
     env = service_env(database_url)
-    with Gunicorn(env, workers=workers, threads=1, worker_class="sync", log_path=str(folder / "gunicorn.log")) as server:
+    with Gunicorn(
+        env, workers=workers, threads=1, worker_class="sync", log_path=str(folder / "gunicorn.log")
+    ) as server:
         yield f"http://127.0.0.1:{server.port}"
 
 
@@ -155,9 +159,24 @@ def wrk(url: str, script: Path, duration: int, connections: int, env: dict | Non
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     result = subprocess.run(
-        ["wrk", "--threads", "2", "--connections", str(connections), "--duration", f"{duration}s",
-         "--timeout", "10s", "--script", str(script), url],
-        env={**os.environ, **(env or {})}, capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "--threads",
+            "2",
+            "--connections",
+            str(connections),
+            "--duration",
+            f"{duration}s",
+            "--timeout",
+            "10s",
+            "--script",
+            str(script),
+            url,
+        ],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for line in result.stdout.splitlines():
         if line.startswith("{"):
@@ -171,8 +190,12 @@ def run_measured(command: list[str], database_url: str) -> tuple[float, float, s
     Exits when it fails."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        command, cwd=PROJECT, env=service_env(database_url),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        command,
+        cwd=PROJECT,
+        env=service_env(database_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -186,7 +209,11 @@ def run_django(database_url: str, code: str, *args: str) -> str:
     """Run Python `code` (after django.setup()) in a process of its own against
     `database_url`, with `args` as sys.argv[1:]; its standard output."""
     result = subprocess.run(
-        [PYTHON, "-c", "import django; django.setup()\n" + code, *args], cwd=PROJECT,
-        env=service_env(database_url), capture_output=True, text=True, check=True,
+        [PYTHON, "-c", "import django; django.setup()\n" + code, *args],
+        cwd=PROJECT,
+        env=service_env(database_url),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return result.stdout

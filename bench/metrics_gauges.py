@@ -13,7 +13,7 @@ Options: --size 1000000
 
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import harness
 
@@ -35,10 +35,12 @@ def main():
         harness.django_setup(database_url)
         from django.db import connection
 
-        harness.seed_running_executions(args.size, None, datetime.now(timezone.utc) - timedelta(days=2))
+        harness.seed_running_executions(args.size, None, datetime.now(UTC) - timedelta(days=2))
         all_running, values = collect_seconds()
-        print(f"{connection.vendor}, {args.size} executions, all running and stale: "
-              f"{all_running * 1000:.1f} ms per scrape {values}")
+        print(
+            f"{connection.vendor}, {args.size} executions, all running and stale: "
+            f"{all_running * 1000:.1f} ms per scrape {values}"
+        )
         with connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE executions_execution SET status = 'completed', finished_at = created_at "
@@ -46,8 +48,10 @@ def main():
             )
             cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
         mostly_finished, values = collect_seconds()
-        print(f"{connection.vendor}, {args.size} executions, 1000 running: "
-              f"{mostly_finished * 1000:.1f} ms per scrape {values}")
+        print(
+            f"{connection.vendor}, {args.size} executions, 1000 running: "
+            f"{mostly_finished * 1000:.1f} ms per scrape {values}"
+        )
 
 
 if __name__ == "__main__":

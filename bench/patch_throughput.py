@@ -26,11 +26,12 @@ gunicorn with config/gunicorn.conf.py, --workers processes x --threads threads, 
 
     python bench/patch_throughput.py --production --workers 5 --threads 2
 """
+
 import argparse
 import contextlib
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import harness
@@ -48,14 +49,20 @@ HEARTBEAT_EXECUTIONS = 1000
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executions", type=int, default=100_000)
     parser.add_argument("--no-peer", action="store_true")
-    parser.add_argument("--production", action="store_true", help="nginx in front of gunicorn (deploy/serve.py)")
-    parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker with --production")
+    parser.add_argument(
+        "--production", action="store_true", help="nginx in front of gunicorn (deploy/serve.py)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="gunicorn threads per worker with --production"
+    )
     args = parser.parse_args()
 
     peer_source = None if args.no_peer else peer.peer_folder()
@@ -69,13 +76,18 @@ def main():
         from executions.models import Execution, ExecutionStatusChange
 
         user, token = harness.create_bench_user()
-        harness.seed_running_executions(2 * args.executions + HEARTBEAT_EXECUTIONS, user.id, datetime.now(timezone.utc))
+        harness.seed_running_executions(
+            2 * args.executions + HEARTBEAT_EXECUTIONS, user.id, datetime.now(UTC)
+        )
         ids = [str(pk) for pk in Execution.objects.values_list("id", flat=True).iterator(chunk_size=10_000)]
         connection.close()
         # One file of fresh ids for each PATCH run, one for the heartbeats.
         files = {}
-        for name, chunk in [("patch1", ids[: args.executions]), ("patch2", ids[args.executions : 2 * args.executions]),
-                            ("heartbeat", ids[2 * args.executions :])]:
+        for name, chunk in [
+            ("patch1", ids[: args.executions]),
+            ("patch2", ids[args.executions : 2 * args.executions]),
+            ("heartbeat", ids[2 * args.executions :]),
+        ]:
             files[name] = folder / f"{name}-ids.txt"
             files[name].write_text("\n".join(chunk) + "\n")
 
@@ -104,12 +116,22 @@ def main():
                     (folder / f"peer{index}-ids.txt").write_text("\n".join(half) + "\n")
             # Warm-up: every worker of both servers meets its first requests here, not in a run.
             harness.wrk(base_url, WRK_SCRIPT, 2, args.connections, {**env, "BENCH_MODE": "floor"})
-            harness.wrk(base_url, WRK_SCRIPT, 2, args.connections,
-                        {**env, "BENCH_MODE": "heartbeat", "BENCH_IDS_FILE": str(files["heartbeat"])})
+            harness.wrk(
+                base_url,
+                WRK_SCRIPT,
+                2,
+                args.connections,
+                {**env, "BENCH_MODE": "heartbeat", "BENCH_IDS_FILE": str(files["heartbeat"])},
+            )
             if peer_url:
                 # PATCHes of unknown ids: the peer answers 404 and changes nothing.
-                harness.wrk(peer_url, WRK_SCRIPT, 2, args.connections,
-                            {**env, "BENCH_MODE": "heartbeat", "BENCH_IDS_FILE": str(files["heartbeat"])})
+                harness.wrk(
+                    peer_url,
+                    WRK_SCRIPT,
+                    2,
+                    args.connections,
+                    {**env, "BENCH_MODE": "heartbeat", "BENCH_IDS_FILE": str(files["heartbeat"])},
+                )
 
             run("floor", base_url, "floor")
             for index in (1, 2):
@@ -141,28 +163,43 @@ def report(vendor, args, runs, changed, audited):
     server = f"{args.workers} worker processes per server"
     if args.production:
         server = f"nginx, gunicorn {args.workers} x {args.threads} threads"
-    print(f"PATCH throughput on {vendor}: {server}, wrk 2 threads, "
-          f"{args.connections} connections, {args.duration} s per run, {os.cpu_count()} cores")
+    print(
+        f"PATCH throughput on {vendor}: {server}, wrk 2 threads, "
+        f"{args.connections} connections, {args.duration} s per run, {os.cpu_count()} cores"
+    )
     print(f"{'run':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, run in runs.items():
-        print(f"{name:10} {rps(run):9.0f} {run['p50_ms']:8.2f} {run['p99_ms']:8.2f} {errors_of(name, run):7d}")
+        print(
+            f"{name:10} {rps(run):9.0f} {run['p50_ms']:8.2f} {run['p99_ms']:8.2f} {errors_of(name, run):7d}"
+        )
 
     def mean(prefix, figure=rps):
         values = [figure(run) for name, run in runs.items() if name.startswith(prefix)]
         return sum(values) / len(values) if values else None
 
     patch = mean("PATCH")
-    ratios = {"PATCH/floor": patch / rps(runs["floor"]), "heartbeat/floor": rps(runs["heartbeat"]) / rps(runs["floor"])}
+    ratios = {
+        "PATCH/floor": patch / rps(runs["floor"]),
+        "heartbeat/floor": rps(runs["heartbeat"]) / rps(runs["floor"]),
+    }
     if mean("peer") is not None:
         ratios["PATCH/peer"] = patch / mean("peer")
     for name, ratio in ratios.items():
         target = TARGETS[vendor].get(name)
-        verdict = "no target" if target is None else f"target >= {target:.2f}: {'met' if ratio >= target else 'MISSED'}"
+        verdict = (
+            "no target"
+            if target is None
+            else f"target >= {target:.2f}: {'met' if ratio >= target else 'MISSED'}"
+        )
         print(f"{name}: {ratio:.2f} ({verdict})")
     tail = mean("PATCH", lambda run: run["p99_ms"]) / mean("PATCH", lambda run: run["p50_ms"])
-    print(f"PATCH p99/p50: {tail:.2f} (target <= {TARGET_P99_P50:.1f}: {'met' if tail <= TARGET_P99_P50 else 'MISSED'})")
+    print(
+        f"PATCH p99/p50: {tail:.2f} (target <= {TARGET_P99_P50:.1f}: {'met' if tail <= TARGET_P99_P50 else 'MISSED'})"
+    )
     patch_requests = sum(run["requests"] for name, run in runs.items() if name.startswith("PATCH"))
-    print(f"executions cancelled: {changed}, audit records: {audited}, PATCH answers counted by wrk: {patch_requests}")
+    print(
+        f"executions cancelled: {changed}, audit records: {audited}, PATCH answers counted by wrk: {patch_requests}"
+    )
     if any(errors_of(name, run) for name, run in runs.items()) or changed != audited:
         print("ERRORS: see above")
         sys.exit(1)

@@ -22,7 +22,9 @@ def peer_folder() -> Path | None:
     candidates = [harness.PROJECT.parent / "shared" / "peer-fastapi"]
     common = subprocess.run(
         ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-        cwd=harness.PROJECT, capture_output=True, text=True,
+        cwd=harness.PROJECT,
+        capture_output=True,
+        text=True,
     )
     if common.returncode == 0:
         candidates.append(Path(common.stdout.strip()).parent.parent / "shared" / "peer-fastapi")
@@ -57,9 +59,25 @@ def peer_server(source: Path, folder: Path, executions: int, workers: int):
     port = harness.free_port()
     log = open(folder / "peer.log", "wb")
     process = subprocess.Popen(
-        [str(python), "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
-        cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(python),
+            "-m",
+            "uvicorn",
+            "app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=copy,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:

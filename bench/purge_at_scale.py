@@ -17,7 +17,7 @@ Options: --size 1000000   --batch-size 1000   --archive
 
 import os
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cleanup_at_scale  # its database copy helpers
@@ -33,7 +33,7 @@ def main():
         harness.django_setup(database_url)
         from django.db import connection
 
-        seed_finished_executions(args.size, datetime.now(timezone.utc) - timedelta(days=100))
+        seed_finished_executions(args.size, datetime.now(UTC) - timedelta(days=100))
         vendor = connection.vendor
         connection.close()
         copy_url = cleanup_at_scale.copy_database(database_url, folder)
@@ -47,15 +47,21 @@ def main():
         archive_mb = archive.stat().st_size / 2**20 if archive else None
 
     ratio = command_seconds / floor_seconds
-    print(f"purge_executions at scale on {vendor}, {os.cpu_count()} cores, batch size {args.batch_size}"
-          f"{', with --archive' if archive else ''}")
+    print(
+        f"purge_executions at scale on {vendor}, {os.cpu_count()} cores, batch size {args.batch_size}"
+        f"{', with --archive' if archive else ''}"
+    )
     print(f"{'rows':>9} {'command s':>10} {'floor s':>8} {'ratio':>6} {'peak RSS MB':>12} {'rows/s':>9}")
-    print(f"{args.size:>9} {command_seconds:>10.2f} {floor_seconds:>8.2f} {ratio:>6.2f} {peak_rss_mb:>12.1f} "
-          f"{args.size / command_seconds:>9.0f}")
+    print(
+        f"{args.size:>9} {command_seconds:>10.2f} {floor_seconds:>8.2f} {ratio:>6.2f} {peak_rss_mb:>12.1f} "
+        f"{args.size / command_seconds:>9.0f}"
+    )
     if archive_mb is not None:
         print(f"archive: {archive_mb:.1f} MB")
-    print(f"peak RSS {peak_rss_mb:.0f} MB (target < {TARGET_RSS_MB}: "
-          f"{'met' if peak_rss_mb < TARGET_RSS_MB else 'MISSED'})")
+    print(
+        f"peak RSS {peak_rss_mb:.0f} MB (target < {TARGET_RSS_MB}: "
+        f"{'met' if peak_rss_mb < TARGET_RSS_MB else 'MISSED'})"
+    )
     print(f"last line of the command's output: {output.strip().splitlines()[-1] if output.strip() else ''}")
     if left != (0, 0) or floor_left != (0, 0):
         sys.exit(f"ERROR: left (executions, audit records): command {left}, floor {floor_left}")
@@ -87,8 +93,15 @@ def seed_finished_executions(count: int, newest_finished_at) -> None:
 
 
 def run_command(database_url: str, batch_size: int, archive: Path | None) -> tuple[float, float, str]:
-    command = [harness.PYTHON, "manage.py", "purge_executions", "--finished-before", "90d",
-               "--batch-size", str(batch_size)]
+    command = [
+        harness.PYTHON,
+        "manage.py",
+        "purge_executions",
+        "--finished-before",
+        "90d",
+        "--batch-size",
+        str(batch_size),
+    ]
     if archive:
         command += ["--archive", str(archive)]
     return harness.run_measured(command, database_url)

@@ -13,6 +13,7 @@ production setup is deploy/serve.py with its defaults (nginx's timeouts 10 s).
 """
 
 import harness  # first: it puts the repo root on sys.path
+
 from devtools.net import request
 from devtools.servers import Gunicorn, ProductionServer, create_user_with_token
 from devtools.slow_clients import SlowClients, slowest_answers
@@ -35,7 +36,9 @@ def scenarios(port: int, token: str, execution_id: str) -> dict[str, tuple[bytes
 
 def measure(name: str, port: int, token: str, args) -> None:
     auth = {"Authorization": f"Token {token}"}
-    status, _, created = request(port, "POST", "/api/v1/executions", body={"name": "slow-bench"}, headers=auth)
+    status, _, created = request(
+        port, "POST", "/api/v1/executions", body={"name": "slow-bench"}, headers=auth
+    )
     assert status == 201, (status, created)
     probes = [
         ("GET /healthz", "GET", "/healthz", None, None),
@@ -52,7 +55,9 @@ def measure(name: str, port: int, token: str, args) -> None:
         print(f"{name}, {args.clients} slow clients, {scenario}:")
         for probe, (worst, statuses) in slowest.items():
             unanswered = statuses.count(None)
-            print(f"  {probe:14} slowest {worst:6.2f} s over {len(statuses)} requests, {unanswered} unanswered")
+            print(
+                f"  {probe:14} slowest {worst:6.2f} s over {len(statuses)} requests, {unanswered} unanswered"
+            )
         closed_text = f"closed after {closed[0]:.1f} to {closed[-1]:.1f} s" if closed else "none closed"
         print(f"  slow connections: {closed_text}; {still_open} still open after {args.seconds} s")
 

@@ -14,10 +14,14 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # Swagger UI's set-up script as a file of its own (?script), not inline: the docs' policy
     # runs scripts from this host only (executions/api/docs.py).
-    path("api/docs/", only_this_host(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="swagger-ui"),
+    path(
+        "api/docs/", only_this_host(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="swagger-ui"
+    ),
     path(
         "api/redoc/",
-        only_this_host(SpectacularRedocView.as_view(url_name="schema", template_name="executions/redoc.html")),
+        only_this_host(
+            SpectacularRedocView.as_view(url_name="schema", template_name="executions/redoc.html")
+        ),
         name="redoc",
     ),
     path("favicon.ico", RedirectView.as_view(url=static("executions/favicon.svg")), name="favicon"),

@@ -77,7 +77,9 @@ class _ServerProcess:
             tempfile.gettempdir(), f"executions-{self.label.replace('/', '-')}-{self.port}.log"
         )
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
         self._wait_until_serving()
 
     def _wait_until_serving(self, timeout: float = 60) -> None:
@@ -169,7 +171,9 @@ class ProductionServer(_ServerProcess):
     def __init__(self, env: dict[str, str], log_path: str | None = None):
         self.port = free_port()
         self._start(
-            [sys.executable, "deploy/serve.py"], {**env, "HOST": "127.0.0.1", "PORT": str(self.port)}, log_path
+            [sys.executable, "deploy/serve.py"],
+            {**env, "HOST": "127.0.0.1", "PORT": str(self.port)},
+            log_path,
         )
 
 
@@ -200,18 +204,37 @@ class RedisServer:
     def start(self) -> None:
         self._log = open(os.path.join(self.workdir, "redis.log"), "ab")
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.workdir,
-             "--save", "", "--appendonly", "no", "--daemonize", "no"],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.workdir,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock,
+            ):
                 sock.sendall(b"PING\r\n")
                 if sock.recv(64).startswith(b"+PONG"):
                     return
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start: {Path(self.workdir, 'redis.log').read_text()}")
+                raise RuntimeError(
+                    f"redis-server did not start: {Path(self.workdir, 'redis.log').read_text()}"
+                )
             time.sleep(0.1)
 
     def stop(self) -> None:

@@ -147,14 +147,20 @@ class FailureReasonForm(forms.Form):
         max_length=2000,
         strip=True,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Stored in error_info as {\"reason\": ...} on every execution that becomes failed.",
+        help_text='Stored in error_info as {"reason": ...} on every execution that becomes failed.',
     )
 
 
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
     list_display = [
-        "short_id", "name", "status_badge", "owner", "created", "last_heartbeat", "age_or_duration",
+        "short_id",
+        "name",
+        "status_badge",
+        "owner",
+        "created",
+        "last_heartbeat",
+        "age_or_duration",
     ]
     list_display_links = ["short_id", "name"]
     list_filter = ["status", StaleFilter, ("created_at", admin.DateFieldListFilter)]
@@ -174,8 +180,17 @@ class ExecutionAdmin(admin.ModelAdmin):
     actions = ["cancel_selected", "mark_failed", "mark_completed"]
     inlines = [StatusChangeInline]
     fields = [
-        "id", "name", "status_badge", "owner", "created", "updated", "finished",
-        "last_heartbeat", "age_or_duration", "error_info_pretty", "metadata_pretty",
+        "id",
+        "name",
+        "status_badge",
+        "owner",
+        "created",
+        "updated",
+        "finished",
+        "last_heartbeat",
+        "age_or_duration",
+        "error_info_pretty",
+        "metadata_pretty",
     ]
     readonly_fields = fields
 
@@ -354,8 +369,10 @@ def _utc(moment):
 def _pretty_json(value):
     if value is None:
         return "-"
-    return format_html("<pre style=\"margin: 0; white-space: pre-wrap\">{}</pre>",
-                       json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+    return format_html(
+        '<pre style="margin: 0; white-space: pre-wrap">{}</pre>',
+        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
+    )
 
 
 def _short_timedelta(delta: timedelta) -> str:
@@ -384,7 +401,6 @@ def _id_prefix_range(term: str):
     if not 4 <= len(hex_digits) <= 32 or any(c not in "0123456789abcdef" for c in hex_digits):
         return None
     return uuid.UUID(hex_digits.ljust(32, "0")), uuid.UUID(hex_digits.ljust(32, "f"))
-
 
 
 class ApiTokenCreationForm(forms.ModelForm):
@@ -417,7 +433,14 @@ class ApiTokenAdmin(admin.ModelAdmin):
     row says who had it and when it was revoked), so nothing is deleted here."""
 
     shown_fields = [
-        "prefix", "name", "owner", "state", "created_at", "last_used_at", "expires_at", "revoked_at",
+        "prefix",
+        "name",
+        "owner",
+        "state",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
     ]
     list_display = shown_fields
     list_display_links = ["prefix", "name"]

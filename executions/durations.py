@@ -12,12 +12,11 @@ MAX_DURATION = timedelta(days=3650)
 
 
 def parse_duration(text: str) -> timedelta:
-    """"30m" -> timedelta(minutes=30). Raises ValueError with a message fit for a user."""
+    """ "30m" -> timedelta(minutes=30). Raises ValueError with a message fit for a user."""
     match = _DURATION.fullmatch(text.strip())
     if not match:
         raise ValueError(
-            f"{text!r} is not a duration: write a whole number and a unit, s, m, h, d or w "
-            f"(e.g. 30m, 6h, 2d)"
+            f"{text!r} is not a duration: write a whole number and a unit, s, m, h, d or w (e.g. 30m, 6h, 2d)"
         )
     duration = timedelta(**{_UNITS[match["unit"]]: int(match["amount"])})
     if not timedelta(0) < duration <= MAX_DURATION:

@@ -52,7 +52,9 @@ class Execution(models.Model):
     """One run of a job or workflow."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=EXECUTION_NAME_MAX_LENGTH, help_text="What runs: the job or workflow name.")
+    name = models.CharField(
+        max_length=EXECUTION_NAME_MAX_LENGTH, help_text="What runs: the job or workflow name."
+    )
     status = models.CharField(
         max_length=16,
         choices=ExecutionStatus.choices,
@@ -62,9 +64,7 @@ class Execution(models.Model):
     error_info = models.JSONField(
         null=True, blank=True, help_text="Why it failed or was stopped, as a JSON object."
     )
-    metadata = models.JSONField(
-        default=dict, blank=True, help_text="Free-form data the creator attached."
-    )
+    metadata = models.JSONField(default=dict, blank=True, help_text="Free-form data the creator attached.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -75,9 +75,7 @@ class Execution(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(
-        null=True, blank=True, help_text="When it left running."
-    )
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="When it left running.")
     last_heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life from a worker; empty until one reports."
     )
@@ -87,9 +85,7 @@ class Execution(models.Model):
             # Newest-first lists, for everyone and per owner, with id as the tie-breaker
             # that a cursor needs.
             models.Index(fields=["-created_at", "-id"], name="execution_newest_idx"),
-            models.Index(
-                fields=["created_by", "-created_at", "-id"], name="execution_owner_newest_idx"
-            ),
+            models.Index(fields=["created_by", "-created_at", "-id"], name="execution_owner_newest_idx"),
             models.Index(fields=["status", "-created_at"], name="execution_status_created_idx"),
             models.Index(fields=["status", "updated_at"], name="execution_status_updated_idx"),
             # Stale running executions: last sign of life is the heartbeat, else creation.
@@ -147,9 +143,7 @@ class ExecutionStatusChange(models.Model):
     """The audit record of one status change: who, through which channel, when, from what,
     to what, and why (`error_info`). Written in the transaction that makes the change."""
 
-    execution = models.ForeignKey(
-        Execution, on_delete=models.PROTECT, related_name="status_changes"
-    )
+    execution = models.ForeignKey(Execution, on_delete=models.PROTECT, related_name="status_changes")
     previous_status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
     new_status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
     error_info = models.JSONField(null=True, blank=True)
@@ -193,7 +187,7 @@ class ApiToken(models.Model):
     from the hash, and authentication stays one indexed lookup."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100, help_text="What uses it, e.g. \"nightly-worker on host-3\".")
+    name = models.CharField(max_length=100, help_text='What uses it, e.g. "nightly-worker on host-3".')
     prefix = models.CharField(
         max_length=16, editable=False, help_text="The key's first characters, to tell keys apart."
     )
@@ -232,7 +226,9 @@ class IdempotencyKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user")
+        ]
         # For the purge of expired keys.
         indexes = [models.Index(fields=["created_at"], name="idempotency_key_created_idx")]
 

@@ -212,12 +212,27 @@ def executions_finished_before(cutoff: datetime) -> QuerySet:
 
 
 ARCHIVED_EXECUTION_FIELDS = (
-    "id", "name", "status", "error_info", "metadata", "created_by_id", "created_at", "updated_at",
-    "finished_at", "last_heartbeat_at",
+    "id",
+    "name",
+    "status",
+    "error_info",
+    "metadata",
+    "created_by_id",
+    "created_at",
+    "updated_at",
+    "finished_at",
+    "last_heartbeat_at",
 )
 ARCHIVED_STATUS_CHANGE_FIELDS = (
-    "id", "previous_status", "new_status", "error_info", "actor_id", "actor_username", "channel",
-    "correlation_id", "created_at",
+    "id",
+    "previous_status",
+    "new_status",
+    "error_info",
+    "actor_id",
+    "actor_username",
+    "channel",
+    "correlation_id",
+    "created_at",
 )
 
 

@@ -7,8 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from django.conf import settings
@@ -108,8 +107,11 @@ def execution_create_idempotent(
                 execution = execution_create(name=name, created_by=created_by, metadata=metadata)
                 body = response_body(execution)
                 IdempotencyKey.objects.create(
-                    user=created_by, key=idempotency_key, request_fingerprint=request_fingerprint,
-                    execution=execution, response_body=body,
+                    user=created_by,
+                    key=idempotency_key,
+                    request_fingerprint=request_fingerprint,
+                    execution=execution,
+                    response_body=body,
                 )
         except IntegrityError:
             # Another request with this key committed first (its row is visible now: READ
@@ -170,10 +172,12 @@ def _after_commit(transitions: Counter, records: list[ExecutionStatusChange]) ->
 # tests/test_services.py proves the two forms give the same SQL and parameters.
 
 _SENTINEL_ID = uuid.UUID(int=0)
-_SENTINEL_TIME = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+_SENTINEL_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def _compare_and_set_query(visibility: Visibility, execution_id, source: str, changes: dict, expected_updated_at):
+def _compare_and_set_query(
+    visibility: Visibility, execution_id, source: str, changes: dict, expected_updated_at
+):
     """The ORM form of the compare-and-set: UPDATE the execution if it is in `visibility`,
     in `source`, and (when given) at one of the `expected_updated_at` versions."""
     executions = executions_in(visibility).filter(pk=execution_id, status=source)
@@ -187,7 +191,11 @@ def _compare_and_set_query(visibility: Visibility, execution_id, source: str, ch
 
 @cache
 def _compare_and_set_sql(alias: str, kind: str, changed_fields: tuple[str, ...], versions: int | None) -> str:
-    expected = None if versions is None else [_SENTINEL_TIME + i * timedelta(microseconds=1) for i in range(versions)]
+    expected = (
+        None
+        if versions is None
+        else [_SENTINEL_TIME + i * timedelta(microseconds=1) for i in range(versions)]
+    )
     # Any value but None (which the ORM writes as a NULL literal, not a parameter).
     changes = {
         name: _SENTINEL_TIME if isinstance(Execution._meta.get_field(name), models.DateTimeField) else ""
@@ -197,7 +205,9 @@ def _compare_and_set_sql(alias: str, kind: str, changed_fields: tuple[str, ...],
     return query.get_compiler(alias).as_sql()[0]
 
 
-def _compare_and_set_params(connection, visibility, execution_id, source, changes, expected_updated_at) -> list:
+def _compare_and_set_params(
+    connection, visibility, execution_id, source, changes, expected_updated_at
+) -> list:
     """The parameters of `_compare_and_set_sql`, in the order the ORM form compiles them: the
     new values, the visibility's user, the id and status, the expected versions."""
     field = Execution._meta.get_field
@@ -220,10 +230,14 @@ def _compare_and_set(
     if visibility.kind == NONE or expected_updated_at == []:
         return 0  # nothing can match
     shape = (
-        connection.alias, visibility.kind, tuple(changes),
+        connection.alias,
+        visibility.kind,
+        tuple(changes),
         None if expected_updated_at is None else len(expected_updated_at),
     )
-    params = _compare_and_set_params(connection, visibility, execution_id, source, changes, expected_updated_at)
+    params = _compare_and_set_params(
+        connection, visibility, execution_id, source, changes, expected_updated_at
+    )
     if audit_record is None:
         sql_text = _compare_and_set_sql(*shape)
     else:
@@ -260,7 +274,9 @@ def _insert_audit_record(record: ExecutionStatusChange) -> None:
 
 
 @cache
-def _change_and_audit_sql(alias: str, kind: str, changed_fields: tuple[str, ...], versions: int | None) -> str:
+def _change_and_audit_sql(
+    alias: str, kind: str, changed_fields: tuple[str, ...], versions: int | None
+) -> str:
     """PostgreSQL: the compare-and-set and the audit INSERT, both as compiled above, joined into
     one statement: the INSERT copies its one row from what the UPDATE changed, so it writes
     the audit record exactly when the compare-and-set won."""
@@ -329,12 +345,20 @@ def execution_change_status(
     with _write_transaction():
         for source in statuses_that_can_become(status):
             record = _audit_record(
-                execution_id=execution_id, previous_status=source, status=status, actor=actor,
-                channel=channel, error_info=error_info, correlation_id=correlation_id, at=now,
+                execution_id=execution_id,
+                previous_status=source,
+                status=status,
+                actor=actor,
+                channel=channel,
+                error_info=error_info,
+                correlation_id=correlation_id,
+                at=now,
             )
             # The compare-and-set: the WHERE clause, not an earlier read, decides who wins.
             if one_statement:
-                changed = _compare_and_set(visibility, execution_id, source, changes, expected_updated_at, record)
+                changed = _compare_and_set(
+                    visibility, execution_id, source, changes, expected_updated_at, record
+                )
             else:
                 changed = _compare_and_set(visibility, execution_id, source, changes, expected_updated_at)
                 if changed:
@@ -410,8 +434,13 @@ def execution_change_status_bulk(
                 break
             changed = sum(
                 _change_batch(
-                    batch.filter(status=source).order_by(*walk_keys), source, status, channel, actor,
-                    error_info, correlation_id,
+                    batch.filter(status=source).order_by(*walk_keys),
+                    source,
+                    status,
+                    channel,
+                    actor,
+                    error_info,
+                    correlation_id,
                 )
                 for source in sources
             )
@@ -454,7 +483,9 @@ def _change_batch(batch, source, status, channel, actor, error_info, correlation
     audit_values = {
         "previous_status": Value(source, output_field=models.CharField()),
         "new_status": Value(status, output_field=models.CharField()),
-        "actor": Value(actor.pk if actor else None, output_field=ExecutionStatusChange.actor.field.target_field),
+        "actor": Value(
+            actor.pk if actor else None, output_field=ExecutionStatusChange.actor.field.target_field
+        ),
         "actor_username": Value(actor.get_username() if actor else "", output_field=models.CharField()),
         "channel": Value(channel, output_field=models.CharField()),
         "correlation_id": Value(correlation_id or "", output_field=models.CharField()),
@@ -472,7 +503,9 @@ def _change_batch(batch, source, status, channel, actor, error_info, correlation
         update_sql, update_params = update.get_compiler(connection.alias).as_sql()
         execution_opts = Execution._meta
         audit_error_info = "moved.error_info" if error_info is not None else "NULL"
-        columns = ", ".join(quote(opts.get_field(name).column) for name in ["execution", *audit_values, "error_info"])
+        columns = ", ".join(
+            quote(opts.get_field(name).column) for name in ["execution", *audit_values, "error_info"]
+        )
         statement = (
             f"WITH moved AS ({update_sql} RETURNING {quote(execution_opts.db_table)}.{quote(execution_opts.pk.column)}"
             f" AS id, {quote(execution_opts.db_table)}.{quote(execution_opts.get_field('error_info').column)}"
@@ -483,7 +516,8 @@ def _change_batch(batch, source, status, channel, actor, error_info, correlation
             f" FROM moved ORDER BY moved.id{returning}"
         )
         audit_params = [
-            opts.get_field(name).get_db_prep_save(value.value, connection) for name, value in audit_values.items()
+            opts.get_field(name).get_db_prep_save(value.value, connection)
+            for name, value in audit_values.items()
         ]
         with connection.cursor() as cursor:
             cursor.execute(statement, [*update_params, *audit_params])
@@ -619,7 +653,9 @@ def idempotency_keys_purge_expired(*, batch_size: int) -> int:
     deleted = 0
     while True:
         with transaction.atomic():
-            ids = list(idempotency_keys_expired().order_by("created_at").values_list("pk", flat=True)[:batch_size])
+            ids = list(
+                idempotency_keys_expired().order_by("created_at").values_list("pk", flat=True)[:batch_size]
+            )
             if not ids:
                 return deleted
             deleted += IdempotencyKey.objects.filter(pk__in=ids).delete()[0]

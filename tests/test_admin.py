@@ -25,7 +25,8 @@ def change_url(execution):
 def operator(db):
     """Staff who may change executions, everyone's."""
     return UserFactory(
-        username="operator", is_staff=True,
+        username="operator",
+        is_staff=True,
         permissions=["view_execution", "change_execution", "manage_all_executions"],
     )
 
@@ -77,7 +78,9 @@ def test_list_shows_the_columns_an_operator_reads(operator_client, owner):
     assert "delete_selected" not in text
 
 
-def test_list_takes_a_fixed_number_of_queries_whatever_the_rows(operator_client, django_assert_max_num_queries):
+def test_list_takes_a_fixed_number_of_queries_whatever_the_rows(
+    operator_client, django_assert_max_num_queries
+):
     ExecutionFactory.create_batch(30)
     with django_assert_max_num_queries(12):
         response = operator_client.get(CHANGELIST)
@@ -92,7 +95,9 @@ def test_filters_by_status_and_stale(operator_client, settings):
     alive = ExecutionFactory(
         name="alive-one", created_at=now - timedelta(hours=3), last_heartbeat_at=now - timedelta(minutes=5)
     )
-    done = ExecutionFactory(name="done-one", status=ExecutionStatus.COMPLETED, created_at=now - timedelta(hours=3))
+    done = ExecutionFactory(
+        name="done-one", status=ExecutionStatus.COMPLETED, created_at=now - timedelta(hours=3)
+    )
 
     running = operator_client.get(CHANGELIST, {"status__exact": "running"})
     assert set(running.context["cl"].result_list) == {stale, alive}
@@ -127,9 +132,7 @@ def test_cancel_selected_changes_running_ones_and_counts_the_skipped(operator_cl
     response = run_action(operator_client, "cancel_selected", [*running, finished])
 
     assert response.status_code == 200
-    assert page_messages(response) == [
-        "Cancelled 2 executions; 1 skipped because it was no longer running."
-    ]
+    assert page_messages(response) == ["Cancelled 2 executions; 1 skipped because it was no longer running."]
     assert {e.status for e in Execution.objects.filter(pk__in=[r.pk for r in running])} == {"cancelled"}
     finished.refresh_from_db()
     assert finished.status == "completed"
@@ -145,7 +148,9 @@ def test_mark_completed_says_plainly_when_all_were_skipped(operator_client):
 
     response = run_action(operator_client, "mark_completed", [execution])
 
-    assert page_messages(response) == ["Marked 0 executions as completed; 1 skipped because it was no longer running."]
+    assert page_messages(response) == [
+        "Marked 0 executions as completed; 1 skipped because it was no longer running."
+    ]
     execution.refresh_from_db()
     assert execution.status == "cancelled"
 
@@ -192,7 +197,9 @@ def test_select_all_acts_on_the_filtered_list(operator_client):
 def test_change_page_is_read_only_and_shows_the_history(operator_client):
     execution = ExecutionFactory(name="etl")
     execution_change_status(
-        execution_id=execution.pk, status="failed", channel=ChangeChannel.API,
+        execution_id=execution.pk,
+        status="failed",
+        channel=ChangeChannel.API,
         error_info={"code": 7, "message": "disk full"},
     )
 
@@ -204,7 +211,7 @@ def test_change_page_is_read_only_and_shows_the_history(operator_client):
     assert 'name="_save"' not in text
     assert "Status history (audit trail)" in text
     assert "&quot;message&quot;: &quot;disk full&quot;" in text  # pretty-printed JSON
-    assert '{\n  &quot;code&quot;: 7,' in text
+    assert "{\n  &quot;code&quot;: 7," in text
 
     # Posting a status anyway changes nothing.
     response = operator_client.post(change_url(execution), {"status": "running", "name": "renamed"})
@@ -221,7 +228,9 @@ def test_no_add_or_delete(operator_client):
 
 
 def test_view_only_staff_sees_no_actions_and_cannot_run_one(admin_client_for):
-    viewer = UserFactory(username="viewer", is_staff=True, permissions=["view_execution", "manage_all_executions"])
+    viewer = UserFactory(
+        username="viewer", is_staff=True, permissions=["view_execution", "manage_all_executions"]
+    )
     execution = ExecutionFactory()
     client = admin_client_for(viewer)
 

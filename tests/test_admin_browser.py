@@ -43,9 +43,17 @@ def browser():
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="executions-chromium-")
     for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={profile}", f"--window-size={WINDOW_WIDTH},1000",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--window-size={WINDOW_WIDTH},1000",
     ):
         options.add_argument(flag)
     # Every request the pages make, to tell this server's from another host's.
@@ -64,7 +72,9 @@ def log_in_as_operator(browser, live_server):
     from selenium.webdriver.common.by import By
 
     operator = UserFactory(
-        username="operator", password=PASSWORD, is_staff=True,
+        username="operator",
+        password=PASSWORD,
+        is_staff=True,
         permissions=["view_execution", "change_execution", "manage_all_executions"],
     )
     browser.delete_all_cookies()
@@ -101,7 +111,9 @@ def test_operator_cancels_two_running_executions(browser, live_server):
     assert message == "Cancelled 2 executions."
     # Back on the running list, only the untouched one is left.
     rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
-    assert [row.find_element(By.CSS_SELECTOR, "th.field-short_id").text for row in rows] == [str(untouched.pk)[:8]]
+    assert [row.find_element(By.CSS_SELECTOR, "th.field-short_id").text for row in rows] == [
+        str(untouched.pk)[:8]
+    ]
     assert rows[0].find_element(By.CSS_SELECTOR, "td.field-status_badge").text == "Running"
 
     # Without the filter the two show as cancelled.
@@ -117,9 +129,9 @@ def test_operator_cancels_two_running_executions(browser, live_server):
     # And the database has the changes and their audit records.
     assert set(Execution.objects.filter(status="cancelled")) == {first, second}
     audit = ExecutionStatusChange.objects.all()
-    assert sorted((a.execution_id, a.previous_status, a.new_status, a.channel, a.actor_id) for a in audit) == sorted(
-        (e.pk, "running", "cancelled", ChangeChannel.ADMIN, operator.pk) for e in (first, second)
-    )
+    assert sorted(
+        (a.execution_id, a.previous_status, a.new_status, a.channel, a.actor_id) for a in audit
+    ) == sorted((e.pk, "running", "cancelled", ChangeChannel.ADMIN, operator.pk) for e in (first, second))
 
 
 def test_the_list_fits_the_window_with_its_title_and_times_in_utc(browser, live_server):
@@ -129,8 +141,10 @@ def test_the_list_fits_the_window_with_its_title_and_times_in_utc(browser, live_
     now = timezone.now()
     for shard in range(3):
         ExecutionFactory(
-            name=f"nightly-report-for-shard-{shard}", created_by=worker,
-            created_at=now - timedelta(hours=2), last_heartbeat_at=now - timedelta(minutes=1),
+            name=f"nightly-report-for-shard-{shard}",
+            created_by=worker,
+            created_at=now - timedelta(hours=2),
+            last_heartbeat_at=now - timedelta(minutes=1),
         )
     log_in_as_operator(browser, live_server)
     assert browser.execute_script("return window.innerWidth") == WINDOW_WIDTH
@@ -166,7 +180,10 @@ def test_an_execution_page_shows_its_audit_trail_once_without_a_history_button(b
 
     execution = ExecutionFactory(name="nightly-report")
     execution_change_status(
-        execution_id=execution.pk, status="failed", channel=ChangeChannel.API, error_info={"reason": "disk full"}
+        execution_id=execution.pk,
+        status="failed",
+        channel=ChangeChannel.API,
+        error_info={"reason": "disk full"},
     )
     log_in_as_operator(browser, live_server)
 
@@ -199,8 +216,10 @@ def requests_to_other_hosts(browser, live_server):
         elif message["method"] == "Network.responseReceived":
             answered.add(params["requestId"])
         elif message["method"] == "Network.loadingFailed":
-            ended[params["requestId"]] = f"blocked: {params['blockedReason']}" if params.get("blockedReason") else (
-                params["errorText"]
+            ended[params["requestId"]] = (
+                f"blocked: {params['blockedReason']}"
+                if params.get("blockedReason")
+                else (params["errorText"])
             )
     local = [url for url in asked.values() if urlsplit(url).netloc == here]
     assert any(url.endswith("/api/schema/") for url in local), "the log shows the page's own requests"
@@ -218,11 +237,15 @@ def test_the_api_docs_make_no_request_to_another_host(browser, live_server):
     browser.get_log("performance")  # what came before
 
     browser.get(f"{live_server.url}/api/redoc/")
-    WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, "a[href='https://redocly.com/redoc/']"))
+    WebDriverWait(browser, 30).until(
+        lambda b: b.find_elements(By.CSS_SELECTOR, "a[href='https://redocly.com/redoc/']")
+    )
     assert "Executions API" in browser.find_element(By.CSS_SELECTOR, "h1").text
     # ReDoc's sidebar asks Redocly's CDN for their logo: the page's policy refuses it before
     # it leaves the browser, and ReDoc drops the image.
-    WebDriverWait(browser, 10).until(lambda b: not b.find_elements(By.CSS_SELECTOR, "img[alt='redocly logo']"))
+    WebDriverWait(browser, 10).until(
+        lambda b: not b.find_elements(By.CSS_SELECTOR, "img[alt='redocly logo']")
+    )
     assert set(requests_to_other_hosts(browser, live_server).values()) <= {"blocked: csp"}
 
     browser.get(f"{live_server.url}/api/docs/")

@@ -46,7 +46,13 @@ def test_heartbeat_makes_a_stale_execution_fresh(owner_client, owner):
 
 
 @pytest.mark.parametrize(
-    "status", [ExecutionStatus.CANCELLED, ExecutionStatus.FAILED, ExecutionStatus.COMPLETED, ExecutionStatus.INTERRUPTED]
+    "status",
+    [
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.COMPLETED,
+        ExecutionStatus.INTERRUPTED,
+    ],
 )
 def test_heartbeat_on_a_stopped_execution_is_409_with_its_status(owner_client, owner, status):
     execution = ExecutionFactory(created_by=owner, status=status)
@@ -62,12 +68,17 @@ def test_heartbeat_on_a_stopped_execution_is_409_with_its_status(owner_client, o
     assert Execution.objects.values().get(pk=execution.pk) == before
 
 
-def test_heartbeat_after_an_operator_cancels_tells_the_worker_to_stop(client_for, owner, manager, running_execution):
+def test_heartbeat_after_an_operator_cancels_tells_the_worker_to_stop(
+    client_for, owner, manager, running_execution
+):
     worker, operator = client_for(owner), client_for(manager)
     assert worker.post(heartbeat_url(running_execution.id)).status_code == 200
-    assert operator.patch(
-        f"/api/v1/executions/{running_execution.id}", {"status": "cancelled"}, format="json"
-    ).status_code == 200
+    assert (
+        operator.patch(
+            f"/api/v1/executions/{running_execution.id}", {"status": "cancelled"}, format="json"
+        ).status_code
+        == 200
+    )
 
     response = worker.post(heartbeat_url(running_execution.id))
     assert response.status_code == 409
@@ -81,14 +92,18 @@ def test_heartbeat_on_unknown_ids_is_404(owner_client, execution_id):
     assert response.json()["error_code"] == ErrorCode.EXECUTION_NOT_FOUND
 
 
-def test_heartbeat_on_someone_elses_execution_is_404_and_changes_nothing(client_for, other_user, running_execution):
+def test_heartbeat_on_someone_elses_execution_is_404_and_changes_nothing(
+    client_for, other_user, running_execution
+):
     response = client_for(other_user).post(heartbeat_url(running_execution.id))
     assert response.status_code == 404
     running_execution.refresh_from_db()
     assert running_execution.last_heartbeat_at is None
 
 
-def test_heartbeat_on_someone_elses_stopped_execution_does_not_reveal_its_status(client_for, other_user, owner):
+def test_heartbeat_on_someone_elses_stopped_execution_does_not_reveal_its_status(
+    client_for, other_user, owner
+):
     execution = ExecutionFactory(created_by=owner, status=ExecutionStatus.CANCELLED)
     response = client_for(other_user).post(heartbeat_url(execution.id))
     assert response.status_code == 404
@@ -101,7 +116,9 @@ def test_heartbeat_needs_authentication(client, running_execution):
 
 def test_heartbeat_ignores_a_body(owner_client, running_execution):
     # The operation takes no body; one sent anyway is not parsed, so it cannot fail it.
-    response = owner_client.generic("POST", heartbeat_url(running_execution.id), b"{not json", content_type="application/json")
+    response = owner_client.generic(
+        "POST", heartbeat_url(running_execution.id), b"{not json", content_type="application/json"
+    )
     assert response.status_code == 200
 
 

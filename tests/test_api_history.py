@@ -38,13 +38,18 @@ def test_history_records_who_changed_what_through_which_channel(owner_client, ru
     assert change["actor"] == "owner"
     assert change["channel"] == "api"
     assert change["correlation_id"] == "req-42"
-    assert change["created_at"] == owner_client.get(f"/api/v1/executions/{running_execution.id}").json()["finished_at"]
+    assert (
+        change["created_at"]
+        == owner_client.get(f"/api/v1/executions/{running_execution.id}").json()["finished_at"]
+    )
 
 
 def test_history_of_a_system_change_has_no_actor(owner_client, running_execution):
     execution_change_status_bulk(
-        executions=Execution.objects.filter(pk=running_execution.id), status=ExecutionStatus.INTERRUPTED,
-        channel=ChangeChannel.COMMAND, error_info={"reason": "stale"},
+        executions=Execution.objects.filter(pk=running_execution.id),
+        status=ExecutionStatus.INTERRUPTED,
+        channel=ChangeChannel.COMMAND,
+        error_info={"reason": "stale"},
     )
     [change] = owner_client.get(history_url(running_execution.id)).json()["results"]
     assert change["actor"] is None
@@ -58,8 +63,11 @@ def test_history_is_oldest_first(owner_client, running_execution):
     # in the order they happened, whatever order they were written in.
     for minutes, (previous, new) in [(1, ("running", "failed")), (0, ("running", "cancelled"))]:
         ExecutionStatusChange.objects.create(
-            execution=running_execution, previous_status=previous, new_status=new,
-            channel=ChangeChannel.ADMIN, created_at=now - timedelta(minutes=minutes),
+            execution=running_execution,
+            previous_status=previous,
+            new_status=new,
+            channel=ChangeChannel.ADMIN,
+            created_at=now - timedelta(minutes=minutes),
         )
     results = owner_client.get(history_url(running_execution.id)).json()["results"]
     assert [change["new_status"] for change in results] == ["failed", "cancelled"]

@@ -10,11 +10,10 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 from rest_framework.test import APIClient
 
+from devtools.net import request
 from executions.errors import ErrorCode
 from executions.models import Execution, IdempotencyKey
 from executions.selectors import idempotency_keys_expired
-
-from devtools.net import request
 
 from .factories import UserFactory
 from .test_races import run_together, token_for
@@ -49,7 +48,9 @@ def test_a_retry_gets_the_original_201_and_creates_nothing(owner_client):
 def test_the_same_body_spelt_differently_is_the_same_request(owner_client):
     first = create(owner_client, {"name": "n", "metadata": {"a": 1, "b": 2}}, key="k")
     reordered = owner_client.post(
-        EXECUTIONS, b'{ "metadata": {"b": 2, "a": 1},  "name": "n" }', content_type="application/json",
+        EXECUTIONS,
+        b'{ "metadata": {"b": 2, "a": 1},  "name": "n" }',
+        content_type="application/json",
         HTTP_IDEMPOTENCY_KEY="k",
     )
     assert answer(reordered) == answer(first)
@@ -105,7 +106,9 @@ def test_keys_belong_to_their_user(owner_client, client_for, other_user):
 
 @pytest.mark.django_db
 def test_without_a_key_every_post_creates(owner_client):
-    assert create(owner_client, {"name": "n"}).json()["id"] != create(owner_client, {"name": "n"}).json()["id"]
+    assert (
+        create(owner_client, {"name": "n"}).json()["id"] != create(owner_client, {"name": "n"}).json()["id"]
+    )
     assert not IdempotencyKey.objects.exists()
 
 
@@ -153,8 +156,12 @@ def test_anonymous_callers_are_refused_before_the_key_is_looked_at():
 def test_keys_older_than_a_day_are_the_expired_ones(owner_client):
     create(owner_client, {"name": "n"}, key="old")
     create(owner_client, {"name": "n"}, key="new")
-    IdempotencyKey.objects.filter(key="old").update(created_at=timezone.now() - timedelta(hours=24, seconds=1))
-    IdempotencyKey.objects.filter(key="new").update(created_at=timezone.now() - timedelta(hours=23, minutes=59))
+    IdempotencyKey.objects.filter(key="old").update(
+        created_at=timezone.now() - timedelta(hours=24, seconds=1)
+    )
+    IdempotencyKey.objects.filter(key="new").update(
+        created_at=timezone.now() - timedelta(hours=23, minutes=59)
+    )
     assert list(idempotency_keys_expired().values_list("key", flat=True)) == ["old"]
 
 
@@ -174,14 +181,25 @@ def test_concurrent_requests_with_one_key_create_exactly_one_execution(live_serv
             16, lambda i: request(port, "POST", EXECUTIONS, bodies[i], {**headers, "Idempotency-Key": key})
         )
 
-        created = list(Execution.objects.filter(pk__in=IdempotencyKey.objects.filter(key=key).values("execution")))
+        created = list(
+            Execution.objects.filter(pk__in=IdempotencyKey.objects.filter(key=key).values("execution"))
+        )
         assert len(created) == 1
         winner_body = {"name": created[0].name, "metadata": created[0].metadata}
         originals = [a for a, body in zip(answers, bodies) if {"metadata": {}, **body} == winner_body]
         others = [a for a, body in zip(answers, bodies) if {"metadata": {}, **body} != winner_body]
-        assert {(code, body["id"], headers["Location"], headers["ETag"]) for code, headers, body in originals} == {
-            (201, str(created[0].id), f"http://127.0.0.1:{port}{EXECUTIONS}/{created[0].id}", originals[0][1]["ETag"])
+        assert {
+            (code, body["id"], headers["Location"], headers["ETag"]) for code, headers, body in originals
+        } == {
+            (
+                201,
+                str(created[0].id),
+                f"http://127.0.0.1:{port}{EXECUTIONS}/{created[0].id}",
+                originals[0][1]["ETag"],
+            )
         }
         assert sum("Idempotent-Replayed" not in headers for _, headers, _ in originals) == 1
-        assert {(code, body["error_code"]) for code, _, body in others} == {(422, ErrorCode.IDEMPOTENCY_KEY_REUSED)}
+        assert {(code, body["error_code"]) for code, _, body in others} == {
+            (422, ErrorCode.IDEMPOTENCY_KEY_REUSED)
+        }
     assert Execution.objects.count() == 3

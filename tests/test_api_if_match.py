@@ -41,12 +41,19 @@ def test_patch_with_an_etag_from_before_a_change_is_412_and_changes_nothing(owne
     assert_unchanged(running_execution)
 
 
-def test_two_clients_with_the_same_etag_one_wins_the_other_gets_412(client_for, owner, manager, running_execution):
+def test_two_clients_with_the_same_etag_one_wins_the_other_gets_412(
+    client_for, owner, manager, running_execution
+):
     worker, operator = client_for(owner), client_for(manager)
     etag = etag_of(worker, running_execution)
     assert etag_of(operator, running_execution) == etag
 
-    assert operator.patch(url(running_execution), {"status": "cancelled"}, format="json", HTTP_IF_MATCH=etag).status_code == 200
+    assert (
+        operator.patch(
+            url(running_execution), {"status": "cancelled"}, format="json", HTTP_IF_MATCH=etag
+        ).status_code
+        == 200
+    )
     late = worker.patch(url(running_execution), {"status": "completed"}, format="json", HTTP_IF_MATCH=etag)
 
     assert late.status_code == 412
@@ -95,14 +102,18 @@ def test_matching_etag_on_a_finished_execution_gives_the_contract_answers(owner_
     etag = etag_of(owner_client, running_execution)
     same = patch_status(owner_client, running_execution, HTTP_IF_MATCH=etag)
     assert same.status_code == 200 and same.json()["success"] is False
-    other = owner_client.patch(url(running_execution), {"status": "failed"}, format="json", HTTP_IF_MATCH=etag)
+    other = owner_client.patch(
+        url(running_execution), {"status": "failed"}, format="json", HTTP_IF_MATCH=etag
+    )
     assert other.status_code == 400
     assert other.json()["error_code"] == ErrorCode.INVALID_STATUS_TRANSITION
 
 
 def test_if_match_does_not_bypass_body_validation(owner_client, running_execution):
     etag = etag_of(owner_client, running_execution)
-    response = owner_client.patch(url(running_execution), {"status": "running"}, format="json", HTTP_IF_MATCH=etag)
+    response = owner_client.patch(
+        url(running_execution), {"status": "running"}, format="json", HTTP_IF_MATCH=etag
+    )
     assert response.status_code == 422
 
 

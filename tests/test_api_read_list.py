@@ -38,16 +38,27 @@ def test_get_returns_the_execution_with_an_etag(owner_client, running_execution)
     assert body["status"] == "running"
     assert body["created_by"] == "owner"
     assert set(body) == {
-        "id", "name", "status", "error_info", "metadata", "created_by", "created_at",
-        "updated_at", "finished_at", "last_heartbeat_at",
+        "id",
+        "name",
+        "status",
+        "error_info",
+        "metadata",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "finished_at",
+        "last_heartbeat_at",
     }
     assert response["ETag"].startswith('"') and response["ETag"].endswith('"')
 
 
 def test_get_shows_a_finished_execution_as_it_is(owner_client, owner):
     execution = ExecutionFactory(
-        created_by=owner, status=ExecutionStatus.FAILED, error_info={"reason": "oom"},
-        finished_at=timezone.now(), metadata={"k": [1, 2]},
+        created_by=owner,
+        status=ExecutionStatus.FAILED,
+        error_info={"reason": "oom"},
+        finished_at=timezone.now(),
+        metadata={"k": [1, 2]},
     )
     body = owner_client.get(f"{URL}/{execution.id}").json()
     assert body["status"] == "failed"
@@ -63,7 +74,9 @@ def test_get_unknown_ids_are_404(owner_client, execution_id):
     assert response.json()["error_code"] == "EXECUTION_NOT_FOUND"
 
 
-def test_get_someone_elses_execution_is_404_unless_manager(client_for, other_user, manager, running_execution):
+def test_get_someone_elses_execution_is_404_unless_manager(
+    client_for, other_user, manager, running_execution
+):
     response = client_for(other_user).get(f"{URL}/{running_execution.id}")
     assert response.status_code == 404
     assert response.json()["error_code"] == "EXECUTION_NOT_FOUND"
@@ -96,8 +109,11 @@ def test_filters_never_reach_other_users_executions(client_for, owner, other_use
 
 
 def test_managers_and_superusers_list_everyones_executions(client_for, owner, other_user, manager, superuser):
-    everyone = [ExecutionFactory(created_by=owner), ExecutionFactory(created_by=other_user),
-                ExecutionFactory(created_by=None)]
+    everyone = [
+        ExecutionFactory(created_by=owner),
+        ExecutionFactory(created_by=other_user),
+        ExecutionFactory(created_by=None),
+    ]
     group = Group.objects.create(name="operators")
     group.permissions.add(Permission.objects.get(codename="manage_all_executions"))
     operator = UserFactory(username="operator")
@@ -133,7 +149,9 @@ def test_list_is_newest_first_with_id_breaking_ties(owner_client, owner):
 
 
 def test_status_filter_takes_several_statuses(owner_client, owner):
-    by_status = {status: ExecutionFactory(created_by=owner, status=status) for status in ExecutionStatus.values}
+    by_status = {
+        status: ExecutionFactory(created_by=owner, status=status) for status in ExecutionStatus.values
+    }
 
     assert ids(owner_client.get(URL, {"status": "failed"})) == as_ids([by_status["failed"]])
     repeated = ids(owner_client.get(f"{URL}?status=failed&status=cancelled"))
@@ -152,7 +170,9 @@ def test_name_filters(owner_client, owner):
 
 def test_time_range_filters(owner_client, owner):
     now = timezone.now().replace(microsecond=0)
-    old = ExecutionFactory(created_by=owner, created_at=now - timedelta(days=2), updated_at=now - timedelta(days=2))
+    old = ExecutionFactory(
+        created_by=owner, created_at=now - timedelta(days=2), updated_at=now - timedelta(days=2)
+    )
     middle = ExecutionFactory(created_by=owner, created_at=now - timedelta(days=1), updated_at=now)
     ExecutionFactory(created_by=owner, created_at=now, updated_at=now)
     day_ago = (now - timedelta(days=1)).isoformat()
@@ -170,7 +190,9 @@ def test_stale_filter_uses_heartbeat_or_creation(owner_client, owner):
     now = timezone.now()
     hour_ago = now - timedelta(hours=1)
     silent = ExecutionFactory(created_by=owner, created_at=hour_ago)
-    beating = ExecutionFactory(created_by=owner, created_at=hour_ago, last_heartbeat_at=now - timedelta(minutes=1))
+    beating = ExecutionFactory(
+        created_by=owner, created_at=hour_ago, last_heartbeat_at=now - timedelta(minutes=1)
+    )
     stopped_beating = ExecutionFactory(
         created_by=owner, created_at=hour_ago - timedelta(hours=1), last_heartbeat_at=hour_ago
     )
@@ -178,7 +200,9 @@ def test_stale_filter_uses_heartbeat_or_creation(owner_client, owner):
     finished = ExecutionFactory(created_by=owner, created_at=hour_ago, status=ExecutionStatus.FAILED)
 
     assert sorted(ids(owner_client.get(URL, {"stale": "true"}))) == sorted(as_ids([silent, stopped_beating]))
-    assert sorted(ids(owner_client.get(URL, {"stale": "false"}))) == sorted(as_ids([beating, young, finished]))
+    assert sorted(ids(owner_client.get(URL, {"stale": "false"}))) == sorted(
+        as_ids([beating, young, finished])
+    )
 
 
 # --- Pagination --------------------------------------------------------------------------
@@ -215,7 +239,9 @@ def test_paging_while_rows_are_inserted_skips_nothing_and_repeats_nothing(owner_
     # Ten rows, six of them created in the same microsecond, so that page boundaries fall
     # inside a tie.
     original = [ExecutionFactory(created_by=owner, created_at=tie) for _ in range(6)]
-    original += [ExecutionFactory(created_by=owner, created_at=now - timedelta(minutes=10 + i)) for i in range(4)]
+    original += [
+        ExecutionFactory(created_by=owner, created_at=now - timedelta(minutes=10 + i)) for i in range(4)
+    ]
 
     seen, url, inserted = [], f"{URL}?page_size=3", 0
     while url:
@@ -256,8 +282,16 @@ def _cursor(text: str) -> str:
         ("cursor=%21%21%21", ["query", "cursor"], "cursor_invalid"),
         ("cursor=abc", ["query", "cursor"], "cursor_invalid"),
         (f"cursor={_cursor('2026-01-01T00:00:00|not-a-uuid')}", ["query", "cursor"], "cursor_invalid"),
-        (f"cursor={_cursor('2026-01-01T00:00:00|' + str(uuid.uuid4()))}", ["query", "cursor"], "cursor_invalid"),
-        (f"cursor={_cursor('99999-01-01T00:00:00+00:00|' + str(uuid.uuid4()))}", ["query", "cursor"], "cursor_invalid"),
+        (
+            f"cursor={_cursor('2026-01-01T00:00:00|' + str(uuid.uuid4()))}",
+            ["query", "cursor"],
+            "cursor_invalid",
+        ),
+        (
+            f"cursor={_cursor('99999-01-01T00:00:00+00:00|' + str(uuid.uuid4()))}",
+            ["query", "cursor"],
+            "cursor_invalid",
+        ),
         ("cursor=", ["query", "cursor"], "cursor_invalid"),
         ("page_size=0", ["query", "page_size"], "greater_than_equal"),
         ("page_size=-1", ["query", "page_size"], "greater_than_equal"),

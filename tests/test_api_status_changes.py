@@ -11,11 +11,10 @@ from django.db import connection, transaction
 from django.db.models import Value
 from django.db.models.functions import JSONObject
 
+from devtools.net import request
 from executions.api.limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_change_status, execution_change_status_bulk
-
-from devtools.net import request
 
 from .factories import ExecutionFactory, UserFactory
 from .test_races import token_for
@@ -65,7 +64,14 @@ def test_the_owner_sees_their_changes_oldest_first_with_the_history_fields(owner
     ]
     item = page["results"][0]
     assert set(item) == {
-        "execution_id", "previous_status", "new_status", "error_info", "actor", "channel", "correlation_id", "created_at"
+        "execution_id",
+        "previous_status",
+        "new_status",
+        "error_info",
+        "actor",
+        "channel",
+        "correlation_id",
+        "created_at",
     }
     assert (item["previous_status"], item["actor"], item["channel"]) == ("running", "owner", "api")
     assert page["results"][1]["actor"] is None
@@ -117,7 +123,9 @@ def test_an_empty_feed_still_gives_a_cursor_that_catches_what_comes_later(owner,
     assert empty["results"] == [] and empty["has_more"] is False
     execution = ExecutionFactory(created_by=owner)
     change(execution)
-    assert [item["execution_id"] for item in poll(owner_client, empty["next_cursor"])["results"]] == [str(execution.id)]
+    assert [item["execution_id"] for item in poll(owner_client, empty["next_cursor"])["results"]] == [
+        str(execution.id)
+    ]
 
 
 def test_filters(owner, owner_client, other_user):
@@ -158,7 +166,9 @@ def test_filters(owner, owner_client, other_user):
 def test_bad_query_strings_are_a_422_located_in_the_query(owner_client, params, loc, error_type):
     response = owner_client.get(FEED, params)
     assert response.status_code == 422, response.content
-    assert [(item["loc"], item["type"]) for item in response.json()["detail"]] == [(["query", loc], error_type)]
+    assert [(item["loc"], item["type"]) for item in response.json()["detail"]] == [
+        (["query", loc], error_type)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -192,13 +202,18 @@ def test_every_write_path_feeds_the_feed(owner, owner_client):
     change(single)
 
     def bulk(executions, **options):
-        execution_change_status_bulk(executions=Execution.objects.filter(pk__in=[e.id for e in executions]), **options)
+        execution_change_status_bulk(
+            executions=Execution.objects.filter(pk__in=[e.id for e in executions]), **options
+        )
 
     bulk(rest[:2], status=ExecutionStatus.CANCELLED, channel=ChangeChannel.ADMIN, error_info={"why": "admin"})
     bulk(rest[2:4], status=ExecutionStatus.FAILED, channel=ChangeChannel.ADMIN)
     bulk(
-        rest[4:], status=ExecutionStatus.INTERRUPTED, channel=ChangeChannel.COMMAND,
-        error_info=JSONObject(why=Value("stale")), batch_size=1,
+        rest[4:],
+        status=ExecutionStatus.INTERRUPTED,
+        channel=ChangeChannel.COMMAND,
+        error_info=JSONObject(why=Value("stale")),
+        batch_size=1,
     )
 
     items, _ = read_all(owner_client, page_size=3)
@@ -380,7 +395,9 @@ def test_a_page_ends_early_at_its_json_budget_and_the_next_pages_have_the_rest(o
     executions = ExecutionFactory.create_batch(70, created_by=owner)
     for execution in executions:
         execution_change_status(
-            execution_id=execution.id, status=ExecutionStatus.FAILED, channel=ChangeChannel.API,
+            execution_id=execution.id,
+            status=ExecutionStatus.FAILED,
+            channel=ChangeChannel.API,
             error_info=error_info,
         )
 

@@ -160,7 +160,9 @@ def test_contract_validation_examples(owner_client, running_execution, body, exp
 
 
 def test_every_problem_is_reported_at_once(owner_client, running_execution):
-    response = patch_raw(owner_client, running_execution.id, '{"status": 5, "error_info": "x", "extra": true}')
+    response = patch_raw(
+        owner_client, running_execution.id, '{"status": 5, "error_info": "x", "extra": true}'
+    )
 
     assert response.status_code == 422
     assert [(item["type"], item["loc"]) for item in response.json()["detail"]] == [
@@ -216,7 +218,9 @@ def test_body_over_the_size_limit_is_413(owner_client, running_execution, settin
     assert running_execution.status == "running"
 
 
-@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "application/xml"])
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "application/xml"]
+)
 def test_wrong_content_type_is_415(owner_client, running_execution, content_type):
     response = patch_raw(owner_client, running_execution.id, '{"status": "cancelled"}', content_type)
 
@@ -409,7 +413,9 @@ def test_success_path_takes_at_most_three_sql_statements():
 def test_request_id_is_echoed_and_logged(owner_client, running_execution, caplog):
     caplog.set_level("INFO", logger="executions.request")
 
-    response = owner_client.patch(url(uuid.uuid4()), {"status": "cancelled"}, format="json", HTTP_X_REQUEST_ID="abc-123")
+    response = owner_client.patch(
+        url(uuid.uuid4()), {"status": "cancelled"}, format="json", HTTP_X_REQUEST_ID="abc-123"
+    )
 
     assert response["X-Request-ID"] == "abc-123"
     assert response.json()["correlation_id"] == "abc-123"

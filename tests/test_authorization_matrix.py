@@ -112,9 +112,15 @@ def expect(allowed, *, anonymous=401, hidden=404):
     """Owner, manager, staff_manager and superuser see the owner's execution; other and
     staff (without manage_all_executions) do not."""
     return {
-        "anonymous": anonymous, "owner": allowed, "other": hidden, "manager": allowed,
-        "staff": hidden, "staff_manager": allowed, "superuser": allowed,
-        "expired_token": anonymous, "revoked_token": anonymous,
+        "anonymous": anonymous,
+        "owner": allowed,
+        "other": hidden,
+        "manager": allowed,
+        "staff": hidden,
+        "staff_manager": allowed,
+        "superuser": allowed,
+        "expired_token": anonymous,
+        "revoked_token": anonymous,
     }
 
 
@@ -284,7 +290,6 @@ def test_filters_never_reach_invisible_executions(api_as, three_executions, role
     assert [shape(q["sql"]) for q in invisible_queries] == [shape(q["sql"]) for q in nothing_queries]
 
 
-
 # --- The admin site ------------------------------------------------------------------------
 # Only staff reach it at all; among staff, `view_execution`/`change_execution` open the pages
 # and actions, and `manage_all_executions` (or superuser) widens them from one's own
@@ -434,7 +439,9 @@ def test_admin_select_all_acts_only_on_what_the_staff_user_may_see(admin_as, use
     admin_as("staff").post(
         CHANGELIST,
         {
-            "action": "cancel_selected", "index": 0, "select_across": "1",
+            "action": "cancel_selected",
+            "index": 0,
+            "select_across": "1",
             ACTION_CHECKBOX_NAME: [str(staffs.id)],
         },
     )

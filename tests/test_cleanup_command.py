@@ -66,7 +66,10 @@ def test_threshold_is_strict_at_the_boundary():
 
     assert (summary["changed"], summary["skipped"]) == (2, 0)
     assert statuses(just_stale, exactly_at, heartbeat_recent, heartbeat_old) == [
-        "interrupted", "running", "running", "interrupted",
+        "interrupted",
+        "running",
+        "running",
+        "interrupted",
     ]
     just_stale.refresh_from_db()
     assert just_stale.error_info["last_seen_at"] == (NOW - timedelta(hours=6, microseconds=1)).isoformat()
@@ -87,10 +90,12 @@ def test_each_change_is_signalled_after_commit(django_capture_on_commit_callback
     finally:
         execution_status_changed.disconnect(receiver)
 
-    assert [(c["execution_id"], c["previous_status"], c["new_status"], c["channel"], c["actor"]) for c in received] == [
-        (stale.pk, "running", "interrupted", "command", None)
-    ]
-    assert received[0]["error_info"]["last_seen_at"] == (NOW - timedelta(hours=2, microseconds=250)).isoformat()
+    assert [
+        (c["execution_id"], c["previous_status"], c["new_status"], c["channel"], c["actor"]) for c in received
+    ] == [(stale.pk, "running", "interrupted", "command", None)]
+    assert (
+        received[0]["error_info"]["last_seen_at"] == (NOW - timedelta(hours=2, microseconds=250)).isoformat()
+    )
 
 
 @pytest.mark.django_db
@@ -113,7 +118,11 @@ def test_each_target_status_with_a_structured_reason_and_an_audit_record(target)
     assert stale.error_info == expected_info
     audit = ExecutionStatusChange.objects.get(execution=stale)
     assert (audit.previous_status, audit.new_status, audit.channel, audit.actor, audit.actor_username) == (
-        "running", target, ChangeChannel.COMMAND, None, "",
+        "running",
+        target,
+        ChangeChannel.COMMAND,
+        None,
+        "",
     )
     assert audit.error_info == expected_info
 
@@ -155,11 +164,24 @@ def test_json_summary():
     summary = cleanup_json("--older-than", "90m", "--status", "failed")
 
     assert set(summary) == {
-        "dry_run", "status", "older_than", "cutoff", "name", "limit", "changed", "skipped", "batches",
+        "dry_run",
+        "status",
+        "older_than",
+        "cutoff",
+        "name",
+        "limit",
+        "changed",
+        "skipped",
+        "batches",
         "elapsed_seconds",
     }
     assert summary["dry_run"] is False
-    assert (summary["status"], summary["older_than"], summary["changed"], summary["batches"]) == ("failed", "90m", 1, 1)
+    assert (summary["status"], summary["older_than"], summary["changed"], summary["batches"]) == (
+        "failed",
+        "90m",
+        1,
+        1,
+    )
     assert summary["cutoff"] == (NOW - timedelta(minutes=90)).isoformat()
 
 
@@ -190,7 +212,12 @@ def test_limit_and_name():
     nightly = [seen(timedelta(days=1), name="nightly") for _ in range(3)]
     other = seen(timedelta(days=1), name="hourly")
 
-    assert cleanup_json("--older-than", "1h", "--name", "nightly", "--limit", "2", "--batch-size", "1")["changed"] == 2
+    assert (
+        cleanup_json("--older-than", "1h", "--name", "nightly", "--limit", "2", "--batch-size", "1")[
+            "changed"
+        ]
+        == 2
+    )
     assert sorted(statuses(*nightly)) == ["interrupted", "interrupted", "running"]
     assert statuses(other) == ["running"]
 
@@ -271,7 +298,9 @@ def test_bad_arguments_are_a_command_error(args, message):
 def test_bad_arguments_exit_non_zero_from_the_shell():
     process = subprocess.run(
         [sys.executable, "manage.py", COMMAND, "--older-than", "soon"],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
     )
     assert process.returncode != 0
@@ -291,7 +320,8 @@ def test_bad_arguments_exit_non_zero_from_the_shell():
 def test_bad_bytes_on_the_command_line_are_one_line_not_a_traceback(args, message):
     process = subprocess.run(
         [sys.executable.encode(), b"manage.py", COMMAND.encode(), b"--dry-run", *args],
-        capture_output=True, cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
     )
     stderr = process.stderr.decode(errors="replace")
@@ -305,7 +335,9 @@ def test_a_bad_duration_setting_is_one_line_naming_it_for_every_command():
     for args in (["check"], [COMMAND, "--dry-run"]):
         process = subprocess.run(
             [sys.executable, "manage.py", *args],
-            capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "EXECUTIONS_STALE_AFTER": bad},
         )
         assert process.returncode == 1
@@ -407,5 +439,3 @@ def test_runs_on_several_hosts_at_once_change_each_execution_once():
     assert set(statuses(*stale)) == {"interrupted"}
     assert ExecutionStatusChange.objects.count() == 60
     assert ExecutionStatusChange.objects.values("execution").distinct().count() == 60
-
-

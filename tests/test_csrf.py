@@ -78,7 +78,6 @@ def test_session_reads_need_no_csrf_token(session_client, running_execution):
     assert session_client.get("/api/v1/executions").status_code == 200
 
 
-
 def test_admin_actions_need_the_csrf_token(superuser, running_execution):
     client = Client(enforce_csrf_checks=True)
     client.force_login(superuser)

@@ -18,7 +18,13 @@ from .urls_errors import fail_with_secrets
 
 # What an internal error's message or traceback holds and a response must not.
 LEAKS = [
-    "Traceback", "SELECT", "auth_user", settings.SECRET_KEY, str(settings.BASE_DIR), ".py", "RuntimeError",
+    "Traceback",
+    "SELECT",
+    "auth_user",
+    settings.SECRET_KEY,
+    str(settings.BASE_DIR),
+    ".py",
+    "RuntimeError",
 ]
 
 
@@ -64,7 +70,9 @@ def test_an_internal_error_in_an_api_view_is_a_bare_500(owner_client, log, monke
 
     monkeypatch.setattr(views, "execution_change_status", broken_service)
     response = owner_client.patch(
-        "/api/v1/executions/5f0e4a52-95a4-4d9b-8f4a-9e4e9d1c2a11", {"status": "cancelled"}, format="json",
+        "/api/v1/executions/5f0e4a52-95a4-4d9b-8f4a-9e4e9d1c2a11",
+        {"status": "cancelled"},
+        format="json",
         HTTP_X_REQUEST_ID="leak-test-1",
     )
 

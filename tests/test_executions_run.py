@@ -20,10 +20,9 @@ from django.db import connection
 from django.test import Client
 from executions_client.run import EXIT_REFUSED, EXIT_STOPPED, STDERR_TAIL_BYTES
 
-from executions.models import ChangeChannel, Execution, ExecutionStatus
-
 from devtools.net import free_port
 from devtools.servers import Gunicorn, service_env
+from executions.models import ChangeChannel, Execution, ExecutionStatus
 
 from .factories import UserFactory, api_key_for
 

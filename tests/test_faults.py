@@ -21,14 +21,13 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from executions.errors import ErrorCode
-from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
-from executions import services
-from executions.services import execution_create
-
 from devtools.net import request
 from devtools.postgres import ThrowawayPostgres
 from devtools.servers import REPO_ROOT, Gunicorn, create_user_with_token, manage, service_env
+from executions import services
+from executions.errors import ErrorCode
+from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
+from executions.services import execution_create
 
 from .api import ERROR_RESPONSE_KEYS
 from .factories import ExecutionFactory, UserFactory, api_key_for

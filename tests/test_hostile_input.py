@@ -18,7 +18,6 @@ from .api import ERROR_RESPONSE_KEYS
 from .factories import ExecutionFactory, api_key_for
 
 
-
 @pytest.fixture
 def http(owner):
     """A Django test client that turns server errors into responses, as a real server does,

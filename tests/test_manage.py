@@ -19,7 +19,12 @@ def manage(*args, **env):
     """`manage.py args` in a fresh terminal: nothing in its environment but PATH, HOME and `env`."""
     fresh = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **env}
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=PROJECT, env=fresh, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT,
+        env=fresh,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -51,8 +56,14 @@ def test_manage_py_reads_the_development_settings_from_the_env_file(env_file):
 
 def test_the_environment_wins_over_the_env_file(env_file):
     result = manage(
-        "shell", "-v", "0", "-c", PRINT_SETTINGS,
-        DJANGO_ENV_FILE=env_file, DJANGO_DEBUG="false", DJANGO_SECRET_KEY="from-the-environment",
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        PRINT_SETTINGS,
+        DJANGO_ENV_FILE=env_file,
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="from-the-environment",
     )
 
     assert result.returncode == 0, result.stderr
@@ -60,8 +71,14 @@ def test_the_environment_wins_over_the_env_file(env_file):
 
 
 def test_the_env_file_is_the_checkout_s_own_unless_told_otherwise():
-    result = manage("shell", "-v", "0", "-c", "from django.conf import settings; print(settings.ENV_FILE)",
-                    DJANGO_SECRET_KEY="x")
+    result = manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from django.conf import settings; print(settings.ENV_FILE)",
+        DJANGO_SECRET_KEY="x",
+    )
 
     assert result.stdout == f"{PROJECT / '.env'}\n"
 

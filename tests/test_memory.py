@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from executions.api.limits import MAX_JSON_OBJECT_BYTES
-
 from devtools.net import request
 from devtools.postgres import ThrowawayPostgres
 from devtools.servers import Gunicorn, manage, service_env
+from executions.api.limits import MAX_JSON_OBJECT_BYTES
 
 pytestmark = pytest.mark.slow
 

@@ -116,13 +116,22 @@ def test_a_change_that_rolls_back_is_not_counted(client, running_execution):
     # Inside the test's transaction, which is rolled back: nothing commits, nothing counts.
     before = scrape(client)
     execution_change_status_bulk(
-        executions=Execution.objects.filter(pk=running_execution.id), status="cancelled", channel=ChangeChannel.ADMIN
+        executions=Execution.objects.filter(pk=running_execution.id),
+        status="cancelled",
+        channel=ChangeChannel.ADMIN,
     )
     after = scrape(client)
-    assert change(
-        before, after, "executions_status_changes_total",
-        previous_status="running", new_status="cancelled", channel=ChangeChannel.ADMIN,
-    ) == 0
+    assert (
+        change(
+            before,
+            after,
+            "executions_status_changes_total",
+            previous_status="running",
+            new_status="cancelled",
+            channel=ChangeChannel.ADMIN,
+        )
+        == 0
+    )
 
 
 def test_bulk_changes_are_counted_on_both_paths(client, django_capture_on_commit_callbacks):
@@ -134,17 +143,23 @@ def test_bulk_changes_are_counted_on_both_paths(client, django_capture_on_commit
     with django_capture_on_commit_callbacks(execute=True):
         # One error_info for all (the admin's actions)...
         execution_change_status_bulk(
-            executions=Execution.objects.filter(pk__in=by_admin), status="failed", channel=ChangeChannel.ADMIN,
-            error_info={"reason": "operator"}, batch_size=2,
+            executions=Execution.objects.filter(pk__in=by_admin),
+            status="failed",
+            channel=ChangeChannel.ADMIN,
+            error_info={"reason": "operator"},
+            batch_size=2,
         )
         # ...and one the database computes per row (the cleanup).
         call_command("cleanup_stale_executions", "--older-than", "1d", "--batch-size", "3", stdout=None)
     after = scrape(client)
     changes = "executions_status_changes_total"
-    assert change(before, after, changes, previous_status="running", new_status="failed", channel="admin") == 3
-    assert change(
-        before, after, changes, previous_status="running", new_status="interrupted", channel="command"
-    ) == 4
+    assert (
+        change(before, after, changes, previous_status="running", new_status="failed", channel="admin") == 3
+    )
+    assert (
+        change(before, after, changes, previous_status="running", new_status="interrupted", channel="command")
+        == 4
+    )
 
 
 def test_heartbeats_by_result(client, owner_client, owner):
@@ -154,7 +169,10 @@ def test_heartbeats_by_result(client, owner_client, owner):
     for _ in range(3):
         assert owner_client.post(f"/api/v1/executions/{running.id}/heartbeat").status_code == 200
     assert owner_client.post(f"/api/v1/executions/{finished.id}/heartbeat").status_code == 409
-    assert owner_client.post("/api/v1/executions/8a0f3c1e-0000-4000-8000-000000000000/heartbeat").status_code == 404
+    assert (
+        owner_client.post("/api/v1/executions/8a0f3c1e-0000-4000-8000-000000000000/heartbeat").status_code
+        == 404
+    )
     after = scrape(client)
     assert change(before, after, "executions_heartbeats_total", result=metrics.HEARTBEAT_ACCEPTED) == 3
     assert change(before, after, "executions_heartbeats_total", result=metrics.HEARTBEAT_NOT_RUNNING) == 1
@@ -192,7 +210,9 @@ def test_request_durations_by_route_name_and_status_not_raw_path(client, owner_c
     assert change(before, after, histogram, route="healthz", method="other", status="405") == 1
     # No label value carries a raw path or a client's method.
     labels = {dict(key[1]).get("route") for key in after} | {dict(key[1]).get("method") for key in after}
-    assert not any(label and ("no-such-page" in label or "8a0f3c1e" in label or label == "BREW") for label in labels)
+    assert not any(
+        label and ("no-such-page" in label or "8a0f3c1e" in label or label == "BREW") for label in labels
+    )
 
 
 def test_the_503s_of_a_database_outage_are_counted_and_metrics_still_answer(client, database_down):  # noqa: F811

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from executions import metrics
-
 from devtools.net import request
 from devtools.servers import Gunicorn, create_user_with_token, manage, service_env
+from executions import metrics
 
 pytestmark = pytest.mark.slow
 
@@ -66,25 +65,43 @@ def send_known_load(port, api_token) -> None:
     # Concurrently, so that every worker process takes a share.
     with ThreadPoolExecutor(8) as pool:
         answers = pool.map(
-            lambda execution_id: request(port, "POST", f"/api/v1/executions/{execution_id}/heartbeat", None, auth),
+            lambda execution_id: request(
+                port, "POST", f"/api/v1/executions/{execution_id}/heartbeat", None, auth
+            ),
             ids * HEARTBEATS_EACH,
         )
         assert [answer[0] for answer in answers] == [200] * EXECUTIONS * HEARTBEATS_EACH
     for execution_id in ids[:CANCELLED]:
-        status, _, body = request(port, "PATCH", f"/api/v1/executions/{execution_id}", {"status": "cancelled"}, auth)
+        status, _, body = request(
+            port, "PATCH", f"/api/v1/executions/{execution_id}", {"status": "cancelled"}, auth
+        )
         assert status == 200 and body["success"] is True, body
     # Refused: the same status again (3), an invalid transition (2), an unknown execution (1).
     for execution_id in ids[:3]:
-        assert request(port, "PATCH", f"/api/v1/executions/{execution_id}", {"status": "cancelled"}, auth)[0] == 200
+        assert (
+            request(port, "PATCH", f"/api/v1/executions/{execution_id}", {"status": "cancelled"}, auth)[0]
+            == 200
+        )
     for execution_id in ids[:2]:
-        assert request(port, "PATCH", f"/api/v1/executions/{execution_id}", {"status": "completed"}, auth)[0] == 400
+        assert (
+            request(port, "PATCH", f"/api/v1/executions/{execution_id}", {"status": "completed"}, auth)[0]
+            == 400
+        )
     unknown = "/api/v1/executions/8a0f3c1e-0000-4000-8000-000000000000"
     assert request(port, "PATCH", unknown, {"status": "failed"}, auth)[0] == 404
 
 
 def assert_exact_counts(samples) -> None:
-    assert value(samples, "executions_status_changes_total",
-                 previous_status="running", new_status="cancelled", channel="api") == CANCELLED
+    assert (
+        value(
+            samples,
+            "executions_status_changes_total",
+            previous_status="running",
+            new_status="cancelled",
+            channel="api",
+        )
+        == CANCELLED
+    )
     refused = "executions_status_changes_refused_total"
     assert value(samples, refused, reason=metrics.REFUSED_SAME_STATUS, channel="api") == 3
     assert value(samples, refused, reason=metrics.REFUSED_INVALID_TRANSITION, channel="api") == 2
@@ -115,7 +132,9 @@ def test_a_scrape_adds_up_every_worker_and_survives_a_worker_restart(service):
     victim = gunicorn.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while (victim in gunicorn.worker_pids() or len(gunicorn.worker_pids()) < WORKERS) and time.monotonic() < deadline:
+    while (
+        victim in gunicorn.worker_pids() or len(gunicorn.worker_pids()) < WORKERS
+    ) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert victim not in gunicorn.worker_pids()
     assert_exact_counts(scrape(gunicorn.port))

@@ -17,12 +17,11 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
+from devtools.servers import REPO_ROOT, service_env
 from executions.archive import GzipJsonLinesArchive, json_default, read_archive
 from executions.models import IDEMPOTENCY_KEYS_KEPT_FOR, Execution, ExecutionStatusChange, IdempotencyKey
 from executions.selectors import executions_with_history
 from executions.services import execution_change_status
-
-from devtools.servers import REPO_ROOT, service_env
 
 from .factories import ExecutionFactory
 
@@ -98,16 +97,24 @@ def test_dry_run_counts_and_samples_escaping_control_characters_and_deletes_noth
     summary = purge_json("--finished-before", "90d", "--dry-run", "--limit", "1")
     assert summary["would_delete"] == 1
     assert summary["sample"] == [
-        {"id": str(hostile.id), "name": hostile.name, "status": "completed",
-         "finished_at": (NOW - timedelta(days=120)).isoformat()}
+        {
+            "id": str(hostile.id),
+            "name": hostile.name,
+            "status": "completed",
+            "finished_at": (NOW - timedelta(days=120)).isoformat(),
+        }
     ]
     assert Execution.objects.count() == 2
 
 
 def idempotency_key(execution, key: str, age: timedelta) -> IdempotencyKey:
     return IdempotencyKey.objects.create(
-        user=execution.created_by, key=key, request_fingerprint="0" * 64, execution=execution,
-        response_body={"id": str(execution.id)}, created_at=NOW - age,
+        user=execution.created_by,
+        key=key,
+        request_fingerprint="0" * 64,
+        execution=execution,
+        response_body={"id": str(execution.id)},
+        created_at=NOW - age,
     )
 
 
@@ -158,9 +165,12 @@ def test_archive_holds_each_execution_with_its_history_and_a_rerun_appends(tmp_p
     record = records[0]
     assert record["status"] == "failed" and len(record["status_changes"]) == 1
     assert record["status_changes"][0]["previous_status"] == "running"
-    assert record["created_by_username"] == Execution._meta.get_field("created_by").related_model.objects.get(
-        pk=record["created_by_id"]
-    ).username
+    assert (
+        record["created_by_username"]
+        == Execution._meta.get_field("created_by")
+        .related_model.objects.get(pk=record["created_by_id"])
+        .username
+    )
 
     later = finished(95)
     expected_later = as_archived(executions_with_history([later.pk]))
@@ -198,8 +208,17 @@ def test_a_failure_mid_run_exits_non_zero_keeps_the_batches_before_and_rolls_bac
     out = StringIO()
     with mock.patch.object(GzipJsonLinesArchive, "append", append_failing_the_second_time):
         with pytest.raises(CommandError, match=r"stopped after 2 deleted: OSError: \[Errno 28\] No space"):
-            call_command(COMMAND, "--finished-before", "90d", "--archive", str(tmp_path / "a.gz"),
-                         "--batch-size", "2", "--json", stdout=out)
+            call_command(
+                COMMAND,
+                "--finished-before",
+                "90d",
+                "--archive",
+                str(tmp_path / "a.gz"),
+                "--batch-size",
+                "2",
+                "--json",
+                stdout=out,
+            )
     summary = json.loads(out.getvalue())
     assert (summary["deleted"], summary["batches"]) == (2, 1)
     assert "No space left on device" in summary["error"]
@@ -254,11 +273,23 @@ def test_killed_mid_run_and_rerun_every_execution_is_archived_exactly_as_it_was(
     archive = tmp_path / "purged.jsonl.gz"
     marker = tmp_path / "paused"
     env = service_env(_database_url_of_this_test())
-    args = ["purge_executions", "--finished-before", "90d", "--batch-size", "10", "--archive", str(archive), "--json"]
+    args = [
+        "purge_executions",
+        "--finished-before",
+        "90d",
+        "--batch-size",
+        "10",
+        "--archive",
+        str(archive),
+        "--json",
+    ]
 
     process = subprocess.Popen(
         [sys.executable, "tests/purge_paused.py", "3", str(marker), *args],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 60
@@ -281,7 +312,12 @@ def test_killed_mid_run_and_rerun_every_execution_is_archived_exactly_as_it_was(
     assert [record["id"] for record in archived_at_kill] == [str(pk) for pk in ids[:30]]
 
     rerun = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])

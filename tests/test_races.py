@@ -16,10 +16,9 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from devtools.net import request
 from executions.errors import ErrorCode
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
-
-from devtools.net import request
 
 from .factories import ExecutionFactory, UserFactory, api_key_for
 

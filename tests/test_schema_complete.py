@@ -7,9 +7,9 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
+from django.core.cache import cache
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from executions.models import ExecutionStatus
@@ -82,17 +82,25 @@ CASES = {
     ("GET", EXECUTIONS, 429): lambda ctx: _throttled(ctx, lambda: ctx.owner.get(EXECUTIONS)),
     ("GET", EXECUTIONS, 503): lambda ctx: ctx.down() or ctx.anonymous.get(EXECUTIONS, **TOKEN),
     # Create
-    ("POST", EXECUTIONS, 201): lambda ctx: ctx.owner.post(EXECUTIONS, {"name": "n", "metadata": {"a": 1}}, format="json"),
+    ("POST", EXECUTIONS, 201): lambda ctx: ctx.owner.post(
+        EXECUTIONS, {"name": "n", "metadata": {"a": 1}}, format="json"
+    ),
     ("POST", EXECUTIONS, 401): lambda ctx: ctx.anonymous.post(EXECUTIONS, {"name": "n"}, format="json"),
-    ("POST", EXECUTIONS, 403): lambda ctx: ctx.session_without_csrf.post(EXECUTIONS, {"name": "n"}, format="json"),
-    ("POST", EXECUTIONS, 406): lambda ctx: ctx.owner.post(EXECUTIONS, {"name": "n"}, format="json", **NOT_JSON),
+    ("POST", EXECUTIONS, 403): lambda ctx: ctx.session_without_csrf.post(
+        EXECUTIONS, {"name": "n"}, format="json"
+    ),
+    ("POST", EXECUTIONS, 406): lambda ctx: ctx.owner.post(
+        EXECUTIONS, {"name": "n"}, format="json", **NOT_JSON
+    ),
     ("POST", EXECUTIONS, 413): lambda ctx: ctx.owner.post(EXECUTIONS, _big_body(ctx), format="json"),
     ("POST", EXECUTIONS, 415): lambda ctx: ctx.owner.post(EXECUTIONS, "name=n", content_type="text/plain"),
     ("POST", EXECUTIONS, 422): lambda ctx: ctx.owner.post(EXECUTIONS, {"name": ""}, format="json"),
     ("POST", EXECUTIONS, 429): lambda ctx: _throttled(
         ctx, lambda: ctx.owner.post(EXECUTIONS, {"name": "n"}, format="json")
     ),
-    ("POST", EXECUTIONS, 503): lambda ctx: ctx.down() or ctx.anonymous.post(EXECUTIONS, {"name": "n"}, format="json", **TOKEN),
+    ("POST", EXECUTIONS, 503): lambda ctx: (
+        ctx.down() or ctx.anonymous.post(EXECUTIONS, {"name": "n"}, format="json", **TOKEN)
+    ),
     # Read
     ("GET", ONE, 200): lambda ctx: ctx.owner.get(ctx.one),
     ("GET", ONE, 401): lambda ctx: ctx.anonymous.get(ctx.one),
@@ -104,17 +112,27 @@ CASES = {
     ("PATCH", ONE, 200): lambda ctx: ctx.owner.patch(ctx.one, {"status": "cancelled"}, format="json"),
     ("PATCH", ONE, 400): lambda ctx: ctx.owner.patch(ctx.finished_one, {"status": "failed"}, format="json"),
     ("PATCH", ONE, 401): lambda ctx: ctx.anonymous.patch(ctx.one, {"status": "cancelled"}, format="json"),
-    ("PATCH", ONE, 403): lambda ctx: ctx.session_without_csrf.patch(ctx.one, {"status": "cancelled"}, format="json"),
+    ("PATCH", ONE, 403): lambda ctx: ctx.session_without_csrf.patch(
+        ctx.one, {"status": "cancelled"}, format="json"
+    ),
     ("PATCH", ONE, 404): lambda ctx: ctx.other.patch(ctx.one, {"status": "cancelled"}, format="json"),
-    ("PATCH", ONE, 406): lambda ctx: ctx.owner.patch(ctx.one, {"status": "cancelled"}, format="json", **NOT_JSON),
-    ("PATCH", ONE, 412): lambda ctx: ctx.owner.patch(ctx.one, {"status": "cancelled"}, format="json", HTTP_IF_MATCH='"1"'),
-    ("PATCH", ONE, 413): lambda ctx: ctx.owner.patch(ctx.one, {**_big_body(ctx), "status": "failed"}, format="json"),
+    ("PATCH", ONE, 406): lambda ctx: ctx.owner.patch(
+        ctx.one, {"status": "cancelled"}, format="json", **NOT_JSON
+    ),
+    ("PATCH", ONE, 412): lambda ctx: ctx.owner.patch(
+        ctx.one, {"status": "cancelled"}, format="json", HTTP_IF_MATCH='"1"'
+    ),
+    ("PATCH", ONE, 413): lambda ctx: ctx.owner.patch(
+        ctx.one, {**_big_body(ctx), "status": "failed"}, format="json"
+    ),
     ("PATCH", ONE, 415): lambda ctx: ctx.owner.patch(ctx.one, "status=failed", content_type="text/plain"),
     ("PATCH", ONE, 422): lambda ctx: ctx.owner.patch(ctx.one, {}, format="json"),
     ("PATCH", ONE, 429): lambda ctx: _throttled(
         ctx, lambda: ctx.anonymous.patch(ctx.one, {"status": "cancelled"}, format="json")
     ),
-    ("PATCH", ONE, 503): lambda ctx: ctx.down() or ctx.anonymous.patch(ctx.one, {"status": "cancelled"}, format="json", **TOKEN),
+    ("PATCH", ONE, 503): lambda ctx: (
+        ctx.down() or ctx.anonymous.patch(ctx.one, {"status": "cancelled"}, format="json", **TOKEN)
+    ),
     # Heartbeat
     ("POST", HEARTBEAT, 200): lambda ctx: ctx.owner.post(f"{ctx.one}/heartbeat"),
     ("POST", HEARTBEAT, 401): lambda ctx: ctx.anonymous.post(f"{ctx.one}/heartbeat"),
@@ -198,7 +216,6 @@ def test_docs_pages_use_only_local_assets_and_they_load(client, db, page):
     # The page loads the schema from this server (Swagger UI through its set-up script, ?script).
     setup_scripts = [client.get(asset).content.decode() for asset in assets if asset.endswith("?script=")]
     assert "/api/schema/" in html + "".join(setup_scripts)
-
 
 
 def test_every_method_a_path_does_not_document_is_the_405_the_description_promises(openapi, ctx):

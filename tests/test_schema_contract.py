@@ -57,7 +57,9 @@ def differences(expected, actual, where="") -> list[str]:
                 found += differences(expected[key], actual[key], f"{where}/{key}")
         return found
     if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
-        return [d for i, (e, a) in enumerate(zip(expected, actual)) for d in differences(e, a, f"{where}/{i}")]
+        return [
+            d for i, (e, a) in enumerate(zip(expected, actual)) for d in differences(e, a, f"{where}/{i}")
+        ]
     return [] if expected == actual else [f"{where}: expected {expected!r}, got {actual!r}"]
 
 
@@ -70,7 +72,10 @@ def test_patch_operation_matches_the_reference(served_schema):
     operation = copy.deepcopy(served_schema["paths"][PATH]["patch"])
     for key in ALLOWED_OPERATION_METADATA:
         operation.pop(key, None)
-    added = {code: operation["responses"].pop(code) for code in DOCUMENTED_ADDED_RESPONSES | RESOURCE_ADDED_RESPONSES}
+    added = {
+        code: operation["responses"].pop(code)
+        for code in DOCUMENTED_ADDED_RESPONSES | RESOURCE_ADDED_RESPONSES
+    }
     headers = [p for p in operation["parameters"] if p["in"] == "header"]
     assert {p["name"] for p in headers} == RESOURCE_ADDED_HEADER_PARAMETERS
     assert all(not p.get("required", False) for p in headers)

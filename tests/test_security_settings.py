@@ -41,8 +41,12 @@ def warning_ids(output: str) -> set[str]:
 
 def test_check_deploy_passes_with_every_secure_switch_on():
     result = run_manage(
-        "check", "--deploy", "--fail-level", "WARNING",
-        DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS="true", DJANGO_SECURE_HSTS_PRELOAD="true",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS="true",
+        DJANGO_SECURE_HSTS_PRELOAD="true",
     )
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues (0 silenced)" in result.stdout
@@ -74,8 +78,10 @@ def read_settings(**env) -> dict:
 
 def test_django_secure_switch_turns_on_cookies_redirect_and_hsts_and_proxy_header_is_separate():
     values = read_settings(
-        DJANGO_SECURE_PROXY_SSL_HEADER="true", DJANGO_CSRF_TRUSTED_ORIGINS="https://ops.example.com",
-        API_THROTTLE_USER="", API_THROTTLE_ANON="5/min",
+        DJANGO_SECURE_PROXY_SSL_HEADER="true",
+        DJANGO_CSRF_TRUSTED_ORIGINS="https://ops.example.com",
+        API_THROTTLE_USER="",
+        API_THROTTLE_ANON="5/min",
     )
     assert values == {
         "DEBUG": False,

@@ -8,9 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from executions import services
 from executions.errors import ExecutionNotFound, InvalidStatusTransition
 from executions.models import ALLOWED_TRANSITIONS, ChangeChannel, Execution, ExecutionStatusChange
-from executions import services
 from executions.selectors import ALL, OWN_OR_MANAGED, Visibility
 from executions.services import execution_change_status, execution_change_status_bulk
 from executions.signals import execution_status_changed
@@ -52,8 +52,11 @@ def test_scope_limits_what_can_be_changed():
 
     with pytest.raises(ExecutionNotFound):
         execution_change_status(
-            execution_id=execution.id, status="cancelled", channel=ChangeChannel.API,
-            actor=stranger, visible_to=stranger,
+            execution_id=execution.id,
+            status="cancelled",
+            channel=ChangeChannel.API,
+            actor=stranger,
+            visible_to=stranger,
         )
     execution.refresh_from_db()
     assert execution.status == "running"
@@ -70,13 +73,18 @@ def test_bulk_changes_running_and_skips_the_rest_in_batches():
     totals_seen = []
 
     result = execution_change_status_bulk(
-        executions=selected, status="cancelled", channel=ChangeChannel.ADMIN,
-        batch_size=2, on_batch=lambda totals: totals_seen.append(totals.changed + totals.skipped),
+        executions=selected,
+        status="cancelled",
+        channel=ChangeChannel.ADMIN,
+        batch_size=2,
+        on_batch=lambda totals: totals_seen.append(totals.changed + totals.skipped),
     )
 
     assert (result.changed, result.skipped, result.batches) == (5, 1, 3)
     assert totals_seen == [2, 4, 6]
-    assert set(Execution.objects.filter(status="cancelled").values_list("id", flat=True)) == {e.id for e in running}
+    assert set(Execution.objects.filter(status="cancelled").values_list("id", flat=True)) == {
+        e.id for e in running
+    }
     finished.refresh_from_db()
     assert finished.status == "completed"
     assert Execution.objects.filter(status="running").count() == 1
@@ -88,8 +96,10 @@ def test_bulk_uses_one_statement_that_changes_rows_per_batch():
 
     with CaptureQueriesContext(connection) as queries:
         execution_change_status_bulk(
-            executions=Execution.objects.filter(pk__in=[e.id for e in executions]), status="failed",
-            channel=ChangeChannel.COMMAND, batch_size=3,
+            executions=Execution.objects.filter(pk__in=[e.id for e in executions]),
+            status="failed",
+            channel=ChangeChannel.COMMAND,
+            batch_size=3,
         )
 
     # PostgreSQL: WITH moved AS (UPDATE ...) INSERT ...; SQLite: INSERT ... SELECT, then UPDATE.
@@ -101,8 +111,11 @@ def test_bulk_writes_one_error_info_for_all_to_the_executions_and_their_audit_re
     executions = [ExecutionFactory() for _ in range(3)]
 
     execution_change_status_bulk(
-        executions=Execution.objects.all(), status="failed", channel=ChangeChannel.ADMIN,
-        error_info={"reason": "disk full: ü"}, batch_size=2,
+        executions=Execution.objects.all(),
+        status="failed",
+        channel=ChangeChannel.ADMIN,
+        error_info={"reason": "disk full: ü"},
+        batch_size=2,
     )
 
     for execution in executions:
@@ -148,10 +161,14 @@ def test_compare_and_set_sql_is_what_the_orm_compiles(kind, error_info, versions
     cached_sql = services._compare_and_set_sql(
         connection.alias, kind, tuple(changes), None if expected is None else len(expected)
     )
-    cached_params = services._compare_and_set_params(connection, visibility, execution_id, "running", changes, expected)
-    orm_sql, orm_params = services._compare_and_set_query(
-        visibility, execution_id, "running", changes, expected
-    ).get_compiler(connection.alias).as_sql()
+    cached_params = services._compare_and_set_params(
+        connection, visibility, execution_id, "running", changes, expected
+    )
+    orm_sql, orm_params = (
+        services._compare_and_set_query(visibility, execution_id, "running", changes, expected)
+        .get_compiler(connection.alias)
+        .as_sql()
+    )
 
     assert cached_sql == orm_sql
     assert [_comparable(p) for p in cached_params] == [_comparable(p) for p in orm_params]
@@ -166,15 +183,29 @@ def test_audit_insert_sql_is_what_the_orm_writes():
     execution = ExecutionFactory()
     actor = UserFactory(username="auditor")
     execution_change_status(
-        execution_id=execution.id, status="failed", channel=ChangeChannel.API, actor=actor,
-        error_info={"why": "ü"}, correlation_id="corr-1",
+        execution_id=execution.id,
+        status="failed",
+        channel=ChangeChannel.API,
+        actor=actor,
+        error_info={"why": "ü"},
+        correlation_id="corr-1",
     )
     written = ExecutionStatusChange.objects.values().get()
     made_by_orm = ExecutionStatusChange.objects.create(
-        execution=execution, previous_status="running", new_status="failed", error_info={"why": "ü"},
-        actor=actor, actor_username="auditor", channel="api", correlation_id="corr-1", created_at=written["created_at"],
+        execution=execution,
+        previous_status="running",
+        new_status="failed",
+        error_info={"why": "ü"},
+        actor=actor,
+        actor_username="auditor",
+        channel="api",
+        correlation_id="corr-1",
+        created_at=written["created_at"],
     )
-    assert {**written, "id": None} == {**ExecutionStatusChange.objects.values().get(pk=made_by_orm.pk), "id": None}
+    assert {**written, "id": None} == {
+        **ExecutionStatusChange.objects.values().get(pk=made_by_orm.pk),
+        "id": None,
+    }
 
 
 @pytest.mark.postgres_only

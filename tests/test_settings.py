@@ -19,8 +19,11 @@ def read_settings(expression: str, **env) -> subprocess.CompletedProcess:
     # DJANGO_ENV_FILE="": never the developer's .env (tests/test_manage.py covers reading one).
     return subprocess.run(
         [sys.executable, "-c", f"from config import settings; print({expression})"],
-        cwd=PROJECT, env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_ENV_FILE": "", **env},
-        capture_output=True, text=True, timeout=60,
+        cwd=PROJECT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_ENV_FILE": "", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -33,7 +36,8 @@ def test_production_refuses_to_start_without_a_secret():
 def test_secret_and_hosts_come_from_the_environment():
     result = read_settings(
         "settings.SECRET_KEY, settings.ALLOWED_HOSTS, settings.DEBUG",
-        DJANGO_SECRET_KEY="s3cret", DJANGO_ALLOWED_HOSTS="api.example.com,.internal",
+        DJANGO_SECRET_KEY="s3cret",
+        DJANGO_ALLOWED_HOSTS="api.example.com,.internal",
     )
     assert result.stdout.strip() == "s3cret ['api.example.com', '.internal'] False"
 
@@ -41,7 +45,8 @@ def test_secret_and_hosts_come_from_the_environment():
 def test_database_url_selects_postgresql():
     result = read_settings(
         "settings.DATABASES['default']['ENGINE'], settings.DATABASES['default']['NAME']",
-        DJANGO_SECRET_KEY="x", DATABASE_URL="postgres://u:p@db.example:5432/runs",
+        DJANGO_SECRET_KEY="x",
+        DATABASE_URL="postgres://u:p@db.example:5432/runs",
     )
     assert result.stdout.strip() == "django.db.backends.postgresql runs"
 
@@ -72,7 +77,10 @@ def test_sqlite_runs_in_wal_mode_with_immediate_transactions():
     "cache_url, expected_options",
     [
         ("redis://redis.internal:6379/0", {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}),
-        ("redis://redis.internal:6379/0?socket_timeout=2", {"socket_connect_timeout": 0.5, "socket_timeout": 2}),
+        (
+            "redis://redis.internal:6379/0?socket_timeout=2",
+            {"socket_connect_timeout": 0.5, "socket_timeout": 2},
+        ),
     ],
 )
 def test_a_redis_cache_url_uses_djangos_redis_backend_with_timeouts(cache_url, expected_options):

@@ -140,9 +140,7 @@ def test_a_queued_write_gives_up_after_the_busy_timeout_with_the_json_503(
     answers = []
     try:
         # In a thread, so that a write that waits forever fails this test instead of hanging it.
-        thread = threading.Thread(
-            target=lambda: answers.append(cancel(owner_client, running_execution))
-        )
+        thread = threading.Thread(target=lambda: answers.append(cancel(owner_client, running_execution)))
         thread.start()
         thread.join(timeout=60)
         assert answers, "the write was still waiting for the queue after 60 s"

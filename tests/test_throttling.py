@@ -161,6 +161,8 @@ def test_health_probes_are_never_throttled(client, db, path):
 def test_the_public_schema_is_throttled_per_address(client, db):
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/schema/").status_code == 429
+
+
 @override_settings(AXES_ENABLED=True, AXES_FAILURE_LIMIT=2)
 def test_failed_admin_logins_are_logged_without_the_password(client, superuser, caplog):
     caplog.set_level(logging.DEBUG)

@@ -9,9 +9,8 @@ from django.conf import settings
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
-from executions.api import throttling
-
 from devtools.net import free_port
+from executions.api import throttling
 
 
 def cache_errors() -> float:

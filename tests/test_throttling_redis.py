@@ -10,7 +10,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.net import request
-from devtools.servers import Gunicorn, RedisServer, create_user_with_token, manage, redis_server_binary, service_env
+from devtools.servers import (
+    Gunicorn,
+    RedisServer,
+    create_user_with_token,
+    manage,
+    redis_server_binary,
+    service_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +71,9 @@ def new_user(database, username) -> str:
 
 def send_at_once(port, token, count=SENT) -> list[tuple[int, dict]]:
     def one(_):
-        status, headers, _ = request(port, "GET", "/api/v1/executions", headers={"Authorization": f"Token {token}"})
+        status, headers, _ = request(
+            port, "GET", "/api/v1/executions", headers={"Authorization": f"Token {token}"}
+        )
         return status, headers
 
     with ThreadPoolExecutor(8) as pool:
@@ -94,7 +103,9 @@ def test_four_worker_processes_share_one_count_n_per_minute_not_4n(service, data
     assert statuses(send_at_once(service.port, new_user(database, "bob"), count=RATE)) == {200: RATE}
 
 
-def test_with_redis_down_requests_go_through_and_limits_hold_again_once_it_is_back(service, database, redis_server):
+def test_with_redis_down_requests_go_through_and_limits_hold_again_once_it_is_back(
+    service, database, redis_server
+):
     token = new_user(database, "carol")
     errors_before = throttle_cache_errors(service.port)
     redis_server.stop()
@@ -112,6 +123,8 @@ def test_without_a_shared_cache_each_process_counts_alone(database):
     """What the Redis setting is for: with the per-process default cache, four workers let
     one user through more than the rate (each process counts alone)."""
     token = new_user(database, "dave")
-    with service_with_cache(database, "locmemcache://", workers=4, threads=1, worker_class="sync") as gunicorn:
+    with service_with_cache(
+        database, "locmemcache://", workers=4, threads=1, worker_class="sync"
+    ) as gunicorn:
         allowed = statuses(send_at_once(gunicorn.port, token)).get(200, 0)
     assert allowed > RATE

@@ -222,7 +222,9 @@ def test_a_patch_that_records_the_last_use_costs_one_statement_more():
                 f"/api/v1/executions/{running_execution.id}", {"status": "cancelled"}, format="json"
             )
         assert response.status_code == 200
-        statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]
+        statements = [
+            q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))
+        ]
         return statements, queries.captured_queries
 
     recording, captured = patch_with(api_key_for(owner, used_just_now=False))
@@ -304,7 +306,9 @@ def test_a_drf_token_made_before_the_upgrade_keeps_working_after_it():
             from rest_framework.authtoken.models import Token
 
             old_key = Token.generate_key()
-            drf_token = state.apps.get_model("authtoken", "Token").objects.create(key=old_key, user_id=worker.pk)
+            drf_token = state.apps.get_model("authtoken", "Token").objects.create(
+                key=old_key, user_id=worker.pk
+            )
 
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
@@ -426,7 +430,7 @@ def test_the_admin_lists_tokens_without_their_keys(superuser):
         for shown in (token.prefix, "nightly job", "host3-runner", "active"):
             assert shown in text
         assert key not in text
-        assert key[len(token.prefix):][:8] not in text
+        assert key[len(token.prefix) :][:8] not in text
         assert token.key_hash not in text
     assert list(listing.context["cl"].result_list) == [token]
     assert 'name="_save"' not in page.content.decode()

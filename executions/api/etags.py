@@ -7,11 +7,11 @@ tags (W/"...") never match If-Match, as RFC 9110 asks (strong comparison).
 """
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from django.utils.http import parse_etags
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _OUR_ETAG = re.compile(r'"(\d{1,19})"')
 

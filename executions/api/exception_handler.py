@@ -112,7 +112,9 @@ def api_exception_handler(exc, context):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
-        return Response(error_body(str(exc.detail), _api_error_code(exc)), status=exc.status_code, headers=headers)
+        return Response(
+            error_body(str(exc.detail), _api_error_code(exc)), status=exc.status_code, headers=headers
+        )
     if isinstance(exc, (OperationalError, InterfaceError)):
         return database_unavailable_response(exc, Response)
     if isinstance(exc, DataError):
@@ -181,7 +183,7 @@ def page_not_found(request, exception, template_name="404.html"):
 # The admin's answer while the database is unreachable: a page of its own, with no template
 # or context processor that could reach for the database again.
 DATABASE_UNAVAILABLE_PAGE = (
-    "<!doctype html>\n<html lang=\"en\"><head><title>Service unavailable</title></head><body>"
+    '<!doctype html>\n<html lang="en"><head><title>Service unavailable</title></head><body>'
     "<h1>Service unavailable</h1><p>The database is unavailable; try again shortly.</p></body></html>\n"
 )
 

@@ -1,7 +1,7 @@
 """The filters of the executions list: django-filter does the parsing, the SQL and the
 OpenAPI parameters; errors become 422 items located in the query string."""
 
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 
 import pydantic
 from django import forms
@@ -61,7 +61,7 @@ class _UtcTimeField(IsoDateTimeField):
         if value is None:
             return None
         try:
-            return value.astimezone(timezone.utc)
+            return value.astimezone(UTC)
         except OverflowError:
             raise ValidationError("Enter a time within years 1 to 9999 (UTC)", code="out_of_range") from None
 
@@ -124,7 +124,9 @@ class NonEmptyUUIDFilter(filters.UUIDFilter):
 class StatusChangeFilter(filters.FilterSet):
     """The change feed's filters."""
 
-    execution_id = NonEmptyUUIDFilter(field_name="execution_id", help_text="Only the changes of this execution")
+    execution_id = NonEmptyUUIDFilter(
+        field_name="execution_id", help_text="Only the changes of this execution"
+    )
     new_status = StatusesFilter(
         choices=ExecutionStatus.choices,
         help_text="Only changes to these statuses: repeat the parameter or separate them with commas",
@@ -164,8 +166,12 @@ def parse_list_query(query_params, rows, filterset_class, request, page_model=Pa
     page_parameters = list(page_model.model_fields)
     known = {*filterset.filters, *page_parameters}
     errors = [
-        {"type": "extra_forbidden", "loc": ["query", name], "msg": "Unknown query parameter",
-         "input": query_params.get(name)}
+        {
+            "type": "extra_forbidden",
+            "loc": ["query", name],
+            "msg": "Unknown query parameter",
+            "input": query_params.get(name),
+        }
         for name in query_params
         if name not in known
     ]

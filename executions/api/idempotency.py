@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-
 from typing import Annotated
 
 import pydantic
@@ -22,7 +21,8 @@ def _visible_ascii(key: str) -> str:
     # control characters, nothing that HTTP libraries re-encode.
     if not all("\x21" <= char <= "\x7e" for char in key):
         raise PydanticCustomError(
-            "idempotency_key_characters", "Use only visible ASCII characters (no spaces or control characters)"
+            "idempotency_key_characters",
+            "Use only visible ASCII characters (no spaces or control characters)",
         )
     return key
 

@@ -14,7 +14,7 @@ one row. The change feed's pages are bounded the same way (page_within_json_budg
 import base64
 import binascii
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast, Coalesce, Length
@@ -45,7 +45,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     if created_at.tzinfo is None:
         raise ValueError("no time zone")
     # In UTC, as encode_cursor writes it; may raise OverflowError near year 1 or 9999.
-    return created_at.astimezone(timezone.utc), uuid.UUID(id_text)
+    return created_at.astimezone(UTC), uuid.UUID(id_text)
 
 
 class PageQuery(BaseModel):
@@ -69,7 +69,9 @@ def _checked_cursor(cursor: str | None, decode) -> str | None:
         try:
             decode(cursor)
         except (ValueError, OverflowError):
-            raise PydanticCustomError("cursor_invalid", "Invalid cursor: use a next_cursor the API returned") from None
+            raise PydanticCustomError(
+                "cursor_invalid", "Invalid cursor: use a next_cursor the API returned"
+            ) from None
     return cursor
 
 
@@ -121,6 +123,7 @@ def newest_first_page(executions: QuerySet, *, page_size: int, cursor: str | Non
         json_fields=["metadata", "error_info"],
     )
     return rows, (encode_cursor(*last) if has_more else None)
+
 
 # --- The change feed's cursor ----------------------------------------------------------
 

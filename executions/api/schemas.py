@@ -7,7 +7,7 @@ descriptions, so they are kept to the one sentence the contract shows.
 """
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -136,9 +136,7 @@ class ErrorResponse(_Body):
     detail: str = Field(description="Error message (matches FastAPI HTTPException)")
     error_code: str | None = None
     correlation_id: str | None = None
-    timestamp: datetime = Field(
-        default_factory=lambda: datetime.now(timezone.utc), description="Error timestamp"
-    )
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC), description="Error timestamp")
 
 
 class ValidationError(_Body):
@@ -222,9 +220,13 @@ class Execution(_Body):
     metadata: dict[str, Any] = Field(
         description=f"What its creator attached; at most {MAX_JSON_OBJECT_BYTES} bytes as compact JSON"
     )
-    created_by: str | None = Field(description="Username of the owner; null for executions the system created")
+    created_by: str | None = Field(
+        description="Username of the owner; null for executions the system created"
+    )
     created_at: datetime
-    updated_at: datetime = Field(description="Last change of any field, heartbeats included; the ETag follows it")
+    updated_at: datetime = Field(
+        description="Last change of any field, heartbeats included; the ETag follows it"
+    )
     finished_at: datetime | None = Field(description="When it left running")
     last_heartbeat_at: datetime | None = Field(description="Last sign of life from a worker")
 

@@ -48,8 +48,15 @@ def decode_json(raw: bytes) -> Any:
     except ValueError as exc:  # NaN, Infinity, numbers too large for Python to convert
         position, reason = 0, str(exc)
     raise RequestValidationError(
-        [{"type": "json_invalid", "loc": ["body", position], "msg": "JSON decode error",
-          "input": {}, "ctx": {"error": reason}}]
+        [
+            {
+                "type": "json_invalid",
+                "loc": ["body", position],
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": reason},
+            }
+        ]
     )
 
 
@@ -71,8 +78,12 @@ def validation_items(exc: pydantic.ValidationError, location: str) -> list[dict[
     """pydantic's errors as FastAPI's items, each `loc` starting with `location`."""
     errors = []
     for error in exc.errors(include_url=False):
-        item = {"type": error["type"], "loc": [location, *error["loc"]], "msg": error["msg"],
-                "input": _json_safe(error["input"])}
+        item = {
+            "type": error["type"],
+            "loc": [location, *error["loc"]],
+            "msg": error["msg"],
+            "input": _json_safe(error["input"]),
+        }
         if "ctx" in error:
             item["ctx"] = {key: _json_safe(value) for key, value in error["ctx"].items()}
         errors.append(item)

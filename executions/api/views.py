@@ -69,7 +69,9 @@ COMMON_ERROR_RESPONSES = {
     406: OpenApiResponse(ErrorResponse, description="The client does not accept JSON"),
     # API_THROTTLE_USER / API_THROTTLE_ANON (a request refused with 401 counts too).
     429: OpenApiResponse(ErrorResponse, description="Too many requests; retry after Retry-After seconds"),
-    503: OpenApiResponse(ErrorResponse, description="The database is unavailable; retry after Retry-After seconds"),
+    503: OpenApiResponse(
+        ErrorResponse, description="The database is unavailable; retry after Retry-After seconds"
+    ),
 }
 # The contract's PATCH: not authenticated, or not permitted.
 AUTH_ERROR_RESPONSES = {
@@ -112,17 +114,22 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 )
 IDEMPOTENT_REPLAYED_HEADER = "Idempotent-Replayed"
 
+
 def _page_size_parameter(items: str) -> OpenApiParameter:
     """`page_size`, as the list and the change feed both take it."""
     return OpenApiParameter(
-        PAGE_SIZE_PARAMETER, {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
-        OpenApiParameter.QUERY, description=f"{items} per page, at most {MAX_PAGE_SIZE}",
+        PAGE_SIZE_PARAMETER,
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
+        OpenApiParameter.QUERY,
+        description=f"{items} per page, at most {MAX_PAGE_SIZE}",
     )
 
 
 LIST_PARAMETERS = [
     OpenApiParameter(
-        CURSOR_PARAMETER, OpenApiTypes.STR, OpenApiParameter.QUERY,
+        CURSOR_PARAMETER,
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
         description="next_cursor of the previous page; absent for the first page",
     ),
     _page_size_parameter("Executions"),
@@ -131,7 +138,9 @@ LIST_PARAMETERS = [
 
 FEED_PARAMETERS = [
     OpenApiParameter(
-        AFTER_PARAMETER, OpenApiTypes.STR, OpenApiParameter.QUERY,
+        AFTER_PARAMETER,
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
         description="next_cursor of the previous page; absent to start from the oldest change",
     ),
     _page_size_parameter("Changes"),
@@ -150,7 +159,9 @@ def _execution_body(execution: Execution) -> dict:
 
 def _execution_response(execution: Execution, status_code=status.HTTP_200_OK, headers=None) -> Response:
     body = _execution_body(execution)
-    return Response(body, status=status_code, headers={ETAG_HEADER: etag_for(execution.updated_at), **(headers or {})})
+    return Response(
+        body, status=status_code, headers={ETAG_HEADER: etag_for(execution.updated_at), **(headers or {})}
+    )
 
 
 def _created_response(request, body: dict, headers=None) -> Response:
@@ -300,13 +311,17 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         rows, next_cursor = newest_first_page(
             # The owners in a second query: with a join, SQLite's planner scans and sorts the
             # whole table instead of walking the newest-first index.
-            executions.prefetch_related("created_by"), page_size=page.page_size, cursor=page.cursor
+            executions.prefetch_related("created_by"),
+            page_size=page.page_size,
+            cursor=page.cursor,
         )
         next_url = None
         if next_cursor is not None:
             next_url = replace_query_param(request.build_absolute_uri(), CURSOR_PARAMETER, next_cursor)
         body = schemas.ExecutionList(
-            results=[schemas.Execution.from_model(row) for row in rows], next_cursor=next_cursor, next=next_url
+            results=[schemas.Execution.from_model(row) for row in rows],
+            next_cursor=next_cursor,
+            next=next_url,
         )
         return Response(body.model_dump(mode="json"))
 
@@ -326,7 +341,9 @@ class ExecutionViewSet(viewsets.GenericViewSet):
             **COMMON_ERROR_RESPONSES,
             **CSRF_ERROR_RESPONSE,
             **NOT_FOUND_RESPONSE,
-            409: OpenApiResponse(schemas.ExecutionNotRunningResponse, description="The execution is not running"),
+            409: OpenApiResponse(
+                schemas.ExecutionNotRunningResponse, description="The execution is not running"
+            ),
         },
     )
     @action(detail=True, methods=["post"])
@@ -335,7 +352,9 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         body = schemas.ExecutionHeartbeatResponse(
             execution_id=result.execution_id, status="running", last_heartbeat_at=result.last_heartbeat_at
         )
-        return Response(body.model_dump(mode="json"), headers={ETAG_HEADER: etag_for(result.last_heartbeat_at)})
+        return Response(
+            body.model_dump(mode="json"), headers={ETAG_HEADER: etag_for(result.last_heartbeat_at)}
+        )
 
     @extend_schema(
         summary="Execution History",
@@ -354,7 +373,10 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         execution = execution_get(executions_visible_to(request.user), execution_id)
         body = schemas.ExecutionHistory(
             execution_id=execution.id,
-            results=[schemas.ExecutionStatusChange.from_model(change) for change in execution_status_changes(execution)],
+            results=[
+                schemas.ExecutionStatusChange.from_model(change)
+                for change in execution_status_changes(execution)
+            ],
         )
         return Response(body.model_dump(mode="json"))
 
@@ -384,7 +406,11 @@ class StatusChangeFeedViewSet(viewsets.GenericViewSet):
     )
     def list(self, request):
         changes, page = parse_list_query(
-            request.query_params, status_changes_visible_to(request.user), self.filterset_class, request, FeedQuery
+            request.query_params,
+            status_changes_visible_to(request.user),
+            self.filterset_class,
+            request,
+            FeedQuery,
         )
         position = FEED_START if page.after is None else decode_feed_cursor(page.after)
         rows, last, has_more = page_within_json_budget(

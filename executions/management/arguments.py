@@ -39,7 +39,9 @@ def add_batch_arguments(parser, verb: str) -> None:
     """--batch-size and --limit, as the bulk commands (cleanup, purge) all take them; `verb`
     says what the command does to an execution ("Change", "Delete")."""
     parser.add_argument(
-        "--batch-size", type=whole_number(MAX_BATCH_SIZE), default=None,
+        "--batch-size",
+        type=whole_number(MAX_BATCH_SIZE),
+        default=None,
         help=f"Executions per transaction, at most {MAX_BATCH_SIZE} "
         "(default: the EXECUTIONS_BULK_BATCH_SIZE setting).",
     )

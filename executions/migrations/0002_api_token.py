@@ -7,29 +7,62 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('executions', '0001_initial'),
+        ("executions", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='What uses it, e.g. "nightly-worker on host-3".', max_length=100)),
-                ('prefix', models.CharField(editable=False, help_text="The key's first characters, to tell keys apart.", max_length=16)),
-                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('expires_at', models.DateTimeField(blank=True, help_text='Refused from then on; empty: never.', null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, help_text='Written at most once a minute.', null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text='What uses it, e.g. "nightly-worker on host-3".', max_length=100
+                    ),
+                ),
+                (
+                    "prefix",
+                    models.CharField(
+                        editable=False,
+                        help_text="The key's first characters, to tell keys apart.",
+                        max_length=16,
+                    ),
+                ),
+                ("key_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "expires_at",
+                    models.DateTimeField(
+                        blank=True, help_text="Refused from then on; empty: never.", null=True
+                    ),
+                ),
+                (
+                    "last_used_at",
+                    models.DateTimeField(
+                        blank=True, editable=False, help_text="Written at most once a minute.", null=True
+                    ),
+                ),
+                ("revoked_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API token',
-                'indexes': [models.Index(fields=['user', '-created_at'], name='api_token_user_newest_idx')],
+                "verbose_name": "API token",
+                "indexes": [models.Index(fields=["user", "-created_at"], name="api_token_user_newest_idx")],
             },
         ),
     ]

@@ -7,27 +7,56 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('executions', '0004_status_change_transaction_id'),
+        ("executions", "0004_status_change_transaction_id"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IdempotencyKey',
+            name="IdempotencyKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255)),
-                ('request_fingerprint', models.CharField(help_text='SHA-256 of the validated request body: tells a retry from a reuse.', max_length=64)),
-                ('response_body', models.JSONField(help_text="The original 201's body, answered again to a retry.")),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('execution', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='executions.execution')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=255)),
+                (
+                    "request_fingerprint",
+                    models.CharField(
+                        help_text="SHA-256 of the validated request body: tells a retry from a reuse.",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "response_body",
+                    models.JSONField(help_text="The original 201's body, answered again to a retry."),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "execution",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="executions.execution",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['created_at'], name='idempotency_key_created_idx')],
-                'constraints': [models.UniqueConstraint(fields=('user', 'key'), name='idempotency_key_unique_per_user')],
+                "indexes": [models.Index(fields=["created_at"], name="idempotency_key_created_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "key"), name="idempotency_key_unique_per_user")
+                ],
             },
         ),
     ]

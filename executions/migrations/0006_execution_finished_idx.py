@@ -5,15 +5,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('executions', '0005_idempotency_key'),
+        ("executions", "0005_idempotency_key"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='execution',
-            index=models.Index(condition=models.Q(('finished_at__isnull', False)), fields=['finished_at'], name='execution_finished_idx'),
+            model_name="execution",
+            index=models.Index(
+                condition=models.Q(("finished_at__isnull", False)),
+                fields=["finished_at"],
+                name="execution_finished_idx",
+            ),
         ),
     ]

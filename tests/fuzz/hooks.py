@@ -53,7 +53,9 @@ def map_case(context, case):
         del case.query["after"]
     if case.headers and IDEMPOTENCY_KEY_HEADER in case.headers:
         generated = json.dumps([case.headers[IDEMPOTENCY_KEY_HEADER], case.body], sort_keys=True, default=str)
-        case.headers[IDEMPOTENCY_KEY_HEADER] = hashlib.sha256(generated.encode("utf-8", "surrogatepass")).hexdigest()
+        case.headers[IDEMPOTENCY_KEY_HEADER] = hashlib.sha256(
+            generated.encode("utf-8", "surrogatepass")
+        ).hexdigest()
     return case
 
 

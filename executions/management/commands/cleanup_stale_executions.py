@@ -65,7 +65,9 @@ class Command(BaseCommand):
             "(default: the EXECUTIONS_STALE_AFTER setting).",
         )
         parser.add_argument(
-            "--status", default=ExecutionStatus.INTERRUPTED, choices=TARGET_STATUSES,
+            "--status",
+            default=ExecutionStatus.INTERRUPTED,
+            choices=TARGET_STATUSES,
             help="The status stale executions move to (default: interrupted).",
         )
         parser.add_argument("--dry-run", action="store_true", help="Count and show a sample; change nothing.")

@@ -25,7 +25,7 @@ class Command(BaseCommand):
             "--name",
             required=True,
             type=text_argument,
-            help='What will use it, e.g. "nightly-worker on host-3".'
+            help='What will use it, e.g. "nightly-worker on host-3".',
         )
         parser.add_argument("--expires", type=duration_argument, help=EXPIRES_HELP)
 

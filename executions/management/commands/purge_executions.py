@@ -30,12 +30,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--finished-before", required=True,
+            "--finished-before",
+            required=True,
             help="Age of the executions to delete, by when they finished: 90d, 12w, 36h.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Count and show a sample; delete nothing.")
         parser.add_argument(
-            "--archive", metavar="PATH", type=text_argument,
+            "--archive",
+            metavar="PATH",
+            type=text_argument,
             help="Append each batch, before it is deleted, to this gzip JSON Lines file "
             "(one execution with its history a line; created if missing).",
         )
@@ -102,7 +105,9 @@ class Command(BaseCommand):
             )[: min(SAMPLE_SIZE, summary["would_delete"])]
         ]
         if not as_json and summary["sample"]:
-            self.stdout.write(f"Sample (oldest first, {len(summary['sample'])} of {summary['would_delete']}):")
+            self.stdout.write(
+                f"Sample (oldest first, {len(summary['sample'])} of {summary['would_delete']}):"
+            )
             for row in summary["sample"]:
                 self.stdout.write(
                     f"  {row['id']}  {printable(row['name'])}  {row['status']}  finished {row['finished_at']}"
@@ -131,13 +136,18 @@ class Command(BaseCommand):
             def on_batch(result):
                 progress.update(result.executions - done.executions)
                 done.executions, done.status_changes, done.batches = (
-                    result.executions, result.status_changes, result.batches,
+                    result.executions,
+                    result.status_changes,
+                    result.batches,
                 )
 
             try:
                 executions_purge_finished(
-                    finished_before=cutoff, batch_size=batch_size, limit=limit,
-                    archive=archive.append if archive else None, on_batch=on_batch,
+                    finished_before=cutoff,
+                    batch_size=batch_size,
+                    limit=limit,
+                    archive=archive.append if archive else None,
+                    on_batch=on_batch,
                 )
             except (DatabaseError, OSError) as failure:
                 # The failed batch was rolled back whole; the ones before it stay done.
@@ -146,7 +156,9 @@ class Command(BaseCommand):
                 if archive is not None:
                     archive.close()
         summary.update(
-            deleted=done.executions, deleted_status_changes=done.status_changes, batches=done.batches,
+            deleted=done.executions,
+            deleted_status_changes=done.status_changes,
+            batches=done.batches,
         )
         if error is not None:
             summary["error"] = error
