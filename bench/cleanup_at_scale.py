@@ -174,7 +174,8 @@ def count_changed(database_url: str) -> int:
 def report(results: list[dict]) -> None:
     print(f"cleanup_stale_executions at scale on {results[0]['vendor']}, {os.cpu_count()} cores")
     print(
-        f"{'rows':>9} {'command s':>10} {'floor s':>8} {'ratio':>6} {'peak RSS MB':>12} {'rows/s':>9} {'changed':>9}"
+        f"{'rows':>9} {'command s':>10} {'floor s':>8} {'ratio':>6} "
+        f"{'peak RSS MB':>12} {'rows/s':>9} {'changed':>9}"
     )
     ok = True
     for r in results:
@@ -185,7 +186,8 @@ def report(results: list[dict]) -> None:
         )
         if r["changed"] != r["size"] or r["floor_changed"] != r["size"]:
             print(
-                f"  ERROR: expected {r['size']} changes, command made {r['changed']}, floor {r['floor_changed']}"
+                f"  ERROR: expected {r['size']} changes, command made {r['changed']}, "
+                f"floor {r['floor_changed']}"
             )
             ok = False
     largest = results[-1]

@@ -89,7 +89,8 @@ def report(vendor, args, timings):
     names = list(timings)
     ratio = p50[names[1]] / p50[names[0]]
     print(
-        f"deep/first (p50): {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})"
+        f"deep/first (p50): {ratio:.2f} "
+        f"(target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'MISSED'})"
     )
     print(f"filtered/first (p50): {p50[names[2]] / p50[names[0]]:.2f}")
 

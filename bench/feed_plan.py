@@ -34,7 +34,8 @@ BATCH = 20_000
 def seed(rows: int, owner, other) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO executions_execution (id, name, status, metadata, created_by_id, created_at, updated_at)"
+            "INSERT INTO executions_execution"
+            " (id, name, status, metadata, created_by_id, created_at, updated_at)"
             " SELECT gen_random_uuid(), 'job', 'cancelled', '{}',"
             " CASE WHEN g %% 100 = 0 THEN %s ELSE %s END, now(), now() FROM generate_series(1, %s) g",
             [owner.pk, other.pk, rows],
@@ -43,7 +44,8 @@ def seed(rows: int, owner, other) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
                 "INSERT INTO executions_executionstatuschange"
-                " (execution_id, previous_status, new_status, actor_username, channel, correlation_id, created_at)"
+                " (execution_id, previous_status, new_status, actor_username, channel,"
+                " correlation_id, created_at)"
                 " SELECT id, 'running', 'cancelled', '', 'api', '', now() FROM executions_execution"
                 " ORDER BY id OFFSET %s LIMIT %s",
                 [start, BATCH],

@@ -194,11 +194,13 @@ def report(vendor, args, runs, changed, audited):
         print(f"{name}: {ratio:.2f} ({verdict})")
     tail = mean("PATCH", lambda run: run["p99_ms"]) / mean("PATCH", lambda run: run["p50_ms"])
     print(
-        f"PATCH p99/p50: {tail:.2f} (target <= {TARGET_P99_P50:.1f}: {'met' if tail <= TARGET_P99_P50 else 'MISSED'})"
+        f"PATCH p99/p50: {tail:.2f} "
+        f"(target <= {TARGET_P99_P50:.1f}: {'met' if tail <= TARGET_P99_P50 else 'MISSED'})"
     )
     patch_requests = sum(run["requests"] for name, run in runs.items() if name.startswith("PATCH"))
     print(
-        f"executions cancelled: {changed}, audit records: {audited}, PATCH answers counted by wrk: {patch_requests}"
+        f"executions cancelled: {changed}, audit records: {audited}, "
+        f"PATCH answers counted by wrk: {patch_requests}"
     )
     if any(errors_of(name, run) for name, run in runs.items()) or changed != audited:
         print("ERRORS: see above")

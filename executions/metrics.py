@@ -31,7 +31,7 @@ from prometheus_client import (  # noqa: E402
 )
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 
-from .errors import ExecutionNotFound, InvalidStatusTransition, PreconditionFailed
+from .errors import ExecutionNotFound, InvalidStatusTransition, PreconditionFailed  # noqa: E402
 
 logger = logging.getLogger("executions.metrics")
 

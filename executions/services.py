@@ -507,7 +507,8 @@ def _change_batch(batch, source, status, channel, actor, error_info, correlation
             quote(opts.get_field(name).column) for name in ["execution", *audit_values, "error_info"]
         )
         statement = (
-            f"WITH moved AS ({update_sql} RETURNING {quote(execution_opts.db_table)}.{quote(execution_opts.pk.column)}"
+            f"WITH moved AS ({update_sql} RETURNING "
+            f"{quote(execution_opts.db_table)}.{quote(execution_opts.pk.column)}"
             f" AS id, {quote(execution_opts.db_table)}.{quote(execution_opts.get_field('error_info').column)}"
             f" AS error_info)"
             f" INSERT INTO {quote(opts.db_table)} ({columns})"

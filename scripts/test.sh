@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# One command on a fresh machine: virtual environment, test dependencies, then the whole
+# One command on a fresh machine: virtual environment, test dependencies, the linter, then the whole
 # suite on SQLite and again on a throwaway PostgreSQL server. Arguments go to pytest.
 # Where PostgreSQL is not installed its run is skipped, loudly; with CI=true that fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh requirements/test.txt || exit 1
+
+echo "=== Lint and format (ruff)"
+.venv/bin/ruff check . && .venv/bin/ruff format --check . || exit 1
 
 echo "=== Test suite on SQLite"
 env -u DATABASE_URL .venv/bin/python -m pytest "$@"

@@ -161,7 +161,8 @@ def test_the_list_fits_the_window_with_its_title_and_times_in_utc(browser, live_
     assert table["x"] + table["width"] <= box["x"] + box["width"]
     assert table["x"] + table["width"] <= filters["x"] <= WINDOW_WIDTH
     assert browser.execute_script(
-        "const box = document.querySelector('#changelist .results'); return box.scrollWidth <= box.clientWidth"
+        "const box = document.querySelector('#changelist .results');"
+        " return box.scrollWidth <= box.clientWidth"
     )
     last_header = browser.find_elements(By.CSS_SELECTOR, "#result_list thead th")[-1]
     assert last_header.text == "AGE / DURATION" and last_header.is_displayed()

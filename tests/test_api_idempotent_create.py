@@ -173,12 +173,13 @@ def test_concurrent_requests_with_one_key_create_exactly_one_execution(live_serv
     Three rounds, so that each body gets its chances to win."""
     port = urlsplit(live_server.url).port
     owner = UserFactory(username="worker")
-    headers = {"Authorization": f"Token {token_for(owner)}"}
+    auth = {"Authorization": f"Token {token_for(owner)}"}
     bodies = [{"name": "a"} if i % 4 else {"name": "b", "metadata": {"x": 1}} for i in range(16)]
     for round_number in range(3):
         key = f"race-{round_number}"
         answers = run_together(
-            16, lambda i: request(port, "POST", EXECUTIONS, bodies[i], {**headers, "Idempotency-Key": key})
+            16,
+            lambda i, key=key: request(port, "POST", EXECUTIONS, bodies[i], {**auth, "Idempotency-Key": key}),
         )
 
         created = list(
@@ -186,8 +187,12 @@ def test_concurrent_requests_with_one_key_create_exactly_one_execution(live_serv
         )
         assert len(created) == 1
         winner_body = {"name": created[0].name, "metadata": created[0].metadata}
-        originals = [a for a, body in zip(answers, bodies) if {"metadata": {}, **body} == winner_body]
-        others = [a for a, body in zip(answers, bodies) if {"metadata": {}, **body} != winner_body]
+        originals = [
+            a for a, body in zip(answers, bodies, strict=True) if {"metadata": {}, **body} == winner_body
+        ]
+        others = [
+            a for a, body in zip(answers, bodies, strict=True) if {"metadata": {}, **body} != winner_body
+        ]
         assert {
             (code, body["id"], headers["Location"], headers["ETag"]) for code, headers, body in originals
         } == {

@@ -102,7 +102,9 @@ def test_concurrent_patches_with_different_targets_change_status_once(server_por
         request_ids = [f"race-{round_number}-{i}" for i in range(CONCURRENCY)]
         answers = run_together(
             CONCURRENCY,
-            lambda i: patch_status(server_port, token, execution.id, targets[i], request_ids[i]),
+            lambda i, execution=execution, targets=targets, request_ids=request_ids: patch_status(
+                server_port, token, execution.id, targets[i], request_ids[i]
+            ),
         )
         assert_exactly_one_winner(execution.id, answers, targets, request_ids)
 

@@ -58,7 +58,9 @@ def differences(expected, actual, where="") -> list[str]:
         return found
     if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
         return [
-            d for i, (e, a) in enumerate(zip(expected, actual)) for d in differences(e, a, f"{where}/{i}")
+            d
+            for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+            for d in differences(e, a, f"{where}/{i}")
         ]
     return [] if expected == actual else [f"{where}: expected {expected!r}, got {actual!r}"]
 

@@ -133,7 +133,9 @@ class StatusChangeFilter(filters.FilterSet):
     )
     channel = StatusesFilter(
         choices=ChangeChannel.choices,
-        help_text="Only changes made through these channels: repeat the parameter or separate them with commas",
+        help_text=(
+            "Only changes made through these channels: repeat the parameter or separate them with commas"
+        ),
     )
 
     class Meta:
