@@ -290,7 +290,7 @@ def test_a_big_filtered_list_shows_the_planner_estimate_instead_of_counting(oper
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from executions import admin as executions_admin
+    from executions.admin import executions as executions_admin
 
     ExecutionFactory.create_batch(3, status=ExecutionStatus.FAILED)
     ExecutionFactory(status=ExecutionStatus.RUNNING)

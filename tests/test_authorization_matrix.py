@@ -348,7 +348,7 @@ OBJECT_PAGES = {
 
 def get_page(client, url):
     """The admin page at `url`. An execution's history URL leads, unchecked, to its change page
-    (executions/admin.py), where the checks are: the page that answers is that one."""
+    (executions/admin/executions.py), where the checks are: the page that answers is that one."""
     response = client.get(url)
     change_page = url.removesuffix("history/") + "change/"
     if url.endswith("/history/") and response.status_code == 302 and response["Location"] == change_page:

@@ -31,11 +31,11 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from .durations import format_duration, parse_duration
-from .models import ApiToken, ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
-from .selectors import executions_stale, executions_visible_to
-from .services import execution_change_status_bulk
-from .tokens import token_save_new, tokens_revoke
+from ..durations import format_duration, parse_duration
+from ..models import ApiToken, ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
+from ..selectors import executions_stale, executions_visible_to
+from ..services import execution_change_status_bulk
+from ..tokens import token_save_new, tokens_revoke
 
 STATUS_COLOURS = {
     ExecutionStatus.RUNNING: "#1565c0",

@@ -8,7 +8,7 @@ from django.db.models import BigIntegerField, Func
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .ids import uuid7
+from ..ids import uuid7
 
 
 class ExecutionStatus(models.TextChoices):

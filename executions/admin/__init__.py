@@ -1,0 +1,3 @@
+"""The admin site's pages, one module per concern; importing them registers them."""
+
+from . import executions  # noqa: F401
