@@ -101,7 +101,15 @@ def page_within_json_budget(
             break
         kept.append((pk, tuple(position)))
         page_bytes += size
-    rows = list(ordered.filter(pk__in=[pk for pk, _ in kept]))
+    # The rows by primary key alone, in the page's order: they passed `ordered`'s conditions
+    # in the query above. Filtering `ordered` by the keys instead let PostgreSQL's planner
+    # walk the position's index from the position on and test each entry against the keys:
+    # 99,000 entries for a feed page in the middle of 200,000 records written by one
+    # transaction (a bulk change), 65 ms instead of 0.1 (bench/scale.py).
+    order = {pk: index for index, (pk, _) in enumerate(kept)}
+    by_key = ordered.model._default_manager.filter(pk__in=order)
+    by_key.query.select_related = ordered.query.select_related
+    rows = sorted(by_key.prefetch_related(*ordered._prefetch_related_lookups), key=lambda row: order[row.pk])
     return rows, (kept[-1][1] if kept else None), has_more
 
 
