@@ -15,12 +15,14 @@ if [ -n "${QUICK:-}" ]; then
     purge_args=(--size 30000)
     pages_args=(--executions 100000 --depth 1000 --requests 50)
     admin_args=(--executions 100000 --requests 5)
+    scale_args=(--rows 100000 --compare 20000 --requests 5 --duration 3 --patch-executions 10000)
 else
     patch_args=()
     cleanup_args=()
     purge_args=()
     pages_args=()
     admin_args=()
+    scale_args=(--rows 1000000 --compare 100000)  # 10M: its own command, docs/performance.md
 fi
 for database in sqlite postgresql; do
     run=()
@@ -35,4 +37,6 @@ for database in sqlite postgresql; do
     env -u DATABASE_URL "${run[@]}" $python bench/deep_pages.py "${pages_args[@]}"
     echo "=== $database: admin changelist"
     env -u DATABASE_URL "${run[@]}" $python bench/admin_changelist.py "${admin_args[@]}"
+    echo "=== $database: the same figures at several sizes"
+    env -u DATABASE_URL "${run[@]}" $python bench/scale.py "${scale_args[@]}"
 done
