@@ -57,7 +57,7 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 LIST_PARAMETERS = [
     OpenApiParameter(
         CURSOR_PARAMETER,
-        OpenApiTypes.STR,
+        {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"},
         OpenApiParameter.QUERY,
         description="next_cursor of the previous page; absent for the first page",
     ),
@@ -67,7 +67,7 @@ LIST_PARAMETERS = [
 FEED_PARAMETERS = [
     OpenApiParameter(
         AFTER_PARAMETER,
-        OpenApiTypes.STR,
+        {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"},
         OpenApiParameter.QUERY,
         description="next_cursor of the previous page; absent to start from the oldest change",
     ),
