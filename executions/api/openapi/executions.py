@@ -6,7 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 
 from .. import schemas
 from ..idempotency import IDEMPOTENCY_KEY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH
-from ..pagination import AFTER_PARAMETER, CURSOR_PARAMETER
+from ..pagination import AFTER_PARAMETER, CURSOR_PARAMETER, FEED_CURSOR_LENGTH, FEED_CURSOR_PATTERN
 from ..schemas import (
     ErrorResponse,
     ExecutionStatusUpdateRequest,
@@ -67,7 +67,12 @@ LIST_PARAMETERS = [
 FEED_PARAMETERS = [
     OpenApiParameter(
         AFTER_PARAMETER,
-        {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"},
+        {
+            "type": "string",
+            "minLength": FEED_CURSOR_LENGTH,
+            "maxLength": FEED_CURSOR_LENGTH,
+            "pattern": FEED_CURSOR_PATTERN,
+        },
         OpenApiParameter.QUERY,
         description="next_cursor of the previous page; absent to start from the oldest change",
     ),
