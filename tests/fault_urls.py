@@ -1,6 +1,6 @@
 """The service's URLs plus views that fail the way a database that went away fails, outside
-DRF (tests/test_faults.py), and a worker that dies mid-answer (tests/test_production.py,
-through tests/fault_settings.py)."""
+DRF (tests/system/test_faults.py), and a worker that dies mid-answer
+(tests/system/test_production.py, through tests/fault_settings.py)."""
 
 import os
 import signal

@@ -26,10 +26,10 @@ from deploy.serve import start_nginx, write_nginx_config
 from devtools.net import free_port, request
 from devtools.servers import ProductionServer, create_user_with_token, manage, service_env
 from devtools.slow_clients import SlowClients, slowest_answers
+from executions.api.error_codes import ErrorCode
 from executions.api.schemas import ErrorResponse
-from executions.errors import ErrorCode
 
-from .api import ERROR_RESPONSE_KEYS
+from ..api import ERROR_RESPONSE_KEYS
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ WINDOW_SECONDS = 5
 # The bound on how long slow clients may delay an ordinary request.
 AVAILABILITY_BOUND_SECONDS = 1.0
 BODY_LIMIT = 256 * 1024
-CONTRACT = json.loads((Path(__file__).parent / "fixtures/contract/reference-openapi.json").read_text())
+CONTRACT = json.loads((Path(__file__).parent.parent / "fixtures/contract/reference-openapi.json").read_text())
 # The contract's ErrorResponse, and its timestamps as Django writes them (pydantic: UTC, Z).
 CONTRACT_ERROR_RESPONSE = CONTRACT["components"]["schemas"]["ErrorResponse"]
 DJANGO_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
