@@ -205,8 +205,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     # The contract names the request component ExecutionStatusUpdateRequest, not Patched...
     "COMPONENT_SPLIT_PATCH": False,
-    # ...and keeps enums inline in their properties rather than as components of their own.
-    "POSTPROCESSING_HOOKS": [],
+    # ...and keeps enums inline in their properties rather than as components of their own
+    # (no enum postprocessing); the one hook adds the JSON values' component the bodies name.
+    "POSTPROCESSING_HOOKS": ["executions.api.openapi.components.add_storable_json"],
     # Swagger UI and ReDoc from drf-spectacular-sidecar's local copies: the docs work offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
