@@ -14,7 +14,10 @@ before any import of it; the workers inherit it. Unset, a folder of this server'
 
 import multiprocessing
 import os
+import sys
 import tempfile
+
+from django.core.exceptions import ImproperlyConfigured
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="executions-metrics-")
@@ -28,6 +31,17 @@ from executions.metrics import gunicorn_on_starting as on_starting  # noqa: E402
 gunicorn_response.install()
 
 wsgi_app = "config.wsgi:application"
+
+# The settings are read here, in the master, once: a configuration error (a missing secret,
+# a malformed DATABASE_URL) is one line and exit status 1, not a traceback per worker and
+# "Worker failed to boot".
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+try:
+    from django.conf import settings
+
+    settings.DATABASES  # noqa: B018 (reading it loads the settings)
+except ImproperlyConfigured as error:
+    sys.exit(f"gunicorn: {error}")
 
 # Processes and threads per process. gunicorn's own rule of thumb for the processes; two
 # threads each overlap one request's database wait with another's Python work.

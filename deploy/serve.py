@@ -155,10 +155,17 @@ def start_nginx(run_dir: str, config_path: str, **popen_options) -> subprocess.P
 
 
 def main() -> int:
+    from django.core.exceptions import ImproperlyConfigured
+
     listen = f"{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '8000'}"
     run_dir = tempfile.mkdtemp(prefix="executions-serve-")
     upstream_port = free_port()
-    config_path = write_nginx_config(run_dir, f"127.0.0.1:{upstream_port}", listen)
+    try:
+        config_path = write_nginx_config(run_dir, f"127.0.0.1:{upstream_port}", listen)
+    except ImproperlyConfigured as error:
+        # A missing secret, a malformed DATABASE_URL: one line, as manage.py says it.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        sys.exit(f"deploy/serve.py: {error}")
 
     # Behind nginx every client reaches Django from 127.0.0.1: the rate limits and the admin's
     # login lockout find the client in the last X-Forwarded-For entry instead, nginx's own.
