@@ -472,23 +472,21 @@ def measure_throughput(databases: dict, args, results: dict) -> None:
         results[size]["throughput"] = size_runs
 
 
-def step_count(what: str) -> None:
+def step_count(what: str, now: str) -> None:
+    """How many rows the cleanup ("stale") or the purge ("purgeable") would take at `now`."""
     from django.db.models import Q
     from django.db.models.functions import Coalesce
-    from django.utils import timezone
 
     from executions.models import Execution
 
-    now = timezone.now()
+    now = datetime.fromisoformat(now)
     if what == "stale":
-        query = Execution.objects.filter(status="running").annotate(
-            seen=Coalesce("last_heartbeat_at", "created_at")
-        )
+        seen = Coalesce("last_heartbeat_at", "created_at")
+        query = Execution.objects.filter(status="running").annotate(seen=seen)
         count = query.filter(seen__lt=now - timedelta(days=1)).count()
     else:
-        count = Execution.objects.filter(
-            Q(finished_at__lt=now - timedelta(days=80)) & ~Q(status="running")
-        ).count()
+        older = Q(finished_at__lt=now - timedelta(days=80)) & ~Q(status="running")
+        count = Execution.objects.filter(older).count()
     print(json.dumps({"count": count}))
 
 
@@ -496,20 +494,24 @@ def measure_command(database_url: str, command: list[str], counted: str) -> dict
     """The command on its rows, as a process of its own; its time per row is the time it
     reports for its own work (`--json`'s elapsed_seconds: from its first query to its last
     commit, without Python's and Django's start-up, which would swamp a small run)."""
-    rows = step(database_url, "count", counted)["count"]
+    # Counted at one moment before the command: every row it covers, the command takes (its
+    # own cutoff is a little later, so it may take a few more, which finished meanwhile).
+    now = datetime.now(UTC).isoformat()
+    rows = step(database_url, "count", counted, now)["count"]
     seconds, rss_mb, output = harness.run_measured(
         [harness.PYTHON, "manage.py", *command, "--json"], database_url
     )
     summary = json.loads(output.strip().splitlines()[-1])
-    left = step(database_url, "count", counted)["count"]
+    left = step(database_url, "count", counted, now)["count"]
     if left:
         sys.exit(f"{command[0]} left {left} of {rows} rows:\n{output}")
+    done = summary["changed"] if "changed" in summary else summary["deleted"]
     return {
-        "rows": rows,
+        "rows": done,
         "seconds": seconds,
         "elapsed_seconds": summary["elapsed_seconds"],
         "rss_mb": rss_mb,
-        "us_per_row": summary["elapsed_seconds"] / max(rows, 1) * 1e6,
+        "us_per_row": summary["elapsed_seconds"] / max(done, 1) * 1e6,
         "summary": summary,
     }
 
