@@ -166,17 +166,19 @@ def status_changes_after(changes: QuerySet, position: tuple[int, int]) -> QueryS
     running writing transaction in the cluster.
     """
     transaction_id, change_id = position
-    # (transaction_id, id) > position: on PostgreSQL a row comparison, where the index scan
-    # starts, even inside one transaction's records (a bulk change writes thousands: with
-    # `transaction_id > t OR (transaction_id = t AND id > i)` the scan started at the
-    # transaction's first record and filtered its way to the position, 0.3 s in the middle
-    # of a million; bench/scale.py). SQLite gets that OR form, and the first condition,
-    # implied by the second, lets its planner start the scan at the transaction.
-    changes = changes.filter(transaction_id__gte=transaction_id).filter(
-        TupleGreaterThan(Tuple("transaction_id", "id"), (transaction_id, change_id))
-    )
+    # Written so that the index scan starts at the position, not at the first record of its
+    # transaction and filtering its way there (as `transaction_id > t OR (transaction_id =
+    # t AND id > i)` did: a bulk change writes thousands of records in one transaction, and
+    # on SQLite every record is of "transaction" 0, so a poll at the feed's end read it all).
     if connections[changes.db].vendor == "postgresql":
+        # A row comparison, which PostgreSQL bounds on both columns of the index.
+        changes = changes.filter(TupleGreaterThan(Tuple("transaction_id", "id"), (transaction_id, change_id)))
         changes = changes.filter(transaction_id__lt=OldestRunningTransactionId())
+    else:
+        # SQLite bounds a row comparison by its first column only. Every record's
+        # transaction_id is 0 there (CurrentTransactionId), so the records after a position
+        # are those of transaction 0 after its id: an equality and a range it bounds on both.
+        changes = changes.filter(transaction_id=transaction_id, id__gt=change_id)
     return changes.order_by("transaction_id", "id")
 
 
