@@ -8,4 +8,8 @@ piece of work with a compare-and-set or SKIP LOCKED) and cheap when nothing is d
 is called at least once per idle interval.
 """
 
-TASKS = []
+from .deadlines import fail_executions_past_deadline
+
+TASKS = [
+    fail_executions_past_deadline,
+]
