@@ -9,7 +9,9 @@ is called at least once per idle interval.
 """
 
 from .deadlines import fail_executions_past_deadline
+from .stale import interrupt_stale_executions
 
 TASKS = [
     fail_executions_past_deadline,
+    interrupt_stale_executions,
 ]
