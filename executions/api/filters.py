@@ -1,12 +1,11 @@
 """The filters of the executions list: django-filter does the parsing, the SQL and the
 OpenAPI parameters; errors become 422 items located in the query string."""
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pydantic
 from django import forms
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
@@ -47,9 +46,11 @@ class NonEmptyCharFilter(filters.CharFilter):
 
 
 class _UtcTimeField(IsoDateTimeField):
-    """ISO 8601 times, compared in UTC. Converting here refuses what no database takes (an
-    offset that pushes year 9999 past the end, PostgreSQL's limit of +-15:59 on offsets)
-    with a 422 instead of a database error."""
+    """ISO 8601 times, compared in UTC, so that no offset reaches the database (PostgreSQL
+    takes at most +-15:59). A time the schema allows whose UTC falls outside years 1 to 9999
+    (0001-01-01T01:00:00+19:52) is read as that range's edge: no stored time lies beyond
+    it, so the filter selects the same rows, where converting it failed (once a 500, then a
+    422 for a schema-valid value)."""
 
     def to_python(self, value):
         value = super().to_python(value)
@@ -58,7 +59,7 @@ class _UtcTimeField(IsoDateTimeField):
         try:
             return value.astimezone(UTC)
         except OverflowError:
-            raise ValidationError("Enter a time within years 1 to 9999 (UTC)", code="out_of_range") from None
+            return datetime.min.replace(tzinfo=UTC) if value.year == 1 else datetime.max.replace(tzinfo=UTC)
 
 
 class UtcTimeFilter(filters.IsoDateTimeFilter):

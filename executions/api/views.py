@@ -111,13 +111,19 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         idempotency_key = parse_idempotency_key(request.headers)
         body = parse_body(request, schemas.ExecutionCreateRequest)
         if idempotency_key is None:
-            execution = execution_create(name=body.name, metadata=body.metadata, created_by=request.user)
+            execution = execution_create(
+                name=body.name,
+                metadata=body.metadata,
+                max_runtime_seconds=body.max_runtime_seconds,
+                created_by=request.user,
+            )
             return _created_response(request, _execution_body(execution))
         result = execution_create_idempotent(
             idempotency_key=idempotency_key,
             request_fingerprint=request_fingerprint(body),
             name=body.name,
             metadata=body.metadata,
+            max_runtime_seconds=body.max_runtime_seconds,
             created_by=request.user,
             response_body=_execution_body,
         )

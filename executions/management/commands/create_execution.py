@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from executions.management.arguments import checked_name, text_argument, user_named
+from executions.management.arguments import checked_name, duration_argument, text_argument, user_named
 from executions.models import EXECUTION_NAME_MAX_LENGTH
 from executions.services import execution_create
 
@@ -15,9 +15,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--owner", type=text_argument, help="Username of the owner; none for a system execution."
         )
+        parser.add_argument(
+            "--max-runtime",
+            type=duration_argument,
+            help="How long it may run (90s, 30m, 6h, 2d): the worker fails it if it is still "
+            "running then (default: no limit).",
+        )
 
-    def handle(self, *args, name, owner, **options):
+    def handle(self, *args, name, owner, max_runtime, **options):
         name = checked_name(name, EXECUTION_NAME_MAX_LENGTH)
         created_by = user_named(owner) if owner else None
-        execution = execution_create(name=name, created_by=created_by)
+        execution = execution_create(
+            name=name,
+            created_by=created_by,
+            max_runtime_seconds=None if max_runtime is None else int(max_runtime.total_seconds()),
+        )
         self.stdout.write(str(execution.id))
