@@ -8,4 +8,10 @@ piece of work with a compare-and-set or SKIP LOCKED) and cheap when nothing is d
 is called at least once per idle interval.
 """
 
-TASKS = []
+from ..monitors.services import monitors_follow_runs, monitors_mark_missed
+
+TASKS = [
+    # Run ends first: a monitor whose run just failed is down/failed, not missed.
+    monitors_follow_runs,
+    monitors_mark_missed,
+]
