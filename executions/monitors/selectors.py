@@ -81,7 +81,7 @@ def monitor_last_runs(monitor_ids: list, per_monitor: int) -> dict:
 
 def monitor_state_changes(monitor: Monitor) -> QuerySet:
     """The state history of one monitor, oldest first."""
-    return MonitorStateChange.objects.filter(monitor=monitor).order_by("created_at", "id")
+    return MonitorStateChange.objects.filter(monitor=monitor).order_by("id")
 
 
 def monitor_state_changes_visible_to(user) -> QuerySet:

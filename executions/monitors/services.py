@@ -9,7 +9,7 @@ watch's own change is a conditional UPDATE (still watched, still late)."""
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -100,6 +100,7 @@ def _watch_from(monitor: Monitor, schedule: Schedule, moment: datetime) -> None:
         monitor.next_due_at = schedule.next_due_after_start(moment, monitor.timezone, grace)
     else:
         monitor.next_due_at = schedule.next_due(moment, monitor.timezone)
+    monitor.next_due_at = monitor.next_due_at.astimezone(UTC)  # stored and shown in UTC
     monitor.late_after = monitor.next_due_at + grace
 
 
