@@ -21,7 +21,6 @@ from rest_framework.views import set_rollback
 
 from .. import metrics
 from ..errors import (
-    ErrorCode,
     ExecutionError,
     ExecutionNotFound,
     ExecutionNotRunning,
@@ -32,6 +31,7 @@ from ..errors import (
     PreconditionFailed,
     UnknownMonitor,
 )
+from .error_codes import ErrorCode
 from .middleware import current_correlation_id
 from .parsers import PayloadTooLarge
 from .schemas import ErrorResponse

@@ -15,7 +15,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .. import metrics
-from ..db.statements import write_transaction
 from ..errors import MonitorNameTaken
 from ..models import (
     WATCHED_STATES,
@@ -30,6 +29,7 @@ from ..models import (
     MonitorStateReason,
 )
 from ..selectors import status_changes_after
+from ..statements import write_transaction
 from .schedules import Schedule, check_timezone, parse_schedule
 
 # A run's end, by the status it ended in: a success, a failure, or neither (cancelled: a
