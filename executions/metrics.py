@@ -66,6 +66,20 @@ THROTTLE_CACHE_ERRORS = Counter(
     "executions_throttle_cache_errors",
     "Requests let through without a rate-limit check because the cache (Redis) did not answer.",
 )
+WATCH_TRANSITIONS = Counter(
+    "executions_watch_transitions",
+    "Status changes the system made on its own, by reason: deadline_exceeded (the worker), "
+    "stale (the worker and cleanup_stale_executions).",
+    ["reason"],
+)
+WORKER_LAG = Histogram(
+    "executions_worker_lag_seconds",
+    "How long after it was due the worker made each transition (a deadline, a stale "
+    "execution's cutoff), by task: the promptness the worker keeps, and how far behind it was "
+    "when catching up.",
+    ["task"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600),
+)
 WORKER_TASK_ERRORS = Counter(
     "executions_worker_task_errors",
     "Exceptions raised by a worker task (logged with their traceback; the task is retried).",
@@ -81,6 +95,11 @@ REFUSED_SAME_STATUS = "same_status"
 HEARTBEAT_ACCEPTED = "accepted"
 HEARTBEAT_NOT_RUNNING = "not_running"
 HEARTBEAT_NOT_FOUND = "not_found"
+
+
+def count_watch_transitions(reason: str, count: int) -> None:
+    if count:
+        WATCH_TRANSITIONS.labels(reason).inc(count)
 
 
 def count_status_changes(transitions: Tally) -> None:
