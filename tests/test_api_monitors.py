@@ -165,6 +165,8 @@ def test_the_list_filters_by_state_and_refuses_unknown_parameters(owner, owner_c
         ("invalid_choice", ("query", "state")),
         ("cursor_invalid", ("query", "cursor")),
     ]
+    # Empty is refused too, rather than ignored (which would list every state).
+    assert items(owner_client.get(MONITORS, {"state": ""})) == [("empty", ("query", "state"))]
 
 
 # --- runs ---------------------------------------------------------------------------------

@@ -12,7 +12,12 @@
   key and the body: a key reused with another body is the contract's 422
   IDEMPOTENCY_KEY_REUSED, which JSON Schema cannot foresee, while a repeated request still
   replays. A `metadata` or `error_info` over the API's byte limit (422 `json_too_large`) is
-  dropped. Negative cases are left alone.
+  dropped. Monitors likewise: three in four generated monitor ids are replaced by one from
+  FUZZ_MONITOR_IDS; in positive cases a `schedule` or `timezone` that is not one (422
+  `schedule_invalid`, `timezone_invalid`: cron's grammar and the zone database are beyond
+  JSON Schema) is replaced by a valid one on create and dropped on update, and an execution's
+  `monitor` is one of FUZZ_MONITOR_NAMES (any other is 422 `monitor_unknown`). Negative cases
+  are left alone.
 """
 
 import hashlib
@@ -27,6 +32,14 @@ from executions.api.limits import MAX_JSON_OBJECT_BYTES, json_size
 from executions.api.pagination import decode_cursor, decode_feed_cursor
 
 EXECUTION_IDS = os.environ.get("FUZZ_EXECUTION_IDS", "").split()
+MONITOR_IDS = os.environ.get("FUZZ_MONITOR_IDS", "").split()
+MONITOR_NAMES = os.environ.get("FUZZ_MONITOR_NAMES", "").split()
+
+
+def _pick(generated, choices: list[str]) -> str | None:
+    """One of `choices` for three in four cases, by a hash of `generated` (replays pick the same)."""
+    number = zlib.crc32(json.dumps(generated, sort_keys=True, default=str).encode("utf-8", "surrogatepass"))
+    return choices[number % len(choices)] if choices and number % 4 else None
 
 
 @schemathesis.hook
@@ -38,8 +51,15 @@ def map_case(context, case):
         if number % 4:
             path_parameters["execution_id"] = EXECUTION_IDS[number % len(EXECUTION_IDS)]
 
+    if "monitor_id" in path_parameters:
+        chosen = _pick([path_parameters["monitor_id"], case.body], MONITOR_IDS)
+        if chosen is not None:
+            path_parameters["monitor_id"] = chosen
+
     if case.meta is not None and not case.meta.generation.mode.is_positive:
         return case
+    if isinstance(case.body, dict):
+        _keep_monitor_fields_valid(case)
     if isinstance(case.body, dict) and case.body.get("status") != "failed":
         if case.body.get("error_info") is not None:
             del case.body["error_info"]
@@ -65,3 +85,36 @@ def _is_api_cursor(value, decode=decode_cursor) -> bool:
     except (ValueError, OverflowError):
         return False
     return True
+
+
+def _keep_monitor_fields_valid(case) -> None:
+    from executions.monitors.schedules import ScheduleError, check_timezone, parse_schedule
+
+    creating = case.method.upper() == "POST"
+    if case.path.endswith("/monitors"):
+        for field, check, valid in (
+            ("schedule", parse_schedule, "every 1h"),
+            ("timezone", check_timezone, "UTC"),
+        ):
+            if field not in case.body:
+                continue
+            try:
+                check(case.body[field])
+            except (ScheduleError, TypeError):
+                if creating:
+                    case.body[field] = valid
+                else:
+                    del case.body[field]
+    elif case.path.endswith("/monitors/{monitor_id}"):
+        for field, check in (("schedule", parse_schedule), ("timezone", check_timezone)):
+            if field in case.body:
+                try:
+                    check(case.body[field])
+                except (ScheduleError, TypeError):
+                    del case.body[field]
+    elif case.path.endswith("/executions") and case.body.get("monitor") is not None:
+        chosen = _pick([case.body["monitor"], case.body.get("name")], MONITOR_NAMES)
+        if chosen is None:
+            del case.body["monitor"]
+        else:
+            case.body["monitor"] = chosen

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
+from executions.models import Execution, ExecutionStatus, ExecutionStatusChange, Monitor
 
-from ..factories import ExecutionFactory, UserFactory, api_key_for
+from ..factories import ExecutionFactory, UserFactory, api_key_for, monitor_for
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -71,7 +71,11 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
     token = api_key_for(fuzzer)
     own = [ExecutionFactory(created_by=fuzzer) for _ in range(300)]
     # Someone else's: the fuzzer must be told 404 for these, and change nothing.
-    others = [ExecutionFactory(created_by=UserFactory(username="someone-else")) for _ in range(20)]
+    someone_else = UserFactory(username="someone-else")
+    others = [ExecutionFactory(created_by=someone_else) for _ in range(20)]
+    own_monitors = [monitor_for(fuzzer, name=f"fuzzed-{number}") for number in range(20)]
+    # Someone else's monitors: 404 for the fuzzer, never changed or deleted.
+    other_monitors = [monitor_for(someone_else, name=f"theirs-{number}") for number in range(5)]
     port = urlsplit(live_server.url).port
 
     result = subprocess.run(
@@ -81,6 +85,8 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
             "SCHEMATHESIS_HOOKS": str(FUZZ_DIR / "hooks.py"),
             "PYTHONPATH": str(FUZZ_DIR.parent.parent),  # the hooks read cursors with the API's code
             "FUZZ_EXECUTION_IDS": " ".join(str(execution.id) for execution in own + others),
+            "FUZZ_MONITOR_IDS": " ".join(str(monitor.id) for monitor in own_monitors + other_monitors),
+            "FUZZ_MONITOR_NAMES": " ".join(monitor.name for monitor in own_monitors),
         },
         cwd=tmp_path,  # where schemathesis keeps its cache
         capture_output=True,
@@ -109,3 +115,6 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
         .exclude(status=ExecutionStatus.RUNNING)
         .exists()
     )
+    # Someone else's monitors are as they were.
+    for monitor in other_monitors:
+        assert Monitor.objects.filter(pk=monitor.pk, state="new", name=monitor.name).exists()
