@@ -2,6 +2,7 @@
 manage.py commands, gunicorn, the production setup (deploy/serve.py), the worker
 (manage.py run_worker), and redis-server."""
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -16,6 +17,12 @@ from pathlib import Path
 from devtools.net import free_port, request
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _metrics_folder() -> str:
+    folder = tempfile.mkdtemp(prefix="executions-metrics-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def service_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -38,6 +45,9 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         # benchmarks measure the service, not its rate limits (docs/security.md).
         API_THROTTLE_USER="",
         API_THROTTLE_ANON="",
+        # The metrics of every process started with this environment (servers, the worker,
+        # commands) add up in a folder of their own, never the checkout's var/metrics.
+        PROMETHEUS_MULTIPROC_DIR=_metrics_folder(),
     )
     env.update(extra)
     return env

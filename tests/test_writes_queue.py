@@ -84,7 +84,7 @@ WRITERS = {
         now=timezone.now() + timedelta(hours=1),
     ),
     "services.executions_fail_past_deadline": lambda ctx: services.executions_fail_past_deadline(
-        now=timezone.now() + timedelta(hours=1), detected_by="tests"
+        now=timezone.now(), detected_by="tests"
     ),
     "tokens.token_create": lambda ctx: tokens.token_create(user=ctx["user"], name="new"),
     "tokens.token_save_new": lambda ctx: tokens.token_save_new(ApiToken(user=ctx["user"], name="new")),
@@ -129,8 +129,8 @@ def test_every_write_of_every_service_runs_holding_the_writer_lock(writer):
     user = UserFactory(username="writer")
     token, _ = tokens.token_create(user=user, name="existing")
     running = ExecutionFactory(created_by=user)
-    services.execution_create(name="with a deadline", created_by=user, max_runtime_seconds=60)
     ExecutionFactory(created_by=user, last_heartbeat_at=_long_ago())  # stale
+    ExecutionFactory(created_by=user, max_runtime_seconds=60, deadline_at=_long_ago())  # overdue
     old = _finished_long_ago()
     IdempotencyKey.objects.create(
         user=user, key="old", request_fingerprint="f", execution=ExecutionFactory(), response_body={}
