@@ -24,6 +24,7 @@ from .errors import (
     IdempotencyKeyReused,
     InvalidStatusTransition,
     PreconditionFailed,
+    UnknownMonitor,
 )
 from .models import (
     ChangeChannel,
@@ -31,8 +32,11 @@ from .models import (
     ExecutionStatus,
     ExecutionStatusChange,
     IdempotencyKey,
+    Monitor,
     statuses_that_can_become,
 )
+from .monitors.services import Actor as MonitorActor
+from .monitors.services import monitor_record_start
 from .selectors import (
     ALL,
     Visibility,
@@ -69,22 +73,54 @@ class BulkStatusChangeResult:
 
 
 def execution_create(
-    *, name: str, created_by=None, metadata: dict | None = None, max_runtime_seconds: int | None = None
+    *,
+    name: str,
+    created_by=None,
+    metadata: dict | None = None,
+    max_runtime_seconds: int | None = None,
+    monitor: Monitor | None = None,
+    channel: ChangeChannel = ChangeChannel.API,
+    correlation_id: str = "",
 ) -> Execution:
     """A running execution. With `max_runtime_seconds`, its deadline is fixed now (creation
-    plus that), and the worker fails it if it is still running then."""
+    plus that), and the worker fails it if it is still running then.
+
+    With `monitor` (monitors.selectors.monitor_for_run), it is a run of that monitor: its
+    creation is the run's start, in the same transaction (monitors.services.
+    monitor_record_start), and without a max runtime of its own it takes the monitor's.
+    Raises UnknownMonitor if the monitor was deleted meanwhile."""
     now = timezone.now()
-    deadline_at = None if max_runtime_seconds is None else now + timedelta(seconds=max_runtime_seconds)
-    with write_transaction(single_statement=True):
-        return Execution.objects.create(
-            name=name,
-            created_by=created_by,
-            metadata=metadata or {},
-            created_at=now,
-            updated_at=now,
-            max_runtime_seconds=max_runtime_seconds,
-            deadline_at=deadline_at,
+    if monitor is None:
+        with write_transaction(single_statement=True):
+            return _create_execution(name, created_by, metadata, max_runtime_seconds, None, now)
+    with write_transaction():
+        locked = Monitor.objects.select_for_update().filter(pk=monitor.pk).values_list("max_runtime_seconds")
+        row = locked.first()
+        if row is None:
+            raise UnknownMonitor(monitor.name)
+        if max_runtime_seconds is None:
+            max_runtime_seconds = row[0]
+        execution = _create_execution(name, created_by, metadata, max_runtime_seconds, monitor.pk, now)
+        monitor_record_start(
+            monitor_id=monitor.pk,
+            execution=execution,
+            actor=MonitorActor(created_by, channel, correlation_id),
         )
+    return execution
+
+
+def _create_execution(name, created_by, metadata, max_runtime_seconds, monitor_id, now) -> Execution:
+    deadline_at = None if max_runtime_seconds is None else now + timedelta(seconds=max_runtime_seconds)
+    return Execution.objects.create(
+        name=name,
+        created_by=created_by,
+        metadata=metadata or {},
+        created_at=now,
+        updated_at=now,
+        max_runtime_seconds=max_runtime_seconds,
+        deadline_at=deadline_at,
+        monitor_id=monitor_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -102,6 +138,9 @@ def execution_create_idempotent(
     created_by,
     metadata: dict | None = None,
     max_runtime_seconds: int | None = None,
+    monitor: Monitor | None = None,
+    channel: ChangeChannel = ChangeChannel.API,
+    correlation_id: str = "",
     response_body: Callable[[Execution], dict],
 ) -> IdempotentCreateResult:
     """Create an execution once per (created_by, idempotency_key).
@@ -130,6 +169,9 @@ def execution_create_idempotent(
                     created_by=created_by,
                     metadata=metadata,
                     max_runtime_seconds=max_runtime_seconds,
+                    monitor=monitor,
+                    channel=channel,
+                    correlation_id=correlation_id,
                 )
                 body = response_body(execution)
                 IdempotencyKey.objects.create(

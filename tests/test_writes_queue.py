@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from executions import services, tokens
 from executions.models import ApiToken, ChangeChannel, Execution, IdempotencyKey
+from executions.monitors import services as monitors
 from executions.retention import purge
 
 from .factories import ExecutionFactory, UserFactory
@@ -25,13 +26,15 @@ from .test_sqlite_writer_queue import queue_is_free
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "WITH")
-MODULES = [services, tokens, purge]
+# The modules of services, by the label their functions have below.
+MODULES = {"services": services, "tokens": tokens, "purge": purge, "monitors": monitors}
 # Public functions of those modules that never write.
 READERS = {
     "tokens.key_hash",
     "tokens.user_for_key",
     "purge.idempotency_keys_expired",
     "purge.executions_finished_before",
+    "monitors.state_after_run_end",
     "purge.executions_with_history",
 }
 
@@ -92,12 +95,25 @@ WRITERS = {
         finished_before=_long_ago(seconds=-60)
     ),
     "purge.idempotency_keys_purge_expired": lambda ctx: purge.idempotency_keys_purge_expired(),
+    "monitors.monitor_create": lambda ctx: monitors.monitor_create(
+        owner=ctx["user"], name="new", schedule="every 1h", grace_seconds=60
+    ),
+    "monitors.monitor_update": lambda ctx: monitors.monitor_update(
+        monitor_id=ctx["monitor"].pk, changes={"paused": True}, actor=monitors.Actor(ctx["user"])
+    ),
+    "monitors.monitor_delete": lambda ctx: monitors.monitor_delete(monitor_id=ctx["monitor"].pk),
+    "monitors.monitor_record_start": lambda ctx: services.execution_create(
+        name="run", created_by=ctx["user"], monitor=ctx["monitor"]
+    ),
+    "monitors.monitors_follow_runs": lambda ctx: monitors.monitors_follow_runs(),
+    "monitors.monitors_mark_missed": lambda ctx: monitors.monitors_mark_missed(
+        now=timezone.now() + timedelta(days=1)
+    ),
 }
 
 
 def _public_functions():
-    for module in MODULES:
-        short = module.__name__.rsplit(".", 1)[-1]
+    for short, module in MODULES.items():
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ == module.__name__ and not name.startswith("_"):
                 yield f"{short}.{name}"
@@ -120,7 +136,13 @@ def test_every_write_of_every_service_runs_holding_the_writer_lock(writer):
         user=user, key="old", request_fingerprint="f", execution=ExecutionFactory(), response_body={}
     )
     IdempotencyKey.objects.filter(key="old").update(created_at=_long_ago())
-    context = {"user": user, "token": token, "running": running, "old": old}
+    monitor = monitors.monitor_create(owner=user, name="watched", schedule="every 1m", grace_seconds=0)
+    services.execution_change_status(
+        execution_id=services.execution_create(name="run", created_by=user, monitor=monitor).pk,
+        status="completed",
+        channel=ChangeChannel.API,
+    )
+    context = {"user": user, "token": token, "running": running, "old": old, "monitor": monitor}
 
     writes, unqueued = [], []
 

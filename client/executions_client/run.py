@@ -95,6 +95,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "then, and the next heartbeat stops the command (default: no limit)",
     )
     parser.add_argument(
+        "--monitor",
+        default=None,
+        metavar="NAME",
+        help="make the execution a run of this monitor: its start, and its end the monitor's up or down",
+    )
+    parser.add_argument(
         "--heartbeat",
         type=_seconds,
         default=os.environ.get(HEARTBEAT_VARIABLE, DEFAULT_HEARTBEAT),
@@ -123,7 +129,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         args.command = args.command[1:]
     if not args.command:
         parser.error("no command given: executions-run [OPTIONS] -- COMMAND [ARGUMENTS...]")
-    args.name = args.name or os.path.basename(args.command[0])
+    args.name = args.name or args.monitor or os.path.basename(args.command[0])
     return args
 
 
@@ -269,7 +275,9 @@ def create_execution(args: argparse.Namespace) -> Execution | None:
     untracked). Raises APIError when the service refused."""
     with ExecutionsClient(args.url, retry_for=args.retry_for) as client:
         try:
-            return client.create(args.name, args.metadata, max_runtime_seconds=args.max_runtime)
+            return client.create(
+                args.name, args.metadata, max_runtime_seconds=args.max_runtime, monitor=args.monitor
+            )
         except ServiceUnavailableError as error:
             note(f"could not create the execution ({error}); running the command untracked")
             return None

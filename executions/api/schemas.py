@@ -22,7 +22,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..models import EXECUTION_NAME_MAX_LENGTH, MAX_RUNTIME_SECONDS_LIMIT, ChangeChannel, ExecutionStatus
+from ..models import (
+    EXECUTION_NAME_MAX_LENGTH,
+    MAX_RUNTIME_SECONDS_LIMIT,
+    MONITOR_NAME_MAX_LENGTH,
+    ChangeChannel,
+    ExecutionStatus,
+)
 from ..text import has_control_characters
 from .limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES, json_size
 
@@ -208,6 +214,17 @@ class ExecutionCreateRequest(_Body):
         ),
     )
 
+    monitor: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MONITOR_NAME_MAX_LENGTH,
+        description=(
+            "Make it a run of this monitor (its creation is the run's start): the name of one of "
+            "the caller's monitors; for managers also another owner's, by name if only one owner "
+            "has it, or by id"
+        ),
+    )
+
     @field_validator("max_runtime_seconds", mode="before")
     @classmethod
     def a_number_not_text_or_bool(cls, value):
@@ -217,7 +234,7 @@ class ExecutionCreateRequest(_Body):
             raise PydanticCustomError("int_type", "Input should be a valid integer")
         return value
 
-    @field_validator("name", "metadata")
+    @field_validator("name", "metadata", "monitor")
     @classmethod
     def storable(cls, value):
         _check_storable(value)

@@ -13,6 +13,16 @@ from .execution import (
     IdempotencyKey,
     statuses_that_can_become,
 )
+from .monitor import (
+    MONITOR_NAME_MAX_LENGTH,
+    WATCHED_STATES,
+    Monitor,
+    MonitorChangeChannel,
+    MonitorRunFeedPosition,
+    MonitorState,
+    MonitorStateChange,
+    MonitorStateReason,
+)
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -26,4 +36,12 @@ __all__ = [
     "ExecutionStatusChange",
     "IdempotencyKey",
     "statuses_that_can_become",
+    "MONITOR_NAME_MAX_LENGTH",
+    "WATCHED_STATES",
+    "Monitor",
+    "MonitorChangeChannel",
+    "MonitorRunFeedPosition",
+    "MonitorState",
+    "MonitorStateChange",
+    "MonitorStateReason",
 ]

@@ -8,10 +8,15 @@ piece of work with a compare-and-set or SKIP LOCKED) and cheap when nothing is d
 is called at least once per idle interval.
 """
 
+from ..monitors.services import monitors_follow_runs, monitors_mark_missed
 from .deadlines import fail_executions_past_deadline
 from .stale import interrupt_stale_executions
 
 TASKS = [
     fail_executions_past_deadline,
     interrupt_stale_executions,
+    # Run ends after the deadlines and the stale rule (a run they just failed is a failure),
+    # then the missed starts (a monitor whose run just failed is down/failed, not missed).
+    monitors_follow_runs,
+    monitors_mark_missed,
 ]
