@@ -24,6 +24,7 @@ from ..models import (
     NotificationMessage,
 )
 from ..selectors import sees_all_executions, status_changes_after
+from .delivery import look_for_new_messages
 from .events import EVENT_OF_EXECUTION_STATUS, execution_event_data
 
 # How often the fan-out looks at the feed when it found nothing new, in seconds: a change is
@@ -143,6 +144,8 @@ def fan_out_execution_changes(batch_size: int | None = None) -> int:
         if not _advance(feed, position, (last["transaction_id"], last["id"])):
             return 0  # another worker fanned these out meanwhile
         NotificationMessage.objects.bulk_create(messages)
+    if messages:
+        look_for_new_messages()
     return len(changes)
 
 
