@@ -31,7 +31,6 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db.models import Exists, F, OuterRef
 
-from ..db.statements import write_transaction
 from ..models import (
     DeliveryAttempt,
     DisabledReason,
@@ -39,6 +38,7 @@ from ..models import (
     NotificationEndpoint,
     NotificationMessage,
 )
+from ..statements import write_transaction
 from . import transports
 from .events import public_url
 from .retries import next_attempt_after_failure
