@@ -19,15 +19,23 @@ from executions.models import (
     Execution,
     ExecutionStatus,
     ExecutionStatusChange,
+    MonitorStateChange,
     NotificationEndpoint,
     NotificationFeedPosition,
     NotificationMessage,
 )
-from executions.notifications.fanout import fan_out_execution_changes, notifications_fan_out
-from executions.notifications.services import notification_endpoint_create
+from executions.monitors.services import monitor_create, monitors_follow_runs, monitors_mark_missed
+from executions.notifications.fanout import (
+    fan_out_execution_changes,
+    fan_out_monitor_changes,
+    monitor_event_type,
+    notifications_fan_out,
+)
+from executions.notifications.services import InvalidEndpoint, notification_endpoint_create
 from executions.services import (
     execution_change_status,
     execution_change_status_bulk,
+    execution_create,
     executions_interrupt_stale,
 )
 from tests.api import patch_status
@@ -295,3 +303,96 @@ def test_a_change_committed_late_is_fanned_out_and_a_rolled_back_one_never():
     subjects = [m.subject_id for m in messages_of(endpoint)]
     assert subjects[0] == str(held_execution.id)
     assert sorted(subjects) == sorted(str(e.id) for e in [held_execution, *others])
+
+
+# --- Monitors ------------------------------------------------------------------------------
+
+
+MONITOR_EVENTS = ["monitor.down", "monitor.up"]
+
+
+def monitor_of(owner, name="nightly"):
+    return monitor_create(owner=owner, name=name, schedule="every 1h", grace_seconds=60)
+
+
+def test_a_monitor_that_goes_down_and_recovers_tells_its_endpoints(settings):
+    settings.EXECUTIONS_PUBLIC_URL = "https://runs.example.com"
+    owner = UserFactory(username="alice")
+    endpoint = endpoint_of(owner, events=MONITOR_EVENTS)
+    monitor = monitor_of(owner)
+    monitors_mark_missed(now=timezone.now() + timedelta(days=1))  # new -> down, missed
+    run = execution_create(name="nightly", created_by=owner, monitor=monitor)
+    change(run, ExecutionStatus.COMPLETED)
+    monitors_follow_runs()  # down -> up
+
+    fan_out_all()
+    while fan_out_monitor_changes():
+        pass
+    down, up = messages_of(endpoint)
+    assert (down.event_type, up.event_type) == ("monitor.down", "monitor.up")
+    assert down.subject_id == up.subject_id == str(monitor.id)
+    record = MonitorStateChange.objects.get(new_state="down")
+    links = down.payload.pop("links")
+    assert links["monitor"] == f"https://runs.example.com/api/v1/monitors/{monitor.id}"
+    assert links["history"] == f"https://runs.example.com/api/v1/monitors/{monitor.id}/history"
+    assert set(links) <= {"monitor", "history", "admin"}  # the admin page, where monitors have one
+    assert down.payload == {
+        "id": str(monitor.id),
+        "name": "nightly",
+        "owner": "alice",
+        "previous_state": "new",
+        "current_state": "down",
+        "reason": "missed",
+        "run": None,
+        "actor": None,
+        "channel": "worker",
+        "correlation_id": None,
+        "changed_at": record.created_at.isoformat(),
+        "change_id": record.id,
+        "truncated": [],
+    }
+    assert up.payload["run"] == str(run.id) and up.payload["previous_state"] == "down"
+
+
+def test_a_monitor_endpoint_gets_only_its_monitor_and_what_its_owner_sees():
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    nightly, hourly = monitor_of(alice, "nightly"), monitor_of(alice, "hourly")
+    only_nightly = endpoint_of(alice, events=["monitor.down"], monitor=nightly)
+    every_monitor = endpoint_of(alice, events=["monitor.down"])
+    bobs = endpoint_of(bob, events=MONITOR_EVENTS)
+    first_run = execution_create(name="nightly", created_by=alice, monitor=nightly)  # new -> up: no event
+    change(first_run, ExecutionStatus.FAILED)
+    monitors_mark_missed(now=timezone.now() + timedelta(days=1))  # hourly: new -> down
+    monitors_follow_runs()  # nightly: up -> down, failed
+
+    while fan_out_monitor_changes():
+        pass
+    assert [m.subject_id for m in messages_of(only_nightly)] == [str(nightly.id)]
+    assert sorted(m.subject_id for m in messages_of(every_monitor)) == sorted(
+        [str(nightly.id), str(hourly.id)]
+    )
+    assert messages_of(bobs) == []
+
+
+def test_an_endpoint_cannot_name_a_monitor_its_owner_does_not_see():
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    with pytest.raises(InvalidEndpoint, match="no such monitor") as refused:
+        endpoint_of(bob, events=MONITOR_EVENTS, monitor=monitor_of(alice))
+    assert refused.value.field == "monitor"
+
+
+@pytest.mark.parametrize(
+    ("previous", "new", "event"),
+    [
+        ("new", "down", "monitor.down"),
+        ("up", "down", "monitor.down"),
+        ("down", "down", None),  # only the reason changed: still down
+        ("down", "up", "monitor.up"),
+        ("new", "up", None),  # a first run: it was never down
+        ("up", "paused", None),
+        ("down", "paused", None),
+        ("paused", "new", None),
+    ],
+)
+def test_which_state_changes_are_events(previous, new, event):
+    assert monitor_event_type(previous, new) == event

@@ -25,6 +25,7 @@ from executions.models import (
     NotificationEndpoint,
     NotificationMessage,
 )
+from executions.monitors import services as monitors
 from executions.notifications import delivery, fanout
 from executions.notifications import services as notification_services
 from executions.notifications.transports import Answer
@@ -37,11 +38,12 @@ from .test_sqlite_writer_queue import queue_is_free
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "WITH")
-# The prefix each module's functions are named by here, and the module.
+# The modules of services, by the label their functions have below.
 MODULES = {
     "services": services,
     "tokens": tokens,
     "purge": purge,
+    "monitors": monitors,
     "notifications.services": notification_services,
     "notifications.fanout": fanout,
     "notifications.delivery": delivery,
@@ -53,11 +55,13 @@ READERS = {
     "tokens.user_for_key",
     "purge.idempotency_keys_expired",
     "purge.executions_finished_before",
+    "monitors.state_after_run_end",
     "purge.executions_with_history",
     "notifications.services.check_endpoint_fields",
     "notifications.delivery.earliest_pending_of_its_subject",
     "notifications.delivery.secrets_in_use",
     "notifications.delivery.look_for_new_messages",
+    "notifications.fanout.monitor_event_type",
     "notifications.delivery.tell_owner_endpoint_disabled",  # reads, then sends an email
     "notifications.retention.notification_messages_expired",
 }
@@ -141,10 +145,25 @@ WRITERS = {
     ),
     "notifications.fanout.fan_out_execution_changes": lambda ctx: fanout.fan_out_execution_changes(),
     "notifications.fanout.notifications_fan_out": lambda ctx: fanout.notifications_fan_out(timezone.now()),
+    "notifications.fanout.fan_out_monitor_changes": lambda ctx: fanout.fan_out_monitor_changes(),
     "notifications.delivery.NotificationDelivery": lambda ctx: _deliver_one(),
     "notifications.delivery.record_attempts": lambda ctx: _deliver_one(),
     "notifications.retention.notification_messages_purge_expired": lambda ctx: (
         notification_retention.notification_messages_purge_expired()
+    ),
+    "monitors.monitor_create": lambda ctx: monitors.monitor_create(
+        owner=ctx["user"], name="new", schedule="every 1h", grace_seconds=60
+    ),
+    "monitors.monitor_update": lambda ctx: monitors.monitor_update(
+        monitor_id=ctx["monitor"].pk, changes={"paused": True}, actor=monitors.Actor(ctx["user"])
+    ),
+    "monitors.monitor_delete": lambda ctx: monitors.monitor_delete(monitor_id=ctx["monitor"].pk),
+    "monitors.monitor_record_start": lambda ctx: services.execution_create(
+        name="run", created_by=ctx["user"], monitor=ctx["monitor"]
+    ),
+    "monitors.monitors_follow_runs": lambda ctx: monitors.monitors_follow_runs(),
+    "monitors.monitors_mark_missed": lambda ctx: monitors.monitors_mark_missed(
+        now=timezone.now() + timedelta(days=1)
     ),
 }
 
@@ -196,7 +215,20 @@ def test_every_write_of_every_service_runs_holding_the_writer_lock(writer):
         user=user, key="old", request_fingerprint="f", execution=ExecutionFactory(), response_body={}
     )
     IdempotencyKey.objects.filter(key="old").update(created_at=_long_ago())
-    context = {"user": user, "token": token, "running": running, "old": old, **_notification_context(user)}
+    monitor = monitors.monitor_create(owner=user, name="watched", schedule="every 1m", grace_seconds=0)
+    services.execution_change_status(
+        execution_id=services.execution_create(name="run", created_by=user, monitor=monitor).pk,
+        status="completed",
+        channel=ChangeChannel.API,
+    )
+    context = {
+        "user": user,
+        "token": token,
+        "running": running,
+        "old": old,
+        "monitor": monitor,
+        **_notification_context(user),
+    }
 
     writes, unqueued = [], []
 

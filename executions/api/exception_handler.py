@@ -26,7 +26,10 @@ from ..errors import (
     ExecutionNotRunning,
     IdempotencyKeyReused,
     InvalidStatusTransition,
+    MonitorNameTaken,
+    MonitorNotFound,
     PreconditionFailed,
+    UnknownMonitor,
 )
 from .error_codes import ErrorCode
 from .middleware import current_correlation_id
@@ -43,6 +46,8 @@ DOMAIN_ERROR_STATUS = {
     ExecutionNotRunning: status.HTTP_409_CONFLICT,
     PreconditionFailed: status.HTTP_412_PRECONDITION_FAILED,
     IdempotencyKeyReused: status.HTTP_422_UNPROCESSABLE_ENTITY,
+    MonitorNotFound: status.HTTP_404_NOT_FOUND,
+    MonitorNameTaken: status.HTTP_409_CONFLICT,
 }
 
 
@@ -102,6 +107,11 @@ def api_exception_handler(exc, context):
 
     set_rollback()
     headers = {}
+    if isinstance(exc, UnknownMonitor):
+        # The body's `monitor` names nothing the caller may run: a 422 item like pydantic's.
+        exc = RequestValidationError(
+            [{"type": exc.item_type, "loc": ["body", "monitor"], "msg": exc.message, "input": exc.name}]
+        )
     if isinstance(exc, RequestValidationError):
         return Response({"detail": exc.errors}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, ExecutionError):
