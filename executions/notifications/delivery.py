@@ -59,7 +59,7 @@ ENDPOINT_FAILING_DISABLES_AFTER = timedelta(days=5)
 # Finished sends are recorded in batches of up to RECORD_BATCH; the delivery waits at most
 # WAIT_FOR_RESULTS_SECONDS for a batch to fill before it records what it has and gives the loop
 # back. It looks for due messages every POLL_INTERVAL_SECONDS when it found none.
-RECORD_BATCH = 32
+RECORD_BATCH = 16
 WAIT_FOR_RESULTS_SECONDS = 0.02
 POLL_INTERVAL_SECONDS = 0.25
 
