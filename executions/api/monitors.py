@@ -100,7 +100,9 @@ class MonitorViewSet(viewsets.GenericViewSet):
 
     def partial_update(self, request, monitor_id):
         monitor = monitor_get(monitors_visible_to(request.user), monitor_id)
-        body = parse_body(request, bodies.MonitorUpdateRequest)
+        # Every field is optional, so the schema does not require a body: none changes nothing.
+        has_body = request.META.get("CONTENT_LENGTH", "") not in ("", "0")
+        body = parse_body(request, bodies.MonitorUpdateRequest) if has_body else bodies.MonitorUpdateRequest()
         monitor = monitor_update(monitor_id=monitor.id, changes=body.changes(), actor=_actor(request))
         return Response(_monitor_body(monitor))
 

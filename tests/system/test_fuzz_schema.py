@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
+from executions.models import Execution, ExecutionStatus, ExecutionStatusChange, Monitor
 
-from ..factories import ExecutionFactory, UserFactory, api_key_for
+from ..factories import ExecutionFactory, UserFactory, api_key_for, monitor_for
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -69,7 +69,10 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
     fuzzer = UserFactory(username="fuzzer")
     token = api_key_for(fuzzer)
     # Someone else's: the fuzzer must be told 404 for these, and change nothing.
-    others = [ExecutionFactory(created_by=UserFactory(username="someone-else")) for _ in range(20)]
+    someone_else = UserFactory(username="someone-else")
+    others = [ExecutionFactory(created_by=someone_else) for _ in range(20)]
+    # Someone else's monitors: 404 for the fuzzer, never changed or deleted.
+    other_monitors = [monitor_for(someone_else, name=f"theirs-{number}") for number in range(5)]
     port = urlsplit(live_server.url).port
 
     result = subprocess.run(
@@ -107,3 +110,6 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
         .exclude(status=ExecutionStatus.RUNNING)
         .exists()
     )
+    # Someone else's monitors are as they were.
+    for monitor in other_monitors:
+        assert Monitor.objects.filter(pk=monitor.pk, state="new", name=monitor.name).exists()
