@@ -15,6 +15,7 @@ from .errors import (
     UnprocessableEntityError,
 )
 from .models import Execution, ExecutionPage, Heartbeat, StatusChange, StatusChangePage, StatusUpdate
+from .webhooks import WebhookVerificationError, verify_webhook, webhook_signature
 
 __all__ = [
     "APIError",
@@ -36,4 +37,7 @@ __all__ = [
     "StatusChangeStream",
     "StatusUpdate",
     "UnprocessableEntityError",
+    "WebhookVerificationError",
+    "verify_webhook",
+    "webhook_signature",
 ]
