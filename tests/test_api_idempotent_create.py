@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from devtools.net import request
 from executions.errors import ErrorCode
 from executions.models import Execution, IdempotencyKey
-from executions.selectors import idempotency_keys_expired
+from executions.retention.purge import idempotency_keys_expired
 
 from .factories import UserFactory
 from .test_races import run_together, token_for

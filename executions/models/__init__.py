@@ -6,12 +6,10 @@ from .execution import (
     IDEMPOTENCY_KEYS_KEPT_FOR,
     ApiToken,
     ChangeChannel,
-    CurrentTransactionId,
     Execution,
     ExecutionStatus,
     ExecutionStatusChange,
     IdempotencyKey,
-    OldestRunningTransactionId,
     statuses_that_can_become,
 )
 from .notification import (
@@ -40,7 +38,6 @@ __all__ = [
     "IDEMPOTENCY_KEYS_KEPT_FOR",
     "ApiToken",
     "ChangeChannel",
-    "CurrentTransactionId",
     "DeliveryAttempt",
     "DisabledReason",
     "EndpointKind",
@@ -54,6 +51,5 @@ __all__ = [
     "NotificationFeed",
     "NotificationFeedPosition",
     "NotificationMessage",
-    "OldestRunningTransactionId",
     "statuses_that_can_become",
 ]
