@@ -323,6 +323,16 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="executions@localhost")
 
+# --- Worker (manage.py run_worker) ---------------------------------------------------------
+# The longest the worker sleeps between two looks at what is due, in seconds: a deadline or
+# a monitor due at any moment is acted on within this (plus one sweep), so 1 s keeps the 2 s
+# promise (docs/operations.md, "The worker").
+WORKER_IDLE_INTERVAL = env.float("WORKER_IDLE_INTERVAL", default=1.0)
+# Rows per transaction of the worker's tasks: small enough that a SIGTERM waits for at most
+# one (and that other writers wait on SQLite's write lock for little), large enough to catch
+# up quickly after a long stop.
+WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", default=1000)
+
 # --- Metrics ---------------------------------------------------------------------------
 # GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; without a
 # token the endpoint is off (404). Several worker processes: see PROMETHEUS_MULTIPROC_DIR in

@@ -61,6 +61,11 @@ THROTTLE_CACHE_ERRORS = Counter(
     "executions_throttle_cache_errors",
     "Requests let through without a rate-limit check because the cache (Redis) did not answer.",
 )
+WORKER_TASK_ERRORS = Counter(
+    "executions_worker_task_errors",
+    "Exceptions raised by a worker task (logged with their traceback; the task is retried).",
+    ["task"],
+)
 
 # The reasons of executions_status_changes_refused, shared by the code and the tests.
 REFUSED_INVALID_TRANSITION = "invalid_transition"
