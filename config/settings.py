@@ -333,6 +333,11 @@ WORKER_IDLE_INTERVAL = env.float("WORKER_IDLE_INTERVAL", default=1.0)
 # up quickly after a long stop.
 WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", default=1000)
 
+# --- Notifications ---------------------------------------------------------------------
+# Notifications go only to public addresses (executions/notifications/ssrf.py); true lets them
+# reach loopback, private and link-local addresses too: a receiver on this machine or network.
+NOTIFICATIONS_ALLOW_PRIVATE_TARGETS = env.bool("NOTIFICATIONS_ALLOW_PRIVATE_TARGETS", default=False)
+
 # --- Metrics ---------------------------------------------------------------------------
 # GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; without a
 # token the endpoint is off (404). Several worker processes: see PROMETHEUS_MULTIPROC_DIR in

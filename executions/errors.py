@@ -19,6 +19,8 @@ class ErrorCode:
     EXECUTION_NOT_RUNNING = "EXECUTION_NOT_RUNNING"
     PRECONDITION_FAILED = "PRECONDITION_FAILED"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    NOTIFICATION_ENDPOINT_NOT_FOUND = "NOTIFICATION_ENDPOINT_NOT_FOUND"
+    DELIVERY_NOT_FOUND = "DELIVERY_NOT_FOUND"
     # Answered by nginx in production, before Django (deploy/nginx.conf).
     URI_TOO_LONG = "URI_TOO_LONG"
     HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
@@ -88,3 +90,21 @@ class IdempotencyKeyReused(ExecutionError):
         super().__init__(
             "This Idempotency-Key was already used with a different request; use a new key for a new request"
         )
+
+
+class NotificationEndpointNotFound(ExecutionError):
+    """The endpoint does not exist, or the caller may not see it: the two look the same."""
+
+    error_code = ErrorCode.NOTIFICATION_ENDPOINT_NOT_FOUND
+
+    def __init__(self):
+        super().__init__("Notification endpoint not found")
+
+
+class DeliveryNotFound(ExecutionError):
+    """No message of this endpoint has that id (webhook-id)."""
+
+    error_code = ErrorCode.DELIVERY_NOT_FOUND
+
+    def __init__(self):
+        super().__init__("Delivery not found")

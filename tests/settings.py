@@ -30,3 +30,6 @@ REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": None, "an
 # Lockouts after failed admin logins are switched on by the tests about them, so that other
 # tests may log in (and fail to) with Django's test client freely.
 AXES_ENABLED = False
+
+# The tests' receivers listen on 127.0.0.1; the SSRF tests turn this off again.
+NOTIFICATIONS_ALLOW_PRIVATE_TARGETS = True

@@ -21,12 +21,14 @@ from rest_framework.views import set_rollback
 
 from .. import metrics
 from ..errors import (
+    DeliveryNotFound,
     ErrorCode,
     ExecutionError,
     ExecutionNotFound,
     ExecutionNotRunning,
     IdempotencyKeyReused,
     InvalidStatusTransition,
+    NotificationEndpointNotFound,
     PreconditionFailed,
 )
 from .middleware import current_correlation_id
@@ -43,6 +45,8 @@ DOMAIN_ERROR_STATUS = {
     ExecutionNotRunning: status.HTTP_409_CONFLICT,
     PreconditionFailed: status.HTTP_412_PRECONDITION_FAILED,
     IdempotencyKeyReused: status.HTTP_422_UNPROCESSABLE_ENTITY,
+    NotificationEndpointNotFound: status.HTTP_404_NOT_FOUND,
+    DeliveryNotFound: status.HTTP_404_NOT_FOUND,
 }
 
 
