@@ -139,7 +139,7 @@ def test_bulk_signals_once_per_change_after_commit(django_capture_on_commit_call
     assert sorted(received) == sorted(e.id for e in executions)
 
 
-# Concurrency: tests/test_races.py (16 concurrent PATCHes against a live server, both databases).
+# Concurrency: tests/system/test_races.py (16 concurrent PATCHes against a live server, both databases).
 
 
 # --- The compare-and-set's SQL, built once, against its ORM form ---------------------------

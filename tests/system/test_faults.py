@@ -29,8 +29,8 @@ from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_create
 
-from .api import ERROR_RESPONSE_KEYS
-from .factories import ExecutionFactory, UserFactory, api_key_for
+from ..api import ERROR_RESPONSE_KEYS
+from ..factories import ExecutionFactory, UserFactory, api_key_for
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
