@@ -251,6 +251,9 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
         # django-axes announces itself at INFO in every process, every manage.py command.
         "axes": {"level": "WARNING"},
+        # httpx logs every request of the notifications' delivery at INFO; the delivery log
+        # (the database) has each attempt already.
+        "httpx": {"level": "WARNING"},
     },
 }
 
@@ -333,10 +336,20 @@ WORKER_IDLE_INTERVAL = env.float("WORKER_IDLE_INTERVAL", default=1.0)
 # up quickly after a long stop.
 WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", default=1000)
 
-# --- Notifications ---------------------------------------------------------------------
-# Notifications go only to public addresses (executions/notifications/ssrf.py); true lets them
-# reach loopback, private and link-local addresses too: a receiver on this machine or network.
+# --- Notifications (executions/notifications/) ----------------------------------------------
+# Where users reach this service: the links in notifications (to an execution, its history,
+# the admin page) start with it.
+EXECUTIONS_PUBLIC_URL = env.str("EXECUTIONS_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Webhooks and Slack go only to public addresses (loopback, private, link-local, metadata...
+# refused, on the address actually connected to: docs/security.md); true lets them reach this
+# machine and its network, for receivers run there (and the tests' own, on 127.0.0.1).
 NOTIFICATIONS_ALLOW_PRIVATE_TARGETS = env.bool("NOTIFICATIONS_ALLOW_PRIVATE_TARGETS", default=False)
+# How long a worker's claim on a message lasts: a worker killed mid-send leaves its messages
+# to be sent again after this. Longer than a send can take (15 s timeouts).
+NOTIFICATIONS_CLAIM_LEASE = env_duration("NOTIFICATIONS_CLAIM_LEASE", default="60s")
+# Delivered and given-up messages, with their delivery log, are kept this long after they
+# finished; the purge (manage.py purge_executions) deletes older ones.
+NOTIFICATIONS_KEPT_FOR = env_duration("NOTIFICATIONS_KEPT_FOR", default="30d")
 
 # --- Metrics ---------------------------------------------------------------------------
 # GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; without a

@@ -11,6 +11,10 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret")
 # Never the developer's .env (scripts/serve.sh writes one): the suite, and every process it
 # starts, runs with what the environment and the tests say, on any machine alike.
 os.environ["DJANGO_ENV_FILE"] = ""
+# The tests' webhook receivers listen on 127.0.0.1, which the SSRF guard refuses by default;
+# the SSRF tests turn it back on (tests/test_notification_ssrf.py). Set in the environment,
+# so the worker processes the tests start inherit it.
+os.environ.setdefault("NOTIFICATIONS_ALLOW_PRIVATE_TARGETS", "true")
 
 from config.settings import *  # noqa: E402,F403
 from config.settings import DATABASES, REST_FRAMEWORK  # noqa: E402
@@ -30,6 +34,3 @@ REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": None, "an
 # Lockouts after failed admin logins are switched on by the tests about them, so that other
 # tests may log in (and fail to) with Django's test client freely.
 AXES_ENABLED = False
-
-# The tests' receivers listen on 127.0.0.1; the SSRF tests turn this off again.
-NOTIFICATIONS_ALLOW_PRIVATE_TARGETS = True

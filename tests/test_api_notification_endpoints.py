@@ -373,7 +373,7 @@ def test_a_test_event_is_queued_and_shows_in_the_deliveries(owner_client, owner)
         "notification.test",
         "pending",
     )
-    assert body["data"]["endpoint_id"] == str(endpoint.id)
+    assert body["data"]["endpoint"] == str(endpoint.id)
     deliveries = owner_client.get(f"{endpoint_url(endpoint)}/deliveries").json()["results"]
     assert [delivery["id"] for delivery in deliveries] == [message.webhook_id]
 
@@ -383,3 +383,20 @@ def test_methods_an_endpoint_path_does_not_take_are_405(owner_client, owner):
     assert owner_client.put(endpoint_url(endpoint), WEBHOOK, format="json").status_code == 405
     assert owner_client.get(f"{endpoint_url(endpoint)}/test").status_code == 405
     assert owner_client.delete(ENDPOINTS).status_code == 405
+
+
+def test_an_endpoint_whose_stored_url_is_no_longer_allowed_must_get_a_new_one(owner_client, owner, settings):
+    # Made while private targets were allowed; the service no longer allows them.
+    endpoint = NotificationEndpointFactory(owner=owner, url="http://127.0.0.1:9000/hook")
+    settings.NOTIFICATIONS_ALLOW_PRIVATE_TARGETS = False
+
+    response = owner_client.patch(endpoint_url(endpoint), {"description": "pager"}, format="json")
+
+    assert items(response) == [(("body", "url"), "invalid_endpoint")]
+    assert "not a public address" in response.json()["detail"][0]["msg"]
+    endpoint.refresh_from_db()
+    assert endpoint.description == ""
+    moved = owner_client.patch(
+        endpoint_url(endpoint), {"description": "pager", "url": "https://hooks.example.com/h"}, format="json"
+    )
+    assert moved.status_code == 200 and moved.json()["description"] == "pager"

@@ -16,8 +16,8 @@ from django.db import connection
 from django.utils import timezone
 
 from executions import services, tokens
-from executions.models import ApiToken, ChangeChannel, Execution, IdempotencyKey, NotificationMessage
-from executions.notifications import endpoints, replay
+from executions.models import ApiToken, ChangeChannel, Execution, IdempotencyKey
+from executions.notifications import deletion
 from executions.retention import purge
 
 from .factories import ExecutionFactory, NotificationEndpointFactory, NotificationMessageFactory, UserFactory
@@ -26,7 +26,7 @@ from .test_sqlite_writer_queue import queue_is_free
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "WITH")
-MODULES = [services, tokens, purge, endpoints, replay]
+MODULES = [services, tokens, purge, deletion]
 # Public functions of those modules that never write.
 READERS = {
     "tokens.key_hash",
@@ -34,7 +34,6 @@ READERS = {
     "purge.idempotency_keys_expired",
     "purge.executions_finished_before",
     "purge.executions_with_history",
-    "endpoints.endpoint_test_event_data",
 }
 
 
@@ -91,24 +90,8 @@ WRITERS = {
         finished_before=_long_ago(seconds=-60)
     ),
     "purge.idempotency_keys_purge_expired": lambda ctx: purge.idempotency_keys_purge_expired(),
-    "endpoints.notification_endpoint_create": lambda ctx: endpoints.notification_endpoint_create(
-        owner=ctx["user"], kind="webhook", url="https://example.com/", events=["execution.failed"]
-    ),
-    "endpoints.notification_endpoint_update": lambda ctx: endpoints.notification_endpoint_update(
-        ctx["endpoint"], enabled=False
-    ),
-    "endpoints.notification_endpoint_delete": lambda ctx: endpoints.notification_endpoint_delete(
+    "deletion.notification_endpoint_delete": lambda ctx: deletion.notification_endpoint_delete(
         ctx["endpoint"]
-    ),
-    "endpoints.notification_endpoint_rotate_secret": lambda ctx: (
-        endpoints.notification_endpoint_rotate_secret(ctx["endpoint"])
-    ),
-    "endpoints.notification_endpoint_send_test": lambda ctx: endpoints.notification_endpoint_send_test(
-        ctx["endpoint"]
-    ),
-    "replay.message_replay": lambda ctx: replay.message_replay(ctx["failed_message"]),
-    "replay.messages_replay_failed_since": lambda ctx: replay.messages_replay_failed_since(
-        ctx["endpoint"], _long_ago()
     ),
 }
 
@@ -138,15 +121,13 @@ def test_every_write_of_every_service_runs_holding_the_writer_lock(writer):
     )
     IdempotencyKey.objects.filter(key="old").update(created_at=_long_ago())
     endpoint = NotificationEndpointFactory(owner=user)
-    failed_message = NotificationMessageFactory(endpoint=endpoint, state="failed")
-    NotificationMessage.objects.filter(pk=failed_message.pk).update(created_at=timezone.now())
+    NotificationMessageFactory(endpoint=endpoint, attempts_made=1)
     context = {
         "user": user,
         "token": token,
         "running": running,
         "old": old,
         "endpoint": endpoint,
-        "failed_message": failed_message,
     }
 
     writes, unqueued = [], []

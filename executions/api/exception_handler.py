@@ -31,6 +31,7 @@ from ..errors import (
     NotificationEndpointNotFound,
     PreconditionFailed,
 )
+from ..notifications.services import InvalidEndpoint
 from .middleware import current_correlation_id
 from .parsers import PayloadTooLarge
 from .schemas import ErrorResponse
@@ -108,6 +109,11 @@ def api_exception_handler(exc, context):
     headers = {}
     if isinstance(exc, RequestValidationError):
         return Response({"detail": exc.errors}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    if isinstance(exc, InvalidEndpoint):
+        # The service's own check of an endpoint as a whole (the body's fields are checked
+        # before it): an item located at the field it names.
+        item = {"type": "invalid_endpoint", "loc": ["body", exc.field], "msg": str(exc), "input": None}
+        return Response({"detail": [item]}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, ExecutionError):
         body = {**error_body(exc.detail, exc.error_code), **exc.extra_fields()}
         return Response(body, status=DOMAIN_ERROR_STATUS[type(exc)])

@@ -8,20 +8,22 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from ..models import NotificationEndpoint, NotificationMessage
-from ..notifications.endpoints import (
-    notification_endpoint_create,
-    notification_endpoint_delete,
-    notification_endpoint_rotate_secret,
-    notification_endpoint_send_test,
-    notification_endpoint_update,
-)
-from ..notifications.replay import message_replay, messages_replay_failed_since
+from ..notifications.deletion import notification_endpoint_delete
 from ..notifications.selectors import (
     monitor_for_notifications,
     notification_endpoint_get,
     notification_endpoints_visible_to,
     notification_message_get,
     notification_messages_of,
+)
+from ..notifications.services import (
+    notification_endpoint_create,
+    notification_endpoint_rotate_secret,
+    notification_endpoint_send_test,
+    notification_endpoint_set_enabled,
+    notification_endpoint_update,
+    notification_message_replay,
+    notification_messages_replay_failed,
 )
 from . import notification_schemas as bodies
 from .filters import NotificationDeliveryFilter, NotificationEndpointFilter, parse_list_query
@@ -69,10 +71,10 @@ class NotificationEndpointViewSet(viewsets.GenericViewSet):
             emails=body.emails,
             events=body.events,
             name_prefix=body.name_prefix or "",
-            monitor_id=body.monitor,
             description=body.description,
-            enabled=body.enabled,
         )
+        if not body.enabled:
+            endpoint = notification_endpoint_set_enabled(endpoint, False)
         location = request.build_absolute_uri(
             reverse("notification-endpoint-detail", kwargs={"endpoint_id": endpoint.id})
         )
@@ -109,7 +111,12 @@ class NotificationEndpointViewSet(viewsets.GenericViewSet):
         body = parse_body(
             request, bodies.NotificationEndpointUpdateRequest, self._body_context(request, endpoint)
         )
-        endpoint = notification_endpoint_update(endpoint, **body.changes())
+        changes = body.changes()
+        enabled = changes.pop("enabled", None)
+        if changes:
+            endpoint = notification_endpoint_update(endpoint, **changes)
+        if enabled is not None:
+            endpoint = notification_endpoint_set_enabled(endpoint, enabled)
         return Response(_endpoint_body(endpoint))
 
     def destroy(self, request, endpoint_id):
@@ -131,9 +138,9 @@ class NotificationEndpointViewSet(viewsets.GenericViewSet):
     def replay_failed(self, request, endpoint_id):
         endpoint = self._endpoint(request, endpoint_id)
         body = parse_body(request, bodies.NotificationReplayRequest)
-        replayed = messages_replay_failed_since(endpoint, body.since)
+        result = notification_messages_replay_failed(endpoint, since=body.since)
         return Response(
-            bodies.NotificationReplayResponse(replayed=replayed).model_dump(mode="json"),
+            bodies.NotificationReplayResponse(replayed=result.replayed).model_dump(mode="json"),
             status=status.HTTP_202_ACCEPTED,
         )
 
@@ -176,6 +183,6 @@ class NotificationDeliveryViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def replay(self, request, endpoint_id, message_id):
         message = self._message(request, endpoint_id, message_id)
-        message_replay(message)
+        notification_message_replay(message)
         message.refresh_from_db()
         return Response(_delivery_body(message), status=status.HTTP_202_ACCEPTED)

@@ -267,8 +267,9 @@ class NotificationEndpointUpdateRequest(_Body):
         for field, empty in (("url", ""), ("name_prefix", ""), ("emails", [])):
             if field in given and given[field] is None:
                 given[field] = empty
-        if "monitor" in given:
-            given["monitor_id"] = given.pop("monitor")
+        # No monitor can be named yet (checked_monitor refuses every name), so a monitor given
+        # here is null: the endpoint already has none.
+        given.pop("monitor", None)
         return given
 
 

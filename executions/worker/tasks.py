@@ -8,4 +8,11 @@ piece of work with a compare-and-set or SKIP LOCKED) and cheap when nothing is d
 is called at least once per idle interval.
 """
 
-TASKS = []
+from ..notifications.delivery import NotificationDelivery
+from ..notifications.fanout import notifications_fan_out
+
+TASKS = [
+    # The outbox first, so that a change fanned out in a round is sent in the same round.
+    notifications_fan_out,
+    NotificationDelivery(),
+]

@@ -1,0 +1,372 @@
+"""Delivery of the outbox: claim what is due, send it from a pool of threads, record every
+attempt, and schedule the retries.
+
+- **Claims.** A due message is claimed with a conditional UPDATE that moves its
+  `next_attempt_at` past a lease (only if it is still pending and still due): of several
+  workers, one wins each message, and a worker killed mid-send leaves a claim that simply
+  falls due again when the lease ends, so the message is sent again (receivers
+  de-duplicate on `webhook-id`).
+- **Nothing blocks the loop.** Sends run in daemon threads with a pooled HTTP client; the
+  worker's loop only claims, hands over and records. Each endpoint has at most
+  PER_ENDPOINT_IN_FLIGHT messages in flight (FAILING_ENDPOINT_IN_FLIGHT while it fails), so
+  one slow or dead receiver holds a few threads and never the others' turn.
+- **Order.** A message is claimable only when no earlier message of the same endpoint and
+  subject is still pending: the messages about one execution reach an endpoint in the
+  order the changes were made (a retry holds back the ones after it).
+- **Outcome.** Only 2xx is a success. A failure is tried again on the retry schedule
+  (retries.py, Retry-After honoured on 429 and 503) until it is spent; 410 Gone disables the
+  endpoint; an endpoint failing for ENDPOINT_FAILING_DISABLES_AFTER is disabled and its
+  owner told.
+"""
+
+import logging
+import queue
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from ..db.statements import write_transaction
+from ..models import (
+    DeliveryAttempt,
+    DisabledReason,
+    MessageState,
+    NotificationEndpoint,
+    NotificationMessage,
+)
+from . import transports
+from .events import public_url
+from .retries import next_attempt_after_failure
+from .transports import Answer, Outgoing
+
+logger = logging.getLogger("executions.notifications")
+
+# Threads sending at once, per worker process.
+CONCURRENCY = 32
+# Messages one endpoint may have in flight at once, per worker; far fewer while it fails
+# (a receiver that times out holds a thread for 15 s per message).
+PER_ENDPOINT_IN_FLIGHT = 16
+FAILING_ENDPOINT_IN_FLIGHT = 2
+# An endpoint whose every attempt failed for this long is disabled (its owner is told).
+ENDPOINT_FAILING_DISABLES_AFTER = timedelta(days=5)
+# How long the delivery waits for a send to finish before it gives the loop back, and how
+# often it looks for due messages when it found none.
+WAIT_FOR_RESULTS_SECONDS = 0.01
+POLL_INTERVAL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    outgoing: Outgoing
+    claim_token: uuid.UUID
+    attempts_before: int
+
+
+def earliest_pending_of_its_subject():
+    """Messages with no earlier pending message of the same endpoint and subject."""
+    earlier = NotificationMessage.objects.filter(
+        endpoint=OuterRef("endpoint"),
+        subject_id=OuterRef("subject_id"),
+        state=MessageState.PENDING,
+        pk__lt=OuterRef("pk"),
+    )
+    return NotificationMessage.objects.filter(~Exists(earlier))
+
+
+def secrets_in_use(endpoint: NotificationEndpoint, now: datetime) -> tuple[str, ...]:
+    """The secrets a message is signed with: the current one, and during a rotation the one
+    it replaced, until that one expires."""
+    if (
+        endpoint.previous_secret
+        and endpoint.previous_secret_expires_at
+        and endpoint.previous_secret_expires_at > now
+    ):
+        return (endpoint.secret, endpoint.previous_secret)
+    return (endpoint.secret,)
+
+
+class NotificationDelivery:
+    """The worker task that delivers the outbox (see the module's docstring). One instance
+    per worker process; `send` is the transport dispatcher (tests replace it)."""
+
+    __name__ = "notifications_deliver"
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = CONCURRENCY,
+        per_endpoint: int = PER_ENDPOINT_IN_FLIGHT,
+        lease: timedelta | None = None,
+        send=transports.send,
+    ):
+        self.concurrency = concurrency
+        self.per_endpoint = per_endpoint
+        self.lease = lease
+        self._send = send
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._finished = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._client = None
+        self._in_flight = 0
+        self._in_flight_per_endpoint: Counter = Counter()
+        self._failing_endpoints: set = set()
+        self._next_look: datetime | None = None
+
+    # --- The task ---------------------------------------------------------------------
+
+    def __call__(self, now: datetime) -> float:
+        recorded = self.record_finished(now)
+        if recorded:
+            self._next_look = now  # a finished message may have let the next of its subject go
+        free = self.concurrency - self._in_flight
+        if free > 0 and (self._next_look is None or now >= self._next_look):
+            claimed = self.claim_and_send(now, free)
+            self._next_look = now if claimed else now + timedelta(seconds=POLL_INTERVAL_SECONDS)
+        if not self._done.empty():
+            return 0
+        if self._in_flight:
+            # Give the loop back soon: a send that finishes lets the next message go.
+            if self._finished.wait(WAIT_FOR_RESULTS_SECONDS):
+                return 0
+            return WAIT_FOR_RESULTS_SECONDS
+        return max(0.0, (self._next_look - now).total_seconds())
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    # --- Claiming ---------------------------------------------------------------------
+
+    def _limit_for(self, endpoint_id) -> int:
+        return FAILING_ENDPOINT_IN_FLIGHT if endpoint_id in self._failing_endpoints else self.per_endpoint
+
+    def claim_and_send(self, now: datetime, free: int) -> int:
+        """Claim up to `free` due messages (within each endpoint's limit) and hand them to
+        the sending threads; how many were claimed."""
+        full = [e for e, count in self._in_flight_per_endpoint.items() if count >= self._limit_for(e)]
+        candidates = list(
+            earliest_pending_of_its_subject()
+            .filter(state=MessageState.PENDING, next_attempt_at__lte=now, endpoint__enabled=True)
+            .exclude(endpoint_id__in=full)
+            .order_by("next_attempt_at")
+            .values_list("pk", "endpoint_id")[: free * 2]
+        )
+        chosen, counts = [], Counter(self._in_flight_per_endpoint)
+        for pk, endpoint_id in candidates:
+            if len(chosen) < free and counts[endpoint_id] < self._limit_for(endpoint_id):
+                chosen.append(pk)
+                counts[endpoint_id] += 1
+        if not chosen:
+            return 0
+        token = uuid.uuid4()
+        lease = self.lease or settings.NOTIFICATIONS_CLAIM_LEASE
+        with write_transaction():
+            # The compare-and-set: only if still pending and still due (not claimed by another).
+            NotificationMessage.objects.filter(
+                pk__in=chosen, state=MessageState.PENDING, next_attempt_at__lte=now
+            ).update(next_attempt_at=now + lease, claim_token=token)
+        claimed = NotificationMessage.objects.filter(pk__in=chosen, claim_token=token).select_related(
+            "endpoint"
+        )
+        count = 0
+        for message in claimed:
+            self._start(self._claimed(message, token, now))
+            count += 1
+        return count
+
+    def _claimed(self, message: NotificationMessage, token: uuid.UUID, now: datetime) -> _Claimed:
+        endpoint = message.endpoint
+        if endpoint.failing_since is not None:
+            self._failing_endpoints.add(endpoint.pk)
+        return _Claimed(
+            Outgoing(
+                message_id=message.pk,
+                webhook_id=message.webhook_id,
+                event_type=message.event_type,
+                occurred_at=message.occurred_at,
+                payload=message.payload,
+                endpoint_id=endpoint.pk,
+                kind=endpoint.kind,
+                url=endpoint.url,
+                emails=tuple(endpoint.emails),
+                secrets=secrets_in_use(endpoint, now),
+            ),
+            token,
+            message.attempts,
+        )
+
+    # --- Sending (threads) ------------------------------------------------------------
+
+    def _start(self, claimed: _Claimed) -> None:
+        if not self._threads:
+            self._client = transports.new_http_client(self.concurrency)
+            for number in range(self.concurrency):
+                # Daemon threads: a worker that stops does not wait for a receiver's answer
+                # (what was in flight is sent again once its claim's lease ends).
+                thread = threading.Thread(target=self._send_loop, name=f"notify-{number}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        self._in_flight += 1
+        self._in_flight_per_endpoint[claimed.outgoing.endpoint_id] += 1
+        self._jobs.put(claimed)
+
+    def _send_loop(self) -> None:
+        while True:
+            claimed = self._jobs.get()
+            started = timezone.now()
+            try:
+                answer = self._send(self._client, claimed.outgoing)
+            except Exception as failure:  # a bug in a transport must not lose the message
+                logger.exception("Sending %s failed", claimed.outgoing.webhook_id)
+                answer = Answer(False, error=f"{type(failure).__name__}: {failure}"[:500])
+            self._done.put((claimed, started, answer))
+            self._finished.set()
+
+    # --- Recording --------------------------------------------------------------------
+
+    def record_finished(self, now: datetime) -> int:
+        """Write the attempts that finished since the last call, and their outcome, in one
+        transaction; how many."""
+        self._finished.clear()
+        finished = []
+        while not self._done.empty():
+            finished.append(self._done.get())
+        if not finished:
+            return 0
+        for claimed, _, _ in finished:
+            self._in_flight -= 1
+            endpoint_id = claimed.outgoing.endpoint_id
+            self._in_flight_per_endpoint[endpoint_id] -= 1
+            if self._in_flight_per_endpoint[endpoint_id] <= 0:
+                del self._in_flight_per_endpoint[endpoint_id]
+        disabled = record_attempts(finished, now)
+        succeeded = {claimed.outgoing.endpoint_id for claimed, _, answer in finished if answer.succeeded}
+        failed = {claimed.outgoing.endpoint_id for claimed, _, answer in finished if not answer.succeeded}
+        self._failing_endpoints = (self._failing_endpoints | failed) - succeeded
+        for endpoint_id in disabled:
+            tell_owner_endpoint_disabled(endpoint_id)
+        return len(finished)
+
+
+def record_attempts(finished: list[tuple[_Claimed, datetime, Answer]], now: datetime) -> list:
+    """Record each attempt and its message's outcome, and the endpoints' state; the ids of
+    the endpoints this disabled for failing too long."""
+    attempts, delivered_by_token, failures = [], {}, []
+    for claimed, started, answer in finished:
+        attempts.append(
+            DeliveryAttempt(
+                message_id=claimed.outgoing.message_id,
+                attempted_at=started,
+                status_code=answer.status_code,
+                latency_ms=answer.latency_ms,
+                succeeded=answer.succeeded,
+                error=answer.error[:500],
+                response_body=answer.body,
+            )
+        )
+        if answer.succeeded:
+            delivered_by_token.setdefault(claimed.claim_token, []).append(claimed.outgoing.message_id)
+        else:
+            failures.append((claimed, answer))
+    succeeded_endpoints = {c.outgoing.endpoint_id for c, _, a in finished if a.succeeded}
+    failed_endpoints = {c.outgoing.endpoint_id for c, a in failures} - succeeded_endpoints
+    gone_endpoints = {c.outgoing.endpoint_id for c, a in failures if a.status_code == 410}
+    disabled = []
+    with write_transaction():
+        DeliveryAttempt.objects.bulk_create(attempts)
+        for token, ids in delivered_by_token.items():
+            # Only while the claim is still this one's: a claim that outlived its lease may
+            # have been taken by another worker, whose outcome is the one that counts.
+            NotificationMessage.objects.filter(pk__in=ids, claim_token=token).update(
+                state=MessageState.DELIVERED, attempts=F("attempts") + 1, finished_at=now, claim_token=None
+            )
+        for claimed, answer in failures:
+            _record_failure(claimed, answer, now, gone=claimed.outgoing.endpoint_id in gone_endpoints)
+        if succeeded_endpoints:
+            NotificationEndpoint.objects.filter(
+                pk__in=succeeded_endpoints, failing_since__isnull=False
+            ).update(failing_since=None)
+        if failed_endpoints:
+            NotificationEndpoint.objects.filter(pk__in=failed_endpoints, failing_since__isnull=True).update(
+                failing_since=now
+            )
+            for endpoint_id in failed_endpoints:
+                if (
+                    NotificationEndpoint.objects.filter(
+                        pk=endpoint_id, enabled=True, failing_since__lte=now - ENDPOINT_FAILING_DISABLES_AFTER
+                    ).update(
+                        enabled=False, disabled_reason=DisabledReason.FAILING, disabled_at=now, updated_at=now
+                    )
+                    == 1
+                ):
+                    disabled.append(endpoint_id)
+        if gone_endpoints:
+            NotificationEndpoint.objects.filter(pk__in=gone_endpoints, enabled=True).update(
+                enabled=False, disabled_reason=DisabledReason.GONE, disabled_at=now, updated_at=now
+            )
+    for endpoint_id in gone_endpoints:
+        logger.warning("Notification endpoint %s answered 410 Gone: disabled", endpoint_id)
+    return disabled
+
+
+def _record_failure(claimed: _Claimed, answer: Answer, now: datetime, *, gone: bool) -> None:
+    attempts_made = claimed.attempts_before + 1
+    retry_at = (
+        None
+        if gone
+        else next_attempt_after_failure(
+            attempts_made=attempts_made,
+            now=now,
+            status_code=answer.status_code,
+            retry_after=answer.retry_after,
+        )
+    )
+    changes = {"attempts": F("attempts") + 1, "claim_token": None}
+    if retry_at is None:
+        changes.update(state=MessageState.FAILED, finished_at=now)
+    else:
+        changes.update(next_attempt_at=retry_at)
+    NotificationMessage.objects.filter(
+        pk=claimed.outgoing.message_id, claim_token=claimed.claim_token
+    ).update(**changes)
+
+
+def tell_owner_endpoint_disabled(endpoint_id) -> None:
+    """Tell the owner of an endpoint that failing disabled it: always in the log (and in
+    the admin, by its state), and by email when email is configured and the owner has an
+    address (Django's email settings: README). In a thread of its own: an SMTP server's
+    delay must not hold the loop."""
+    endpoint = NotificationEndpoint.objects.select_related("owner").get(pk=endpoint_id)
+    logger.warning(
+        "Notification endpoint %s (%s) of %s disabled: every delivery failed since %s",
+        endpoint.pk,
+        endpoint,
+        endpoint.owner.get_username(),
+        endpoint.failing_since,
+    )
+    if not endpoint.owner.email:
+        return
+    subject = "[executions] A notification endpoint was disabled"
+    text = (
+        f"Your notification endpoint {endpoint} was disabled on {endpoint.disabled_at:%Y-%m-%d %H:%M} UTC:\n"
+        f"every delivery to it failed since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC.\n\n"
+        "Its failed messages can be sent again once it works: enable it, then replay them.\n"
+        f"Admin: {public_url(f'/admin/executions/notificationendpoint/{endpoint.pk}/change/')}\n"
+    )
+
+    def send():
+        try:
+            send_mail(subject, text, None, [endpoint.owner.email])
+        except Exception:
+            logger.exception(
+                "Could not email %s that endpoint %s was disabled", endpoint.owner.email, endpoint.pk
+            )
+
+    threading.Thread(target=send, name="notify-owner", daemon=True).start()
