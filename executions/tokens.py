@@ -19,8 +19,8 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from .db.statements import write_transaction
 from .models import ApiToken
+from .statements import write_transaction
 
 KEY_PREFIX = "exe_"
 # "exe_" and the first 8 random characters: 48 of the 256 random bits, shown in the admin.

@@ -22,7 +22,6 @@ from rest_framework.views import set_rollback
 from .. import metrics
 from ..errors import (
     DeliveryNotFound,
-    ErrorCode,
     ExecutionError,
     ExecutionNotFound,
     ExecutionNotRunning,
@@ -32,6 +31,7 @@ from ..errors import (
     PreconditionFailed,
 )
 from ..notifications.services import InvalidEndpoint
+from .error_codes import ErrorCode
 from .middleware import current_correlation_id
 from .parsers import PayloadTooLarge
 from .schemas import ErrorResponse
