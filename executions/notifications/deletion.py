@@ -1,8 +1,8 @@
 """Deleting a notification endpoint: the API's DELETE and the admin's. (The core's services
 module has no delete; this is the one place it happens.)"""
 
-from ..db.statements import write_transaction
 from ..models import NotificationEndpoint, NotificationMessage
+from ..statements import write_transaction
 
 # Messages deleted per statement: Django's cascade loads the messages it deletes (to find
 # their delivery attempts), so a long log goes in slices of bounded memory.

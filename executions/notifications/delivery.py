@@ -32,7 +32,6 @@ from django.core.mail import send_mail
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from ..db.statements import write_transaction
 from ..models import (
     DeliveryAttempt,
     DisabledReason,
@@ -40,6 +39,7 @@ from ..models import (
     NotificationEndpoint,
     NotificationMessage,
 )
+from ..statements import write_transaction
 from . import transports
 from .events import public_url
 from .retries import next_attempt_after_failure

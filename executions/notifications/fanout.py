@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from ..db.statements import write_transaction
 from ..models import (
     ExecutionStatusChange,
     NotificationEndpoint,
@@ -24,6 +23,7 @@ from ..models import (
     NotificationMessage,
 )
 from ..selectors import sees_all_executions, status_changes_after
+from ..statements import write_transaction
 from .events import EVENT_OF_EXECUTION_STATUS, execution_event_data
 
 # How often the fan-out looks at the feed when it found nothing new, in seconds: a change is

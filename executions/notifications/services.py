@@ -9,7 +9,6 @@ from django.core.validators import EmailValidator
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from ..db.statements import write_transaction
 from ..models import (
     PREVIOUS_SECRET_VALID_FOR,
     SUBSCRIBABLE_EVENT_TYPES,
@@ -20,6 +19,7 @@ from ..models import (
     NotificationEndpoint,
     NotificationMessage,
 )
+from ..statements import write_transaction
 from .signing import new_signing_secret
 from .ssrf import TargetRefused, check_target_url
 

@@ -7,8 +7,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from ..db.statements import write_transaction
 from ..models import DeliveryAttempt, NotificationMessage
+from ..statements import write_transaction
 
 
 def notification_messages_expired(now: datetime | None = None) -> QuerySet:
