@@ -172,7 +172,7 @@ _URL_DESCRIPTION = (
     "it; addresses on loopback, private, link-local or metadata networks are refused, unless the "
     "service allows private targets (NOTIFICATIONS_ALLOW_PRIVATE_TARGETS). Not for email"
 )
-_EMAILS_DESCRIPTION = f"email: 1-{MAX_EMAILS} addresses, each once. Not for webhook or slack"
+_EMAILS_DESCRIPTION = f"email: 1-{MAX_EMAILS} addresses, each once (in any case). Not for webhook or slack"
 _EVENTS_DESCRIPTION = "The event types it receives, each once"
 _NAME_PREFIX_DESCRIPTION = "Only executions whose name starts with this; null or empty: every execution"
 _MONITOR_DESCRIPTION = "Only this monitor's events (its name or its id); null: every monitor"
@@ -199,7 +199,10 @@ class NotificationEndpointCreateRequest(_Body):
         description=_EMAILS_DESCRIPTION,
     )
     events: list[SubscribableEvent] = Field(
-        min_length=1, max_length=len(SUBSCRIBABLE_EVENT_TYPES), description=_EVENTS_DESCRIPTION
+        min_length=1,
+        max_length=len(SUBSCRIBABLE_EVENT_TYPES),
+        description=_EVENTS_DESCRIPTION,
+        json_schema_extra={"uniqueItems": True},
     )
     name_prefix: PlainText | None = Field(default=None, description=_NAME_PREFIX_DESCRIPTION)
     monitor: str | None = Field(
@@ -230,15 +233,20 @@ class NotificationEndpointUpdateRequest(_Body):
     emails: list[EmailAddress] | None = Field(
         default=None, min_length=1, max_length=MAX_EMAILS, description=_EMAILS_DESCRIPTION
     )
-    events: list[SubscribableEvent] | None = Field(
-        default=None, min_length=1, max_length=len(SUBSCRIBABLE_EVENT_TYPES), description=_EVENTS_DESCRIPTION
+    # Optional, not nullable: left out, it stays as it is; null would mean nothing sensible.
+    events: list[SubscribableEvent] = Field(
+        default=None,
+        min_length=1,
+        max_length=len(SUBSCRIBABLE_EVENT_TYPES),
+        description=_EVENTS_DESCRIPTION,
+        json_schema_extra={"uniqueItems": True},
     )
     name_prefix: PlainText | None = Field(default=None, description=_NAME_PREFIX_DESCRIPTION)
     monitor: str | None = Field(
         default=None, min_length=1, max_length=MONITOR_REFERENCE_MAX_LENGTH, description=_MONITOR_DESCRIPTION
     )
-    description: PlainText | None = Field(default=None, description="What it is for, for people")
-    enabled: bool | None = Field(
+    description: PlainText = Field(default=None, description="What it is for, for people")
+    enabled: bool = Field(
         default=None,
         description="false: send nothing until enabled again; true: enable it (also one the service "
         "disabled after failing), its record of failures forgotten",
@@ -247,14 +255,6 @@ class NotificationEndpointUpdateRequest(_Body):
     _url = field_validator("url")(checked_url)
     _emails = field_validator("emails")(checked_emails)
     _monitor = field_validator("monitor")(checked_monitor)
-
-    @field_validator("events", "description", "enabled")
-    @classmethod
-    def not_null(cls, value):
-        # Optional, but not clearable: null for these would mean nothing sensible.
-        if value is None:
-            raise PydanticCustomError(NULL_NOT_ALLOWED, "May be left out, but not null")
-        return value
 
     @field_validator("events")
     @classmethod

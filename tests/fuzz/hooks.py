@@ -13,12 +13,18 @@
   IDEMPOTENCY_KEY_REUSED, which JSON Schema cannot foresee, while a repeated request still
   replays. A `metadata` or `error_info` over the API's byte limit (422 `json_too_large`) is
   dropped. Negative cases are left alone.
+- Notification endpoints: an endpoint_id (and a message_id with it) is, three times in four,
+  one of FUZZ_NOTIFICATION_IDS ("endpoint:webhook-id" pairs the test made). Positive creates
+  get the target their kind takes (a URL for webhook and slack, addresses for email: which
+  one, JSON Schema cannot say), positive updates change neither (the endpoint's kind is not
+  in the request), and no positive body names a monitor (none exists to name).
 """
 
 import hashlib
 import json
 import os
 import zlib
+from datetime import UTC, datetime
 
 import schemathesis
 
@@ -27,6 +33,8 @@ from executions.api.limits import MAX_JSON_OBJECT_BYTES, json_size
 from executions.api.pagination import decode_cursor, decode_feed_cursor
 
 EXECUTION_IDS = os.environ.get("FUZZ_EXECUTION_IDS", "").split()
+NOTIFICATION_IDS = [pair.split(":") for pair in os.environ.get("FUZZ_NOTIFICATION_IDS", "").split()]
+ENDPOINTS_PATH = "/api/v1/notification-endpoints"
 
 
 @schemathesis.hook
@@ -38,8 +46,18 @@ def map_case(context, case):
         if number % 4:
             path_parameters["execution_id"] = EXECUTION_IDS[number % len(EXECUTION_IDS)]
 
+    if "endpoint_id" in path_parameters and NOTIFICATION_IDS:
+        generated = json.dumps([path_parameters, case.body], sort_keys=True, default=str)
+        number = zlib.crc32(generated.encode("utf-8", "surrogatepass"))
+        if number % 4:
+            endpoint_id, message_id = NOTIFICATION_IDS[number % len(NOTIFICATION_IDS)]
+            path_parameters["endpoint_id"] = endpoint_id
+            if "message_id" in path_parameters:
+                path_parameters["message_id"] = message_id
+
     if case.meta is not None and not case.meta.generation.mode.is_positive:
         return case
+    _notification_body(case)
     if isinstance(case.body, dict) and case.body.get("status") != "failed":
         if case.body.get("error_info") is not None:
             del case.body["error_info"]
@@ -65,3 +83,26 @@ def _is_api_cursor(value, decode=decode_cursor) -> bool:
     except (ValueError, OverflowError):
         return False
     return True
+
+
+def _notification_body(case) -> None:
+    path, body = case.operation.path, case.body
+    if not isinstance(body, dict):
+        return
+    if path == ENDPOINTS_PATH and case.method.upper() == "POST":
+        body.pop("monitor", None)
+        if body.get("kind") == "email":
+            body.pop("url", None)
+            body["emails"] = ["fuzz@example.com"]
+        elif body.get("kind") in ("webhook", "slack"):
+            body.pop("emails", None)
+            body["url"] = "https://hooks.example.com/fuzz"
+    elif path == ENDPOINTS_PATH + "/{endpoint_id}" and case.method.upper() == "PATCH":
+        for field in ("url", "emails", "monitor"):
+            body.pop(field, None)
+    elif path == ENDPOINTS_PATH + "/{endpoint_id}/replay" and "since" in body:
+        # A time the API can compare in UTC (an offset that takes year 1 before year 1 is not).
+        try:
+            datetime.fromisoformat(str(body["since"])).astimezone(UTC)
+        except (ValueError, OverflowError):
+            body["since"] = "2026-01-01T00:00:00Z"

@@ -20,9 +20,21 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
+from executions.models import (
+    Execution,
+    ExecutionStatus,
+    ExecutionStatusChange,
+    NotificationEndpoint,
+    NotificationMessage,
+)
 
-from ..factories import ExecutionFactory, UserFactory, api_key_for
+from ..factories import (
+    ExecutionFactory,
+    NotificationEndpointFactory,
+    NotificationMessageFactory,
+    UserFactory,
+    api_key_for,
+)
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -71,7 +83,18 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
     token = api_key_for(fuzzer)
     own = [ExecutionFactory(created_by=fuzzer) for _ in range(300)]
     # Someone else's: the fuzzer must be told 404 for these, and change nothing.
-    others = [ExecutionFactory(created_by=UserFactory(username="someone-else")) for _ in range(20)]
+    someone_else = UserFactory(username="someone-else")
+    others = [ExecutionFactory(created_by=someone_else) for _ in range(20)]
+    # Notification endpoints, with deliveries (some failed, to replay): the fuzzer's own, and
+    # someone else's that it must never see or change.
+    own_endpoints = [NotificationEndpointFactory(owner=fuzzer) for _ in range(10)]
+    other_endpoints = [NotificationEndpointFactory(owner=someone_else) for _ in range(3)]
+    messages = [
+        NotificationMessageFactory(endpoint=endpoint, attempts_made=1, state=state)
+        for endpoint in own_endpoints + other_endpoints
+        for state in ("failed", "delivered")
+    ]
+    others_before = _notification_rows(other_endpoints)
     port = urlsplit(live_server.url).port
 
     result = subprocess.run(
@@ -81,6 +104,9 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
             "SCHEMATHESIS_HOOKS": str(FUZZ_DIR / "hooks.py"),
             "PYTHONPATH": str(FUZZ_DIR.parent.parent),  # the hooks read cursors with the API's code
             "FUZZ_EXECUTION_IDS": " ".join(str(execution.id) for execution in own + others),
+            "FUZZ_NOTIFICATION_IDS": " ".join(
+                f"{message.endpoint_id}:{message.webhook_id}" for message in messages
+            ),
         },
         cwd=tmp_path,  # where schemathesis keeps its cache
         capture_output=True,
@@ -108,4 +134,14 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
         not Execution.objects.filter(pk__in=[execution.id for execution in others])
         .exclude(status=ExecutionStatus.RUNNING)
         .exists()
+    )
+    # Someone else's endpoints and deliveries are as they were.
+    assert _notification_rows(other_endpoints) == others_before
+
+
+def _notification_rows(endpoints) -> tuple:
+    ids = [endpoint.pk for endpoint in endpoints]
+    return (
+        list(NotificationEndpoint.objects.filter(pk__in=ids).order_by("pk").values()),
+        list(NotificationMessage.objects.filter(endpoint__in=ids).order_by("pk").values()),
     )
