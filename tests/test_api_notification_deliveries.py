@@ -147,6 +147,7 @@ def test_replaying_every_failed_message_since_a_time(owner_client, endpoint):
     [
         ({}, [(("body", "since"), "missing")]),
         ({"since": "yesterday"}, [(("body", "since"), "datetime_from_date_parsing")]),
+        ({"since": 0}, [(("body", "since"), "datetime_type")]),
         ({"since": "0001-01-01T00:00:00+01:00"}, [(("body", "since"), "datetime_out_of_range")]),
         ({"since": "2026-01-01T00:00:00Z", "state": "failed"}, [(("body", "state"), "extra_forbidden")]),
     ],

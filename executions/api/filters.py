@@ -218,7 +218,9 @@ class NotificationEndpointFilter(filters.FilterSet):
         model = NotificationEndpoint
         fields = []
 
-    def filter_enabled(self, endpoints, name, value):
+    # `value: str`: the schema's type for the parameter (not the model field's boolean, which
+    # would tell clients to send what the choice refuses).
+    def filter_enabled(self, endpoints, name, value: str):
         return endpoints.filter(enabled=value == "true")
 
 

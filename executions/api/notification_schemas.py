@@ -430,6 +430,14 @@ class NotificationReplayRequest(_Body):
         description="Messages created at or after this ISO 8601 time (naive: UTC) that failed are sent again"
     )
 
+    @field_validator("since", mode="before")
+    @classmethod
+    def a_string(cls, since):
+        # pydantic would read a number as seconds since the epoch; the schema says a date-time.
+        if not isinstance(since, str):
+            raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 time, as a string")
+        return since
+
     @field_validator("since")
     @classmethod
     def in_utc(cls, since: datetime):
