@@ -292,6 +292,15 @@ def test_update_refuses_what_the_endpoint_cannot_take(owner_client, owner, field
         assert response.status_code == 200
 
 
+def test_an_update_without_a_body_changes_nothing(owner_client, owner):
+    # Every field of the update is optional, so the schema's body is too: none is no change.
+    endpoint = NotificationEndpointFactory(owner=owner)
+    before = NotificationEndpoint.objects.values().get(pk=endpoint.pk)
+    response = owner_client.patch(endpoint_url(endpoint))
+    assert response.status_code == 200 and response.json()["id"] == str(endpoint.pk)
+    assert NotificationEndpoint.objects.values().get(pk=endpoint.pk) == before
+
+
 def test_an_email_endpoint_changes_its_addresses_not_a_url(owner_client, owner):
     endpoint = NotificationEndpointFactory(owner=owner, kind="email", url="", emails=["a@example.com"])
     assert items(owner_client.patch(endpoint_url(endpoint), {"url": "https://x.example"}, format="json")) == [

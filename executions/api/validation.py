@@ -93,8 +93,11 @@ def validation_items(exc: pydantic.ValidationError, location: str) -> list[dict[
     return errors
 
 
-def parse_body(request, model: type[pydantic.BaseModel], context: dict | None = None) -> pydantic.BaseModel:
-    """The request's body as `model`. A request with no body at all is a missing body."""
+def parse_body(
+    request, model: type[pydantic.BaseModel], context: dict | None = None, *, optional: bool = False
+) -> pydantic.BaseModel:
+    """The request's body as `model`. A request with no body at all is a missing body, or, for
+    an `optional` one (a model whose every field is optional), an empty object."""
     if request.META.get("CONTENT_LENGTH", "") in ("", "0"):
-        return validate_body(model, None)
+        return validate_body(model, {} if optional else None, context)
     return validate_body(model, request.data, context)
