@@ -108,9 +108,8 @@ class NotificationEndpointViewSet(viewsets.GenericViewSet):
 
     def partial_update(self, request, endpoint_id):
         endpoint = self._endpoint(request, endpoint_id)
-        body = parse_body(
-            request, bodies.NotificationEndpointUpdateRequest, self._body_context(request, endpoint)
-        )
+        context = self._body_context(request, endpoint)
+        body = parse_body(request, bodies.NotificationEndpointUpdateRequest, context, optional=True)
         changes = body.changes()
         enabled = changes.pop("enabled", None)
         if changes:
