@@ -14,7 +14,19 @@ from .errors import (
     ServiceUnavailableError,
     UnprocessableEntityError,
 )
-from .models import Execution, ExecutionPage, Heartbeat, StatusChange, StatusChangePage, StatusUpdate
+from .models import (
+    Execution,
+    ExecutionPage,
+    Heartbeat,
+    NotificationDelivery,
+    NotificationDeliveryAttempt,
+    NotificationDeliveryPage,
+    NotificationEndpoint,
+    NotificationEndpointPage,
+    StatusChange,
+    StatusChangePage,
+    StatusUpdate,
+)
 from .webhooks import WebhookVerificationError, verify_webhook, webhook_signature
 
 __all__ = [
@@ -29,6 +41,11 @@ __all__ = [
     "ExecutionsError",
     "Heartbeat",
     "NotFoundError",
+    "NotificationDelivery",
+    "NotificationDeliveryAttempt",
+    "NotificationDeliveryPage",
+    "NotificationEndpoint",
+    "NotificationEndpointPage",
     "PermissionDeniedError",
     "PreconditionFailedError",
     "ServiceUnavailableError",
