@@ -57,6 +57,11 @@ DATABASE_UNAVAILABLE = Counter(
     "executions_database_unavailable",
     "Requests answered 503 because the database did not answer.",
 )
+MONITOR_STATE_CHANGES = Counter(
+    "executions_monitor_state_changes",
+    "Monitor state changes committed, by new state, reason (missed, failed, or empty) and channel.",
+    ["new_state", "reason", "channel"],
+)
 THROTTLE_CACHE_ERRORS = Counter(
     "executions_throttle_cache_errors",
     "Requests let through without a rate-limit check because the cache (Redis) did not answer.",
@@ -93,6 +98,12 @@ def count_heartbeat(result: str) -> None:
     HEARTBEATS.labels(result).inc()
 
 
+def count_monitor_state_changes(transitions: Tally) -> None:
+    """`transitions` counts committed monitor state changes by (new_state, reason, channel)."""
+    for (new_state, reason, channel), count in transitions.items():
+        MONITOR_STATE_CHANGES.labels(new_state, reason, channel).inc(count)
+
+
 class ExecutionsCollector:
     """executions_running and executions_stale, counted in the database at each scrape.
 
@@ -105,17 +116,29 @@ class ExecutionsCollector:
     def collect(self):
         from django.conf import settings
         from django.db import DatabaseError
+        from django.db.models import Count
 
-        from .models import Execution, ExecutionStatus
+        from .models import Execution, ExecutionStatus, Monitor, MonitorState
         from .selectors import executions_stale
 
         try:
             running = Execution.objects.filter(status=ExecutionStatus.RUNNING).count()
             stale = executions_stale(Execution.objects.all(), settings.EXECUTIONS_STALE_AFTER).count()
+            # A GROUP BY over the monitors: thousands of rows, not millions.
+            monitors_by_state = dict(
+                Monitor.objects.order_by()
+                .values_list("state")
+                .annotate(count=Count("pk"))
+                .values_list("state", "count")
+            )
         except DatabaseError as error:
             logger.warning("Metrics: executions not counted, the database did not answer: %s", error)
             return
         yield GaugeMetricFamily("executions_running", "Executions in status running.", value=running)
+        monitors = GaugeMetricFamily("executions_monitors", "Monitors, by state.", labels=["state"])
+        for state in MonitorState.values:
+            monitors.add_metric([state], monitors_by_state.get(state, 0))
+        yield monitors
         yield GaugeMetricFamily(
             "executions_stale",
             "Running executions with no sign of life for longer than EXECUTIONS_STALE_AFTER.",

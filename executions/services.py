@@ -24,6 +24,7 @@ from .errors import (
     IdempotencyKeyReused,
     InvalidStatusTransition,
     PreconditionFailed,
+    UnknownMonitor,
 )
 from .models import (
     ChangeChannel,
@@ -31,8 +32,11 @@ from .models import (
     ExecutionStatus,
     ExecutionStatusChange,
     IdempotencyKey,
+    Monitor,
     statuses_that_can_become,
 )
+from .monitors.services import Actor as MonitorActor
+from .monitors.services import monitor_record_start
 from .selectors import (
     ALL,
     Visibility,
@@ -67,9 +71,34 @@ class BulkStatusChangeResult:
     batches: int = 0
 
 
-def execution_create(*, name: str, created_by=None, metadata: dict | None = None) -> Execution:
-    with write_transaction(single_statement=True):
-        return Execution.objects.create(name=name, created_by=created_by, metadata=metadata or {})
+def execution_create(
+    *,
+    name: str,
+    created_by=None,
+    metadata: dict | None = None,
+    monitor: Monitor | None = None,
+    channel: ChangeChannel = ChangeChannel.API,
+    correlation_id: str = "",
+) -> Execution:
+    """A running execution. With `monitor` (selectors of monitors: monitor_for_run), it is a
+    run of that monitor, and its creation is the run's start, in the same transaction
+    (monitors.services.monitor_record_start). Raises UnknownMonitor if the monitor was
+    deleted meanwhile."""
+    if monitor is None:
+        with write_transaction(single_statement=True):
+            return Execution.objects.create(name=name, created_by=created_by, metadata=metadata or {})
+    with write_transaction():
+        if not Monitor.objects.select_for_update().filter(pk=monitor.pk).exists():
+            raise UnknownMonitor(monitor.name)
+        execution = Execution.objects.create(
+            name=name, created_by=created_by, metadata=metadata or {}, monitor_id=monitor.pk
+        )
+        monitor_record_start(
+            monitor_id=monitor.pk,
+            execution=execution,
+            actor=MonitorActor(created_by, channel, correlation_id),
+        )
+    return execution
 
 
 @dataclass(frozen=True)
@@ -86,6 +115,9 @@ def execution_create_idempotent(
     name: str,
     created_by,
     metadata: dict | None = None,
+    monitor: Monitor | None = None,
+    channel: ChangeChannel = ChangeChannel.API,
+    correlation_id: str = "",
     response_body: Callable[[Execution], dict],
 ) -> IdempotentCreateResult:
     """Create an execution once per (created_by, idempotency_key).
@@ -109,7 +141,14 @@ def execution_create_idempotent(
             return replay(existing)
         try:
             with transaction.atomic():
-                execution = execution_create(name=name, created_by=created_by, metadata=metadata)
+                execution = execution_create(
+                    name=name,
+                    created_by=created_by,
+                    metadata=metadata,
+                    monitor=monitor,
+                    channel=channel,
+                    correlation_id=correlation_id,
+                )
                 body = response_body(execution)
                 IdempotencyKey.objects.create(
                     user=created_by,

@@ -84,3 +84,10 @@ class NotificationMessageFactory(factory.django.DjangoModelFactory):
         if count:
             NotificationMessage.objects.filter(pk=message.pk).update(attempts=count)
             message.attempts = count
+
+
+def monitor_for(owner, name="nightly", schedule="every 1h", grace_seconds=60, **fields):
+    """A monitor of `owner` made through the service, as the API makes one."""
+    from executions.monitors.services import monitor_create
+
+    return monitor_create(owner=owner, name=name, schedule=schedule, grace_seconds=grace_seconds, **fields)

@@ -55,6 +55,11 @@ class Receiver:
         entries = [json.loads(line) for line in lines if line.strip()]
         return [entry for entry in entries if path is None or entry["path"] == path]
 
+    def arrivals(self) -> list[str]:
+        """The webhook-id of each request that arrived, answered or not (in flight)."""
+        path = self.log_path.with_name(self.log_path.name + ".arrivals")
+        return path.read_text().splitlines() if path.exists() else []
+
     def close(self) -> None:
         self.process.kill()
         self.process.wait()

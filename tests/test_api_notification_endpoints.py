@@ -11,7 +11,7 @@ from django.utils import timezone
 from executions.models import DisabledReason, NotificationEndpoint, NotificationMessage
 
 from .api import ERROR_RESPONSE_KEYS
-from .factories import NotificationEndpointFactory, NotificationMessageFactory
+from .factories import NotificationEndpointFactory, NotificationMessageFactory, monitor_for
 
 ENDPOINTS = "/api/v1/notification-endpoints"
 WEBHOOK = {"kind": "webhook", "url": "https://hooks.example.com/executions", "events": ["execution.failed"]}
@@ -97,7 +97,7 @@ def test_slack_and_email_endpoints(owner_client):
         ({"url": 7}, [(("body", "url"), "string_type")]),
         ({"name_prefix": "night\x1b[2J"}, [(("body", "name_prefix"), "string_control_characters")]),
         ({"description": "x" * 201}, [(("body", "description"), "string_too_long")]),
-        ({"monitor": "nightly"}, [(("body", "monitor"), "monitor_not_found")]),
+        ({"monitor": "nightly"}, [(("body", "monitor"), "monitor_unknown")]),
         ({"secret": "whsec_mine"}, [(("body", "secret"), "extra_forbidden")]),
         ({"enabled": "maybe"}, [(("body", "enabled"), "bool_parsing")]),
     ],
@@ -409,3 +409,35 @@ def test_an_endpoint_whose_stored_url_is_no_longer_allowed_must_get_a_new_one(ow
         endpoint_url(endpoint), {"description": "pager", "url": "https://hooks.example.com/h"}, format="json"
     )
     assert moved.status_code == 200 and moved.json()["description"] == "pager"
+
+
+# --- The monitor filter ----------------------------------------------------------------------
+
+
+def test_an_endpoint_for_one_monitor_named_by_its_name_or_id(owner_client, owner):
+    nightly = monitor_for(owner, name="nightly")
+    response = create(owner_client, events=["monitor.down", "monitor.up"], monitor="nightly")
+    assert response.status_code == 201, response.content
+    assert response.json()["monitor"] == str(nightly.pk)
+    endpoint = NotificationEndpoint.objects.get()
+    assert endpoint.monitor == nightly
+
+    weekly = monitor_for(owner, name="weekly")
+    moved = owner_client.patch(endpoint_url(endpoint), {"monitor": str(weekly.pk)}, format="json")
+    assert moved.json()["monitor"] == str(weekly.pk)
+    cleared = owner_client.patch(endpoint_url(endpoint), {"monitor": None}, format="json")
+    assert cleared.json()["monitor"] is None
+    endpoint.refresh_from_db()
+    assert endpoint.monitor is None
+
+
+def test_another_users_monitor_cannot_be_named(owner_client, other_user, manager, client_for):
+    theirs = monitor_for(other_user, name="theirs")
+    for reference in ("theirs", str(theirs.pk)):
+        assert items(create(owner_client, events=["monitor.down"], monitor=reference)) == [
+            (("body", "monitor"), "monitor_unknown")
+        ]
+    assert not NotificationEndpoint.objects.exists()
+    # A manager may subscribe to anyone's.
+    response = create(client_for(manager), events=["monitor.down"], monitor=str(theirs.pk))
+    assert response.status_code == 201 and response.json()["monitor"] == str(theirs.pk)

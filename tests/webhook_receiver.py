@@ -14,6 +14,9 @@ from path to how that path answers,
 [200]); `delay` seconds pass before the answer; `retry_after` is sent with 429 and 503; a 3xx
 answer carries `Location: /elsewhere`. A path that is not in ROUTES_JSON is answered 404.
 
+Each request's webhook-id is also written to LOG_JSONL.arrivals as it arrives, before any
+delay: what a sender has in flight.
+
 Each log line: path, webhook_id, timestamp (the header), received_at, verified (the
 signature checked out), error (why not), duplicate (the id was seen before), status (the
 answer), received_at and answered_at, type, subject (data.id) and change_id of the body,
@@ -34,6 +37,8 @@ _lock = threading.Lock()
 _requests_per_path: dict[str, int] = {}
 _seen_ids: set[str] = set()
 _log = open(LOG_PATH, "a", buffering=1)  # noqa: SIM115 - open for the life of the process
+# One line per request as it arrives (its webhook-id), before any delay: what is in flight.
+_arrivals = open(LOG_PATH + ".arrivals", "a", buffering=1)  # noqa: SIM115
 
 
 def _routes() -> dict:
@@ -47,6 +52,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         received_at = time.time()
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        with _lock:
+            _arrivals.write(f"{self.headers.get('webhook-id')}\n")
         route = _routes().get(self.path)
         if route is None:
             self._answer(404, {})
@@ -107,6 +114,11 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
+
+    def handle_error(self, request, client_address):
+        # A sender that went away mid-request (a worker killed on purpose) is no error here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 if __name__ == "__main__":

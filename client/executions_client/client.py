@@ -141,14 +141,22 @@ class ExecutionsClient:
     # --- executions ------------------------------------------------------------------
 
     def create(
-        self, name: str, metadata: dict[str, Any] | None = None, *, idempotency_key: str | None = None
+        self,
+        name: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        monitor: str | None = None,
     ) -> Execution:
         """Create a running execution owned by the caller. Idempotent: the request carries
         `idempotency_key` (a new random one when not given), so a retry after a lost answer
-        gets the execution the first try created instead of a second one."""
+        gets the execution the first try created instead of a second one. With `monitor` (a
+        monitor's name), it is a run of that monitor: its start."""
         body: dict[str, Any] = {"name": name}
         if metadata is not None:
             body["metadata"] = metadata
+        if monitor is not None:
+            body["monitor"] = monitor
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         response = self._request("POST", "/executions", json=body, headers=headers)
         return Execution.from_json(response.json(), etag=response.headers.get("ETag"))

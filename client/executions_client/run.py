@@ -81,6 +81,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", help="the execution's name (default: the command's file name)")
     parser.add_argument("--metadata", type=_json_object, default=None, help="a JSON object kept with it")
     parser.add_argument(
+        "--monitor",
+        default=None,
+        metavar="NAME",
+        help="make the execution a run of this monitor: its start, and its end the monitor's up or down",
+    )
+    parser.add_argument(
         "--heartbeat",
         type=_seconds,
         default=os.environ.get(HEARTBEAT_VARIABLE, DEFAULT_HEARTBEAT),
@@ -109,7 +115,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         args.command = args.command[1:]
     if not args.command:
         parser.error("no command given: executions-run [OPTIONS] -- COMMAND [ARGUMENTS...]")
-    args.name = args.name or os.path.basename(args.command[0])
+    args.name = args.name or args.monitor or os.path.basename(args.command[0])
     return args
 
 
@@ -250,7 +256,7 @@ def create_execution(args: argparse.Namespace) -> Execution | None:
     untracked). Raises APIError when the service refused."""
     with ExecutionsClient(args.url, retry_for=args.retry_for) as client:
         try:
-            return client.create(args.name, args.metadata)
+            return client.create(args.name, args.metadata, monitor=args.monitor)
         except ServiceUnavailableError as error:
             note(f"could not create the execution ({error}); running the command untracked")
             return None

@@ -27,8 +27,11 @@ from ..errors import (
     ExecutionNotRunning,
     IdempotencyKeyReused,
     InvalidStatusTransition,
+    MonitorNameTaken,
+    MonitorNotFound,
     NotificationEndpointNotFound,
     PreconditionFailed,
+    UnknownMonitor,
 )
 from ..notifications.services import InvalidEndpoint
 from .error_codes import ErrorCode
@@ -48,6 +51,8 @@ DOMAIN_ERROR_STATUS = {
     IdempotencyKeyReused: status.HTTP_422_UNPROCESSABLE_ENTITY,
     NotificationEndpointNotFound: status.HTTP_404_NOT_FOUND,
     DeliveryNotFound: status.HTTP_404_NOT_FOUND,
+    MonitorNotFound: status.HTTP_404_NOT_FOUND,
+    MonitorNameTaken: status.HTTP_409_CONFLICT,
 }
 
 
@@ -107,6 +112,11 @@ def api_exception_handler(exc, context):
 
     set_rollback()
     headers = {}
+    if isinstance(exc, UnknownMonitor):
+        # The body's `monitor` names nothing the caller may run: a 422 item like pydantic's.
+        exc = RequestValidationError(
+            [{"type": exc.item_type, "loc": ["body", "monitor"], "msg": exc.message, "input": exc.name}]
+        )
     if isinstance(exc, RequestValidationError):
         return Response({"detail": exc.errors}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, InvalidEndpoint):

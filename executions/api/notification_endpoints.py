@@ -8,9 +8,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from ..models import NotificationEndpoint, NotificationMessage
+from ..monitors.selectors import monitor_for_run
 from ..notifications.deletion import notification_endpoint_delete
 from ..notifications.selectors import (
-    monitor_for_notifications,
     notification_endpoint_get,
     notification_endpoints_visible_to,
     notification_message_get,
@@ -56,14 +56,13 @@ class NotificationEndpointViewSet(viewsets.GenericViewSet):
     def _endpoint(self, request, endpoint_id) -> NotificationEndpoint:
         return notification_endpoint_get(notification_endpoints_visible_to(request.user), endpoint_id)
 
-    def _body_context(self, request, endpoint=None) -> dict:
-        context = {"monitor_lookup": lambda reference: monitor_for_notifications(request.user, reference)}
-        if endpoint is not None:
-            context["kind"] = endpoint.kind
-        return context
+    @staticmethod
+    def _monitor(request, reference: str | None):
+        """The monitor a body's `monitor` names (UnknownMonitor, a 422 item, when none)."""
+        return None if reference is None else monitor_for_run(request.user, reference)
 
     def create(self, request):
-        body = parse_body(request, bodies.NotificationEndpointCreateRequest, self._body_context(request))
+        body = parse_body(request, bodies.NotificationEndpointCreateRequest)
         endpoint = notification_endpoint_create(
             owner=request.user,
             kind=body.kind,
@@ -72,6 +71,7 @@ class NotificationEndpointViewSet(viewsets.GenericViewSet):
             events=body.events,
             name_prefix=body.name_prefix or "",
             description=body.description,
+            monitor=self._monitor(request, body.monitor),
         )
         if not body.enabled:
             endpoint = notification_endpoint_set_enabled(endpoint, False)
@@ -108,9 +108,11 @@ class NotificationEndpointViewSet(viewsets.GenericViewSet):
 
     def partial_update(self, request, endpoint_id):
         endpoint = self._endpoint(request, endpoint_id)
-        context = self._body_context(request, endpoint)
+        context = {"kind": endpoint.kind}
         body = parse_body(request, bodies.NotificationEndpointUpdateRequest, context, optional=True)
         changes = body.changes()
+        if "monitor" in changes:
+            changes["monitor"] = self._monitor(request, changes["monitor"])
         enabled = changes.pop("enabled", None)
         if changes:
             endpoint = notification_endpoint_update(endpoint, **changes)

@@ -3,7 +3,9 @@ schemas.py: they validate with pydantic's own 422 items and are the schema's com
 
 Which of `url` and `emails` an endpoint takes depends on its kind: the create body reads the
 kind from its own `kind` field, the update body from the validation context (the endpoint
-being changed), and each reports a misplaced field at that field's location.
+being changed), and each reports a misplaced field at that field's location. `monitor` is
+looked up by the view once the body is valid (monitors.selectors.monitor_for_run: a name
+that designates none is a 422 item at the field, as for an execution's `monitor`).
 """
 
 from datetime import UTC, datetime
@@ -50,14 +52,12 @@ URL_KINDS = (EndpointKind.WEBHOOK, EndpointKind.SLACK)
 MAX_EMAILS = 20
 EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path
 TEXT_MAX_LENGTH = 200
-MONITOR_REFERENCE_MAX_LENGTH = 200
 
 # The 422 item types of this resource, beside pydantic's own.
 URL_REFUSED = "url_refused"
 FIELD_NOT_ALLOWED = "field_not_allowed"
 EMAIL_INVALID = "email_invalid"
 LIST_NOT_UNIQUE = "list_not_unique"
-MONITOR_NOT_FOUND = "monitor_not_found"
 NULL_NOT_ALLOWED = "null_not_allowed"
 
 
@@ -141,21 +141,6 @@ def checked_url(url: str | None, info: ValidationInfo) -> str | None:
         raise PydanticCustomError(URL_REFUSED, "URL refused: {reason}", {"reason": str(refused)}) from None
 
 
-def checked_monitor(reference: str | None, info: ValidationInfo) -> str | None:
-    """The id of the monitor that `reference` names (its name or id), looked up with the
-    context's `monitor_lookup` among the monitors the caller may see."""
-    if reference is None:
-        return None
-    _check_storable(reference)
-    lookup = (info.context or {}).get("monitor_lookup")
-    monitor = lookup(reference) if lookup is not None else None
-    if monitor is None:
-        raise PydanticCustomError(
-            MONITOR_NOT_FOUND, "No monitor you may see has this name or id: {monitor}", {"monitor": reference}
-        )
-    return str(monitor.pk)
-
-
 def checked_emails(emails: list[str] | None, info: ValidationInfo) -> list[str] | None:
     kind = _kind(info)
     if emails is None:
@@ -175,7 +160,10 @@ _URL_DESCRIPTION = (
 _EMAILS_DESCRIPTION = f"email: 1-{MAX_EMAILS} addresses, each once (in any case). Not for webhook or slack"
 _EVENTS_DESCRIPTION = "The event types it receives, each once"
 _NAME_PREFIX_DESCRIPTION = "Only executions whose name starts with this; null or empty: every execution"
-_MONITOR_DESCRIPTION = "Only this monitor's events (its name or its id); null: every monitor"
+_MONITOR_DESCRIPTION = (
+    "Only this monitor's events (monitor.down, monitor.up): its name (one of yours, or for managers "
+    "the only one of that name) or its id; null: every monitor"
+)
 
 
 class NotificationEndpointCreateRequest(_Body):
@@ -205,15 +193,12 @@ class NotificationEndpointCreateRequest(_Body):
         json_schema_extra={"uniqueItems": True},
     )
     name_prefix: PlainText | None = Field(default=None, description=_NAME_PREFIX_DESCRIPTION)
-    monitor: str | None = Field(
-        default=None, min_length=1, max_length=MONITOR_REFERENCE_MAX_LENGTH, description=_MONITOR_DESCRIPTION
-    )
+    monitor: PlainText | None = Field(default=None, min_length=1, description=_MONITOR_DESCRIPTION)
     description: PlainText = Field(default="", description="What it is for, for people")
     enabled: bool = Field(default=True, description="false: keep it, but send nothing")
 
     _url = field_validator("url")(checked_url)
     _emails = field_validator("emails")(checked_emails)
-    _monitor = field_validator("monitor")(checked_monitor)
 
     @field_validator("events")
     @classmethod
@@ -242,9 +227,7 @@ class NotificationEndpointUpdateRequest(_Body):
         json_schema_extra={"uniqueItems": True},
     )
     name_prefix: PlainText | None = Field(default=None, description=_NAME_PREFIX_DESCRIPTION)
-    monitor: str | None = Field(
-        default=None, min_length=1, max_length=MONITOR_REFERENCE_MAX_LENGTH, description=_MONITOR_DESCRIPTION
-    )
+    monitor: PlainText | None = Field(default=None, min_length=1, description=_MONITOR_DESCRIPTION)
     description: PlainText = Field(default=None, description="What it is for, for people")
     enabled: bool = Field(
         default=None,
@@ -254,7 +237,6 @@ class NotificationEndpointUpdateRequest(_Body):
 
     _url = field_validator("url")(checked_url)
     _emails = field_validator("emails")(checked_emails)
-    _monitor = field_validator("monitor")(checked_monitor)
 
     @field_validator("events")
     @classmethod
@@ -267,9 +249,6 @@ class NotificationEndpointUpdateRequest(_Body):
         for field, empty in (("url", ""), ("name_prefix", ""), ("emails", [])):
             if field in given and given[field] is None:
                 given[field] = empty
-        # No monitor can be named yet (checked_monitor refuses every name), so a monitor given
-        # here is null: the endpoint already has none.
-        given.pop("monitor", None)
         return given
 
 

@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 
-from ..models import EXECUTION_NAME_MAX_LENGTH, ExecutionStatus
+from ..models import EXECUTION_NAME_MAX_LENGTH, MONITOR_NAME_MAX_LENGTH, ExecutionStatus
 from ..text import has_control_characters
 from .limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES, json_size
 
@@ -178,7 +178,18 @@ class ExecutionCreateRequest(_Body):
         ),
     )
 
-    @field_validator("name", "metadata")
+    monitor: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MONITOR_NAME_MAX_LENGTH,
+        description=(
+            "Make it a run of this monitor (its creation is the run's start): the name of one of "
+            "the caller's monitors; for managers also another owner's, by name if only one owner "
+            "has it, or by id"
+        ),
+    )
+
+    @field_validator("name", "metadata", "monitor")
     @classmethod
     def storable(cls, value):
         _check_storable(value)

@@ -1,5 +1,6 @@
 from rest_framework.routers import SimpleRouter
 
+from .monitors import MonitorViewSet
 from .notification_endpoints import NotificationDeliveryViewSet, NotificationEndpointViewSet
 from .views import ExecutionViewSet, StatusChangeFeedViewSet
 
@@ -12,5 +13,6 @@ router.register(
     NotificationDeliveryViewSet,
     basename="notification-delivery",
 )
+router.register("monitors", MonitorViewSet, basename="monitor")
 
 urlpatterns = router.urls

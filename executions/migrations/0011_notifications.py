@@ -9,26 +9,31 @@ import executions.ids
 import executions.notifications.signing
 
 
-def start_at_the_end_of_the_feed(apps, schema_editor):
-    """The fan-out starts after the last status change there is: endpoints are new, and
+def start_at_the_end_of_the_feeds(apps, schema_editor):
+    """The fan-out starts after the last record of each audit feed: endpoints are new, and
     nothing from before they existed is for them (scanning years of history would only cost)."""
-    ExecutionStatusChange = apps.get_model("executions", "ExecutionStatusChange")
+    database = schema_editor.connection.alias
     NotificationFeedPosition = apps.get_model("executions", "NotificationFeedPosition")
-    last = (
-        ExecutionStatusChange.objects.using(schema_editor.connection.alias)
-        .order_by("-transaction_id", "-id")
-        .values_list("transaction_id", "id")
-        .first()
-    )
-    transaction_id, change_id = last or (0, 0)
-    NotificationFeedPosition.objects.using(schema_editor.connection.alias).create(
-        feed="execution_status_changes", transaction_id=transaction_id, change_id=change_id
-    )
+    for feed, model in (
+        ("execution_status_changes", "ExecutionStatusChange"),
+        ("monitor_state_changes", "MonitorStateChange"),
+    ):
+        last = (
+            apps.get_model("executions", model)
+            .objects.using(database)
+            .order_by("-transaction_id", "-id")
+            .values_list("transaction_id", "id")
+            .first()
+        )
+        transaction_id, change_id = last or (0, 0)
+        NotificationFeedPosition.objects.using(database).create(
+            feed=feed, transaction_id=transaction_id, change_id=change_id
+        )
 
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("executions", "0008_execution_ids_time_ordered"),
+        ("executions", "0010_monitors"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -97,6 +102,17 @@ class Migration(migrations.Migration):
                         blank=True,
                         help_text="Only executions whose name starts with this; empty: all.",
                         max_length=200,
+                    ),
+                ),
+                (
+                    "monitor",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Only this monitor's events (monitor.*); empty: every one the owner sees.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notification_endpoints",
+                        to="executions.monitor",
                     ),
                 ),
                 ("enabled", models.BooleanField(default=True)),
@@ -307,5 +323,5 @@ class Migration(migrations.Migration):
             model_name="deliveryattempt",
             index=models.Index(fields=["message", "attempted_at"], name="delivery_attempt_message_idx"),
         ),
-        migrations.RunPython(start_at_the_end_of_the_feed, migrations.RunPython.noop),
+        migrations.RunPython(start_at_the_end_of_the_feeds, migrations.RunPython.noop),
     ]

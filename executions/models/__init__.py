@@ -12,6 +12,16 @@ from .execution import (
     IdempotencyKey,
     statuses_that_can_become,
 )
+from .monitor import (
+    MONITOR_NAME_MAX_LENGTH,
+    WATCHED_STATES,
+    Monitor,
+    MonitorChangeChannel,
+    MonitorRunFeedPosition,
+    MonitorState,
+    MonitorStateChange,
+    MonitorStateReason,
+)
 from .notification import (
     NOTIFICATION_URL_MAX_LENGTH,
     PREVIOUS_SECRET_VALID_FOR,
@@ -52,4 +62,12 @@ __all__ = [
     "NotificationFeedPosition",
     "NotificationMessage",
     "statuses_that_can_become",
+    "MONITOR_NAME_MAX_LENGTH",
+    "WATCHED_STATES",
+    "Monitor",
+    "MonitorChangeChannel",
+    "MonitorRunFeedPosition",
+    "MonitorState",
+    "MonitorStateChange",
+    "MonitorStateReason",
 ]

@@ -81,6 +81,15 @@ class Execution(models.Model):
     last_heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life from a worker; empty until one reports."
     )
+    monitor = models.ForeignKey(
+        "executions.Monitor",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        db_index=False,  # execution_monitor_runs_idx below serves it
+        help_text="The monitor this execution is a run of, if any.",
+    )
 
     class Meta:
         indexes = [
@@ -95,6 +104,12 @@ class Execution(models.Model):
                 Coalesce("last_heartbeat_at", "created_at"),
                 name="execution_running_seen_idx",
                 condition=models.Q(status="running"),
+            ),
+            # A monitor's runs, newest first (its page, the admin's strip of the last 20).
+            models.Index(
+                fields=["monitor", "-created_at"],
+                name="execution_monitor_runs_idx",
+                condition=models.Q(monitor__isnull=False),
             ),
             # The retention purge walks finished executions oldest first (purge_executions).
             models.Index(

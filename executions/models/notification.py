@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from ..ids import uuid7
 from ..notifications.signing import new_signing_secret, new_webhook_id
+from .monitor import Monitor
 
 
 class EndpointKind(models.TextChoices):
@@ -69,6 +70,15 @@ class NotificationEndpoint(models.Model):
     events = models.JSONField(default=list, help_text="The event types it receives, a JSON list.")
     name_prefix = models.CharField(
         max_length=200, blank=True, help_text="Only executions whose name starts with this; empty: all."
+    )
+    # An endpoint about one monitor has no reason to exist without it: it goes with it.
+    monitor = models.ForeignKey(
+        Monitor,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notification_endpoints",
+        help_text="Only this monitor's events (monitor.*); empty: every one the owner sees.",
     )
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=16, choices=DisabledReason.choices, blank=True)

@@ -30,7 +30,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db.models import Exists, F, OuterRef
-from django.utils import timezone
 
 from ..models import (
     DeliveryAttempt,
@@ -61,11 +60,23 @@ WAIT_FOR_RESULTS_SECONDS = 0.01
 POLL_INTERVAL_SECONDS = 0.25
 
 
+# Set when this process put new messages in the outbox (the fan-out): the delivery looks for
+# due messages at its next call rather than at its next poll.
+_new_messages = threading.Event()
+
+
+def look_for_new_messages() -> None:
+    _new_messages.set()
+
+
 @dataclass(frozen=True)
 class _Claimed:
     outgoing: Outgoing
     claim_token: uuid.UUID
     attempts_before: int
+    # The loop's time when it was handed to a thread, where its send starts at once (there
+    # is a free thread for each claim): the attempt's time in the log.
+    claimed_at: datetime
 
 
 def earliest_pending_of_its_subject():
@@ -125,6 +136,9 @@ class NotificationDelivery:
         recorded = self.record_finished(now)
         if recorded:
             self._next_look = now  # a finished message may have let the next of its subject go
+        if _new_messages.is_set():
+            _new_messages.clear()
+            self._next_look = now
         free = self.concurrency - self._in_flight
         if free > 0 and (self._next_look is None or now >= self._next_look):
             claimed = self.claim_and_send(now, free)
@@ -200,6 +214,7 @@ class NotificationDelivery:
             ),
             token,
             message.attempts,
+            now,
         )
 
     # --- Sending (threads) ------------------------------------------------------------
@@ -220,13 +235,12 @@ class NotificationDelivery:
     def _send_loop(self) -> None:
         while True:
             claimed = self._jobs.get()
-            started = timezone.now()
             try:
                 answer = self._send(self._client, claimed.outgoing)
             except Exception as failure:  # a bug in a transport must not lose the message
                 logger.exception("Sending %s failed", claimed.outgoing.webhook_id)
                 answer = Answer(False, error=f"{type(failure).__name__}: {failure}"[:500])
-            self._done.put((claimed, started, answer))
+            self._done.put((claimed, answer))
             self._finished.set()
 
     # --- Recording --------------------------------------------------------------------
@@ -240,30 +254,30 @@ class NotificationDelivery:
             finished.append(self._done.get())
         if not finished:
             return 0
-        for claimed, _, _ in finished:
+        for claimed, _ in finished:
             self._in_flight -= 1
             endpoint_id = claimed.outgoing.endpoint_id
             self._in_flight_per_endpoint[endpoint_id] -= 1
             if self._in_flight_per_endpoint[endpoint_id] <= 0:
                 del self._in_flight_per_endpoint[endpoint_id]
         disabled = record_attempts(finished, now)
-        succeeded = {claimed.outgoing.endpoint_id for claimed, _, answer in finished if answer.succeeded}
-        failed = {claimed.outgoing.endpoint_id for claimed, _, answer in finished if not answer.succeeded}
+        succeeded = {claimed.outgoing.endpoint_id for claimed, answer in finished if answer.succeeded}
+        failed = {claimed.outgoing.endpoint_id for claimed, answer in finished if not answer.succeeded}
         self._failing_endpoints = (self._failing_endpoints | failed) - succeeded
         for endpoint_id in disabled:
             tell_owner_endpoint_disabled(endpoint_id)
         return len(finished)
 
 
-def record_attempts(finished: list[tuple[_Claimed, datetime, Answer]], now: datetime) -> list:
+def record_attempts(finished: list[tuple[_Claimed, Answer]], now: datetime) -> list:
     """Record each attempt and its message's outcome, and the endpoints' state; the ids of
     the endpoints this disabled for failing too long."""
     attempts, delivered_by_token, failures = [], {}, []
-    for claimed, started, answer in finished:
+    for claimed, answer in finished:
         attempts.append(
             DeliveryAttempt(
                 message_id=claimed.outgoing.message_id,
-                attempted_at=started,
+                attempted_at=claimed.claimed_at,
                 status_code=answer.status_code,
                 latency_ms=answer.latency_ms,
                 succeeded=answer.succeeded,
@@ -275,7 +289,7 @@ def record_attempts(finished: list[tuple[_Claimed, datetime, Answer]], now: date
             delivered_by_token.setdefault(claimed.claim_token, []).append(claimed.outgoing.message_id)
         else:
             failures.append((claimed, answer))
-    succeeded_endpoints = {c.outgoing.endpoint_id for c, _, a in finished if a.succeeded}
+    succeeded_endpoints = {c.outgoing.endpoint_id for c, a in finished if a.succeeded}
     failed_endpoints = {c.outgoing.endpoint_id for c, a in failures} - succeeded_endpoints
     gone_endpoints = {c.outgoing.endpoint_id for c, a in failures if a.status_code == 410}
     disabled = []

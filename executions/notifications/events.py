@@ -5,7 +5,7 @@ import json
 from datetime import datetime
 
 from django.conf import settings
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 
 from ..models import EventType
 
@@ -33,6 +33,53 @@ def execution_links(execution_id) -> dict:
         "execution": public_url(reverse("execution-detail", args=[execution_id])),
         "history": public_url(reverse("execution-history", args=[execution_id])),
         "admin": public_url(reverse("admin:executions_execution_change", args=[execution_id])),
+    }
+
+
+def monitor_links(monitor_id) -> dict:
+    links = {
+        "monitor": public_url(reverse("monitor-detail", args=[monitor_id])),
+        "history": public_url(reverse("monitor-history", args=[monitor_id])),
+    }
+    try:
+        links["admin"] = public_url(reverse("admin:executions_monitor_change", args=[monitor_id]))
+    except NoReverseMatch:
+        pass  # no admin page for monitors in this installation
+    return links
+
+
+def monitor_event_data(
+    *,
+    monitor_id,
+    name: str,
+    owner: str | None,
+    change_id: int,
+    previous_state: str,
+    current_state: str,
+    reason: str | None,
+    run_id,
+    actor: str | None,
+    channel: str,
+    correlation_id: str,
+    changed_at: datetime,
+) -> dict:
+    """The `data` of a monitor.* event: the monitor and its state change (from, to, why,
+    the run that caused it, who or what, when)."""
+    return {
+        "id": str(monitor_id),
+        "name": name,
+        "owner": owner,
+        "previous_state": previous_state,
+        "current_state": current_state,
+        "reason": reason,
+        "run": str(run_id) if run_id else None,
+        "actor": actor,
+        "channel": channel,
+        "correlation_id": correlation_id or None,
+        "changed_at": changed_at.isoformat(),
+        "change_id": change_id,
+        "links": monitor_links(monitor_id),
+        "truncated": [],
     }
 
 

@@ -55,9 +55,3 @@ def notification_message_get(endpoint: NotificationEndpoint, webhook_id: str) ->
     if message is None:
         raise DeliveryNotFound()
     return message
-
-
-def monitor_for_notifications(user, reference: str):
-    """The monitor named `reference` (or whose id it is) among those `user` may see, or None.
-    Monitors are not part of this service yet: no reference names one."""
-    return None

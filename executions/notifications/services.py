@@ -19,13 +19,14 @@ from ..models import (
     NotificationEndpoint,
     NotificationMessage,
 )
+from ..monitors.selectors import monitors_visible_to
 from ..statements import write_transaction
 from .signing import new_signing_secret
 from .ssrf import TargetRefused, check_target_url
 
 # More addresses than this is a mailing list's job.
 MAX_EMAILS = 20
-_EDITABLE_FIELDS = ("kind", "description", "url", "emails", "events", "name_prefix")
+_EDITABLE_FIELDS = ("kind", "description", "url", "emails", "events", "name_prefix", "monitor")
 
 
 class InvalidEndpoint(ValueError):
@@ -37,10 +38,13 @@ class InvalidEndpoint(ValueError):
         self.field = field
 
 
-def check_endpoint_fields(*, kind: str, url: str, emails: list, events: list) -> None:
+def check_endpoint_fields(
+    *, kind: str, url: str, emails: list, events: list, owner=None, monitor=None
+) -> None:
     """Raise InvalidEndpoint unless the fields fit together: a webhook or Slack endpoint has
     an http(s) URL to a public address (ssrf.check_target_url) and no emails; an email
-    endpoint has 1 to MAX_EMAILS valid addresses and no URL; events are known, at least one."""
+    endpoint has 1 to MAX_EMAILS valid addresses and no URL; events are known, at least one;
+    a monitor, if any, is one `owner` may see."""
     if kind not in EndpointKind.values:
         raise InvalidEndpoint("kind", f"must be one of {', '.join(EndpointKind.values)}")
     if kind == EndpointKind.EMAIL:
@@ -71,6 +75,8 @@ def check_endpoint_fields(*, kind: str, url: str, emails: list, events: list) ->
         raise InvalidEndpoint(
             "events", f"unknown event {unknown[0]!r}: one of {', '.join(SUBSCRIBABLE_EVENT_TYPES)}"
         )
+    if monitor is not None and not monitors_visible_to(owner).filter(pk=monitor.pk).exists():
+        raise InvalidEndpoint("monitor", "no such monitor")
 
 
 def notification_endpoint_create(
@@ -81,12 +87,14 @@ def notification_endpoint_create(
     url: str = "",
     emails: list[str] | None = None,
     name_prefix: str = "",
+    monitor=None,
     description: str = "",
 ) -> NotificationEndpoint:
     """A new enabled endpoint of `owner`, with a new signing secret (`endpoint.secret`: show
-    it once). Raises InvalidEndpoint."""
+    it once). `name_prefix` filters the execution.* events, `monitor` the monitor.* ones.
+    Raises InvalidEndpoint."""
     emails = list(emails or [])
-    check_endpoint_fields(kind=kind, url=url, emails=emails, events=events)
+    check_endpoint_fields(kind=kind, url=url, emails=emails, events=events, owner=owner, monitor=monitor)
     with write_transaction():
         return NotificationEndpoint.objects.create(
             owner=owner,
@@ -95,19 +103,25 @@ def notification_endpoint_create(
             emails=emails,
             events=list(dict.fromkeys(events)),
             name_prefix=name_prefix,
+            monitor=monitor,
             description=description,
         )
 
 
 def notification_endpoint_update(endpoint: NotificationEndpoint, **changes) -> NotificationEndpoint:
-    """Change some of kind, description, url, emails, events, name_prefix; the result is
-    checked as a whole. Raises InvalidEndpoint."""
+    """Change some of kind, description, url, emails, events, name_prefix, monitor; the
+    result is checked as a whole. Raises InvalidEndpoint."""
     unknown = set(changes) - set(_EDITABLE_FIELDS)
     if unknown:
         raise TypeError(f"not editable here: {', '.join(sorted(unknown))}")
     merged = {field: changes.get(field, getattr(endpoint, field)) for field in _EDITABLE_FIELDS}
     check_endpoint_fields(
-        kind=merged["kind"], url=merged["url"], emails=merged["emails"], events=merged["events"]
+        kind=merged["kind"],
+        url=merged["url"],
+        emails=merged["emails"],
+        events=merged["events"],
+        owner=endpoint.owner,
+        monitor=merged["monitor"],
     )
     merged["events"] = list(dict.fromkeys(merged["events"]))
     with write_transaction():

@@ -8,11 +8,16 @@ piece of work with a compare-and-set or SKIP LOCKED) and cheap when nothing is d
 is called at least once per idle interval.
 """
 
+from ..monitors.services import monitors_follow_runs, monitors_mark_missed
 from ..notifications.delivery import NotificationDelivery
 from ..notifications.fanout import notifications_fan_out
 
 TASKS = [
-    # The outbox first, so that a change fanned out in a round is sent in the same round.
+    # Run ends first: a monitor whose run just failed is down/failed, not missed.
+    monitors_follow_runs,
+    monitors_mark_missed,
+    # The outbox after them, so that a monitor's change of this round is fanned out in it,
+    # and fanned out before the delivery, so that it is sent in the same round too.
     notifications_fan_out,
     NotificationDelivery(),
 ]
