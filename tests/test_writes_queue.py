@@ -148,7 +148,6 @@ WRITERS = {
     "notifications.fanout.notifications_fan_out": lambda ctx: fanout.notifications_fan_out(timezone.now()),
     "notifications.fanout.fan_out_monitor_changes": lambda ctx: fanout.fan_out_monitor_changes(),
     "notifications.delivery.NotificationDelivery": lambda ctx: _deliver_one(),
-    "notifications.delivery.record_attempts": lambda ctx: _deliver_one(),
     "notifications.deletion.notification_endpoint_delete": lambda ctx: deletion.notification_endpoint_delete(
         ctx["endpoint"]
     ),

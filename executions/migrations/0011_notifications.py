@@ -295,7 +295,7 @@ class Migration(migrations.Migration):
             model_name="notificationmessage",
             index=models.Index(
                 condition=models.Q(("state", "pending")),
-                fields=["next_attempt_at"],
+                fields=["endpoint", "next_attempt_at"],
                 name="notif_message_due_idx",
             ),
         ),

@@ -145,9 +145,10 @@ class NotificationMessage(models.Model):
 
     class Meta:
         indexes = [
-            # The delivery loop's question: which pending messages are due now?
+            # The delivery's questions, per endpoint: has it a message due now, and which
+            # are its earliest?
             models.Index(
-                fields=["next_attempt_at"],
+                fields=["endpoint", "next_attempt_at"],
                 name="notif_message_due_idx",
                 condition=models.Q(state="pending"),
             ),

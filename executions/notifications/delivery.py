@@ -22,6 +22,7 @@ attempt, and schedule the retries.
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -47,16 +48,19 @@ from .transports import Answer, Outgoing
 logger = logging.getLogger("executions.notifications")
 
 # Threads sending at once, per worker process.
-CONCURRENCY = 32
-# Messages one endpoint may have in flight at once, per worker; far fewer while it fails
-# (a receiver that times out holds a thread for 15 s per message).
-PER_ENDPOINT_IN_FLIGHT = 16
+CONCURRENCY = 64
+# Messages one endpoint may have in flight at once, per worker: half the threads, so that a
+# slow receiver leaves the other half to everyone else; far fewer while it fails (a receiver
+# that times out holds a thread for 15 s per message).
+PER_ENDPOINT_IN_FLIGHT = CONCURRENCY // 2
 FAILING_ENDPOINT_IN_FLIGHT = 2
 # An endpoint whose every attempt failed for this long is disabled (its owner is told).
 ENDPOINT_FAILING_DISABLES_AFTER = timedelta(days=5)
-# How long the delivery waits for a send to finish before it gives the loop back, and how
-# often it looks for due messages when it found none.
-WAIT_FOR_RESULTS_SECONDS = 0.01
+# Finished sends are recorded in batches of up to RECORD_BATCH; the delivery waits at most
+# WAIT_FOR_RESULTS_SECONDS for a batch to fill before it records what it has and gives the loop
+# back. It looks for due messages every POLL_INTERVAL_SECONDS when it found none.
+RECORD_BATCH = 32
+WAIT_FOR_RESULTS_SECONDS = 0.02
 POLL_INTERVAL_SECONDS = 0.25
 
 
@@ -69,6 +73,24 @@ def look_for_new_messages() -> None:
     _new_messages.set()
 
 
+_CLAIMED_FIELDS = (
+    "pk",
+    "webhook_id",
+    "event_type",
+    "occurred_at",
+    "payload",
+    "attempts",
+    "endpoint_id",
+    "endpoint__kind",
+    "endpoint__url",
+    "endpoint__emails",
+    "endpoint__secret",
+    "endpoint__previous_secret",
+    "endpoint__previous_secret_expires_at",
+    "endpoint__failing_since",
+)
+
+
 @dataclass(frozen=True)
 class _Claimed:
     outgoing: Outgoing
@@ -77,6 +99,8 @@ class _Claimed:
     # The loop's time when it was handed to a thread, where its send starts at once (there
     # is a free thread for each claim): the attempt's time in the log.
     claimed_at: datetime
+    # Whether the endpoint was failing when claimed: a success then ends its failing streak.
+    endpoint_was_failing: bool
 
 
 def earliest_pending_of_its_subject():
@@ -90,16 +114,14 @@ def earliest_pending_of_its_subject():
     return NotificationMessage.objects.filter(~Exists(earlier))
 
 
-def secrets_in_use(endpoint: NotificationEndpoint, now: datetime) -> tuple[str, ...]:
-    """The secrets a message is signed with: the current one, and during a rotation the one
-    it replaced, until that one expires."""
-    if (
-        endpoint.previous_secret
-        and endpoint.previous_secret_expires_at
-        and endpoint.previous_secret_expires_at > now
-    ):
-        return (endpoint.secret, endpoint.previous_secret)
-    return (endpoint.secret,)
+def secrets_in_use(
+    secret: str, previous_secret: str, previous_secret_expires_at: datetime | None, now: datetime
+) -> tuple[str, ...]:
+    """The secrets a message is signed with: an endpoint's current one, and during a rotation
+    the one it replaced, until that one expires."""
+    if previous_secret and previous_secret_expires_at and previous_secret_expires_at > now:
+        return (secret, previous_secret)
+    return (secret,)
 
 
 class NotificationDelivery:
@@ -129,92 +151,162 @@ class NotificationDelivery:
         self._in_flight_per_endpoint: Counter = Counter()
         self._failing_endpoints: set = set()
         self._next_look: datetime | None = None
+        self._turn = 0
 
     # --- The task ---------------------------------------------------------------------
 
     def __call__(self, now: datetime) -> float:
-        recorded = self.record_finished(now)
-        if recorded:
+        if self._in_flight:
+            # Record in batches (a few statements per batch, not per message): wait, briefly,
+            # for several sends to finish. Never long: a slow receiver's send may take 15 s.
+            self._wait_for_results(RECORD_BATCH, WAIT_FOR_RESULTS_SECONDS)
+        finished = self._take_finished()
+        if finished:
             self._next_look = now  # a finished message may have let the next of its subject go
         if _new_messages.is_set():
             _new_messages.clear()
             self._next_look = now
         free = self.concurrency - self._in_flight
-        if free > 0 and (self._next_look is None or now >= self._next_look):
-            claimed = self.claim_and_send(now, free)
-            self._next_look = now if claimed else now + timedelta(seconds=POLL_INTERVAL_SECONDS)
-        if not self._done.empty():
+        looking = free > 0 and (self._next_look is None or now >= self._next_look)
+        gone = {claimed.outgoing.endpoint_id for claimed, answer in finished if answer.status_code == 410}
+        chosen = self._choose(now, free, gone) if looking else []
+        token = uuid.uuid4()
+        disabled = []
+        if finished or chosen:
+            # One transaction for both: the outcome of what finished, and the next claims.
+            with write_transaction():
+                if finished:
+                    disabled = _record_attempts(finished, now)
+                if chosen:
+                    # The compare-and-set: only if still pending and due (no one else's claim).
+                    NotificationMessage.objects.filter(
+                        pk__in=chosen, state=MessageState.PENDING, next_attempt_at__lte=now
+                    ).update(next_attempt_at=now + self._lease(), claim_token=token)
+        claimed = self._send_claimed(chosen, token, now) if chosen else 0
+        if looking:
+            # Claimed as many as there was room for: more may be due. Else nothing is, until
+            # a send ends (which frees the next message of its subject) or new messages come.
+            self._next_look = now if claimed == free else now + timedelta(seconds=POLL_INTERVAL_SECONDS)
+        for endpoint_id in disabled:
+            tell_owner_endpoint_disabled(endpoint_id)
+        if self._in_flight or not self._done.empty():
             return 0
-        if self._in_flight:
-            # Give the loop back soon: a send that finishes lets the next message go.
-            if self._finished.wait(WAIT_FOR_RESULTS_SECONDS):
-                return 0
-            return WAIT_FOR_RESULTS_SECONDS
         return max(0.0, (self._next_look - now).total_seconds())
 
     @property
     def in_flight(self) -> int:
         return self._in_flight
 
+    def _lease(self) -> timedelta:
+        return self.lease or settings.NOTIFICATIONS_CLAIM_LEASE
+
+    def _wait_for_results(self, count: int, timeout: float) -> None:
+        """Return once `count` finished sends (or all in flight) wait to be recorded, or
+        after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._finished.clear()
+            if self._done.qsize() >= min(count, self._in_flight):
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._finished.wait(remaining):
+                return
+
+    def _take_finished(self) -> list[tuple[_Claimed, Answer]]:
+        """The sends that finished since the last call, no longer counted in flight."""
+        finished = []
+        while not self._done.empty():
+            finished.append(self._done.get())
+        for claimed, answer in finished:
+            self._in_flight -= 1
+            endpoint_id = claimed.outgoing.endpoint_id
+            self._in_flight_per_endpoint[endpoint_id] -= 1
+            if self._in_flight_per_endpoint[endpoint_id] <= 0:
+                del self._in_flight_per_endpoint[endpoint_id]
+            if answer.succeeded:
+                self._failing_endpoints.discard(endpoint_id)
+            else:
+                self._failing_endpoints.add(endpoint_id)
+        return finished
+
     # --- Claiming ---------------------------------------------------------------------
 
     def _limit_for(self, endpoint_id) -> int:
         return FAILING_ENDPOINT_IN_FLIGHT if endpoint_id in self._failing_endpoints else self.per_endpoint
 
-    def claim_and_send(self, now: datetime, free: int) -> int:
-        """Claim up to `free` due messages (within each endpoint's limit) and hand them to
-        the sending threads; how many were claimed."""
+    def _choose(self, now: datetime, free: int, excluded: set) -> list[int]:
+        """Up to `free` due messages to claim, within each endpoint's limit (reads only).
+
+        By endpoint: first which enabled endpoints below their limit have a due message (an
+        index probe each), then each one's earliest due messages. A question over every due
+        message would have to pass over a full endpoint's whole backlog (a dead receiver's
+        thousands) to find the others'."""
         full = [e for e, count in self._in_flight_per_endpoint.items() if count >= self._limit_for(e)]
-        candidates = list(
-            earliest_pending_of_its_subject()
-            .filter(state=MessageState.PENDING, next_attempt_at__lte=now, endpoint__enabled=True)
-            .exclude(endpoint_id__in=full)
-            .order_by("next_attempt_at")
-            .values_list("pk", "endpoint_id")[: free * 2]
+        due = NotificationMessage.objects.filter(
+            endpoint=OuterRef("pk"), state=MessageState.PENDING, next_attempt_at__lte=now
         )
-        chosen, counts = [], Counter(self._in_flight_per_endpoint)
-        for pk, endpoint_id in candidates:
-            if len(chosen) < free and counts[endpoint_id] < self._limit_for(endpoint_id):
-                chosen.append(pk)
-                counts[endpoint_id] += 1
-        if not chosen:
-            return 0
-        token = uuid.uuid4()
-        lease = self.lease or settings.NOTIFICATIONS_CLAIM_LEASE
-        with write_transaction():
-            # The compare-and-set: only if still pending and still due (not claimed by another).
-            NotificationMessage.objects.filter(
-                pk__in=chosen, state=MessageState.PENDING, next_attempt_at__lte=now
-            ).update(next_attempt_at=now + lease, claim_token=token)
-        claimed = NotificationMessage.objects.filter(pk__in=chosen, claim_token=token).select_related(
-            "endpoint"
+        ready = list(
+            NotificationEndpoint.objects.filter(Exists(due), enabled=True)
+            .exclude(pk__in=[*full, *excluded])
+            .values_list("pk", flat=True)
         )
+        # Endpoints take turns at the head of the line, so that none always gets the last room.
+        self._turn += 1
+        if ready:
+            shift = self._turn % len(ready)
+            ready = ready[shift:] + ready[:shift]
+        chosen = []
+        for endpoint_id in ready:
+            room = min(
+                self._limit_for(endpoint_id) - self._in_flight_per_endpoint[endpoint_id], free - len(chosen)
+            )
+            if room <= 0:
+                break
+            chosen += (
+                earliest_pending_of_its_subject()
+                .filter(endpoint=endpoint_id, state=MessageState.PENDING, next_attempt_at__lte=now)
+                .order_by("next_attempt_at")
+                .values_list("pk", flat=True)[:room]
+            )
+        return chosen
+
+    def _send_claimed(self, chosen: list[int], token: uuid.UUID, now: datetime) -> int:
+        """Hand the messages of `chosen` that this claim won to the sending threads; how many.
+        (Rows as dicts, in one query with their endpoints': no model instances to build.)"""
         count = 0
-        for message in claimed:
-            self._start(self._claimed(message, token, now))
+        for row in NotificationMessage.objects.filter(pk__in=chosen, claim_token=token).values(
+            *_CLAIMED_FIELDS
+        ):
+            self._start(self._claimed(row, token, now))
             count += 1
         return count
 
-    def _claimed(self, message: NotificationMessage, token: uuid.UUID, now: datetime) -> _Claimed:
-        endpoint = message.endpoint
-        if endpoint.failing_since is not None:
-            self._failing_endpoints.add(endpoint.pk)
+    def _claimed(self, row: dict, token: uuid.UUID, now: datetime) -> _Claimed:
+        failing = row["endpoint__failing_since"] is not None
+        if failing:
+            self._failing_endpoints.add(row["endpoint_id"])
         return _Claimed(
             Outgoing(
-                message_id=message.pk,
-                webhook_id=message.webhook_id,
-                event_type=message.event_type,
-                occurred_at=message.occurred_at,
-                payload=message.payload,
-                endpoint_id=endpoint.pk,
-                kind=endpoint.kind,
-                url=endpoint.url,
-                emails=tuple(endpoint.emails),
-                secrets=secrets_in_use(endpoint, now),
+                message_id=row["pk"],
+                webhook_id=row["webhook_id"],
+                event_type=row["event_type"],
+                occurred_at=row["occurred_at"],
+                payload=row["payload"],
+                endpoint_id=row["endpoint_id"],
+                kind=row["endpoint__kind"],
+                url=row["endpoint__url"],
+                emails=tuple(row["endpoint__emails"]),
+                secrets=secrets_in_use(
+                    row["endpoint__secret"],
+                    row["endpoint__previous_secret"],
+                    row["endpoint__previous_secret_expires_at"],
+                    now,
+                ),
             ),
             token,
-            message.attempts,
+            row["attempts"],
             now,
+            failing,
         )
 
     # --- Sending (threads) ------------------------------------------------------------
@@ -243,35 +335,10 @@ class NotificationDelivery:
             self._done.put((claimed, answer))
             self._finished.set()
 
-    # --- Recording --------------------------------------------------------------------
 
-    def record_finished(self, now: datetime) -> int:
-        """Write the attempts that finished since the last call, and their outcome, in one
-        transaction; how many."""
-        self._finished.clear()
-        finished = []
-        while not self._done.empty():
-            finished.append(self._done.get())
-        if not finished:
-            return 0
-        for claimed, _ in finished:
-            self._in_flight -= 1
-            endpoint_id = claimed.outgoing.endpoint_id
-            self._in_flight_per_endpoint[endpoint_id] -= 1
-            if self._in_flight_per_endpoint[endpoint_id] <= 0:
-                del self._in_flight_per_endpoint[endpoint_id]
-        disabled = record_attempts(finished, now)
-        succeeded = {claimed.outgoing.endpoint_id for claimed, answer in finished if answer.succeeded}
-        failed = {claimed.outgoing.endpoint_id for claimed, answer in finished if not answer.succeeded}
-        self._failing_endpoints = (self._failing_endpoints | failed) - succeeded
-        for endpoint_id in disabled:
-            tell_owner_endpoint_disabled(endpoint_id)
-        return len(finished)
-
-
-def record_attempts(finished: list[tuple[_Claimed, Answer]], now: datetime) -> list:
-    """Record each attempt and its message's outcome, and the endpoints' state; the ids of
-    the endpoints this disabled for failing too long."""
+def _record_attempts(finished: list[tuple[_Claimed, Answer]], now: datetime) -> list:
+    """Record each attempt and its message's outcome, and the endpoints' state (inside the
+    caller's write transaction); the ids of the endpoints this disabled for failing too long."""
     attempts, delivered_by_token, failures = [], {}, []
     for claimed, answer in finished:
         attempts.append(
@@ -290,43 +357,46 @@ def record_attempts(finished: list[tuple[_Claimed, Answer]], now: datetime) -> l
         else:
             failures.append((claimed, answer))
     succeeded_endpoints = {c.outgoing.endpoint_id for c, a in finished if a.succeeded}
+    # Only an endpoint known to be failing has a streak to end: no statement for the others.
+    recovered_endpoints = {
+        c.outgoing.endpoint_id for c, a in finished if a.succeeded and c.endpoint_was_failing
+    }
     failed_endpoints = {c.outgoing.endpoint_id for c, a in failures} - succeeded_endpoints
     gone_endpoints = {c.outgoing.endpoint_id for c, a in failures if a.status_code == 410}
     disabled = []
-    with write_transaction():
-        DeliveryAttempt.objects.bulk_create(attempts)
-        for token, ids in delivered_by_token.items():
-            # Only while the claim is still this one's: a claim that outlived its lease may
-            # have been taken by another worker, whose outcome is the one that counts.
-            NotificationMessage.objects.filter(pk__in=ids, claim_token=token).update(
-                state=MessageState.DELIVERED, attempts=F("attempts") + 1, finished_at=now, claim_token=None
-            )
-        for claimed, answer in failures:
-            _record_failure(claimed, answer, now, gone=claimed.outgoing.endpoint_id in gone_endpoints)
-        if succeeded_endpoints:
-            NotificationEndpoint.objects.filter(
-                pk__in=succeeded_endpoints, failing_since__isnull=False
-            ).update(failing_since=None)
-        if failed_endpoints:
-            NotificationEndpoint.objects.filter(pk__in=failed_endpoints, failing_since__isnull=True).update(
-                failing_since=now
-            )
-            for endpoint_id in failed_endpoints:
-                if (
-                    NotificationEndpoint.objects.filter(
-                        pk=endpoint_id, enabled=True, failing_since__lte=now - ENDPOINT_FAILING_DISABLES_AFTER
-                    ).update(
-                        enabled=False, disabled_reason=DisabledReason.FAILING, disabled_at=now, updated_at=now
-                    )
-                    == 1
-                ):
-                    disabled.append(endpoint_id)
-        if gone_endpoints:
-            NotificationEndpoint.objects.filter(pk__in=gone_endpoints, enabled=True).update(
-                enabled=False, disabled_reason=DisabledReason.GONE, disabled_at=now, updated_at=now
-            )
-    for endpoint_id in gone_endpoints:
-        logger.warning("Notification endpoint %s answered 410 Gone: disabled", endpoint_id)
+    DeliveryAttempt.objects.bulk_create(attempts)
+    for token, ids in delivered_by_token.items():
+        # Only while the claim is still this one's: a claim that outlived its lease may
+        # have been taken by another worker, whose outcome is the one that counts.
+        NotificationMessage.objects.filter(pk__in=ids, claim_token=token).update(
+            state=MessageState.DELIVERED, attempts=F("attempts") + 1, finished_at=now, claim_token=None
+        )
+    for claimed, answer in failures:
+        _record_failure(claimed, answer, now, gone=claimed.outgoing.endpoint_id in gone_endpoints)
+    if recovered_endpoints:
+        NotificationEndpoint.objects.filter(pk__in=recovered_endpoints, failing_since__isnull=False).update(
+            failing_since=None
+        )
+    if failed_endpoints:
+        NotificationEndpoint.objects.filter(pk__in=failed_endpoints, failing_since__isnull=True).update(
+            failing_since=now
+        )
+        for endpoint_id in failed_endpoints:
+            if (
+                NotificationEndpoint.objects.filter(
+                    pk=endpoint_id, enabled=True, failing_since__lte=now - ENDPOINT_FAILING_DISABLES_AFTER
+                ).update(
+                    enabled=False, disabled_reason=DisabledReason.FAILING, disabled_at=now, updated_at=now
+                )
+                == 1
+            ):
+                disabled.append(endpoint_id)
+    if gone_endpoints:
+        NotificationEndpoint.objects.filter(pk__in=gone_endpoints, enabled=True).update(
+            enabled=False, disabled_reason=DisabledReason.GONE, disabled_at=now, updated_at=now
+        )
+        for endpoint_id in gone_endpoints:
+            logger.warning("Notification endpoint %s answered 410 Gone: disabled", endpoint_id)
     return disabled
 
 
