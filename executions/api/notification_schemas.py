@@ -26,6 +26,7 @@ from ..models import (
     EventType,
     MessageState,
 )
+from ..notifications.services import MAX_EMAILS
 from ..notifications.ssrf import TargetRefused, check_target_url
 from ..text import has_control_characters
 from .schemas import NAME_CONTROL_CHARACTERS, NAME_PATTERN, _Body, _check_storable
@@ -49,7 +50,6 @@ MessageStateValue = Literal["pending", "delivered", "failed"]
 assert set(MessageStateValue.__args__) == set(MessageState.values)
 
 URL_KINDS = (EndpointKind.WEBHOOK, EndpointKind.SLACK)
-MAX_EMAILS = 20
 EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path
 TEXT_MAX_LENGTH = 200
 
@@ -93,28 +93,27 @@ def _unique(values: list, key=lambda value: value) -> list:
     for value in values:
         if key(value) in seen:
             raise PydanticCustomError(
-                LIST_NOT_UNIQUE, "List items must be unique; {value!r} is there twice", {"value": value}
+                LIST_NOT_UNIQUE, "List items must be unique; {value} is there twice", {"value": value}
             )
         seen.add(key(value))
     return values
 
 
+def _updating(info: ValidationInfo) -> bool:
+    """An update: the endpoint's kind is in the context (a create's is in its body)."""
+    return bool(info.context and "kind" in info.context)
+
+
 def _kind(info: ValidationInfo) -> str | None:
-    """The endpoint's kind: the body's own (create), or the endpoint's (update, in the
-    context). None when the body's kind is itself invalid: its own item says so."""
-    if info.context and "kind" in info.context:
-        return info.context["kind"]
-    return info.data.get("kind")
+    """The endpoint's kind: the body's own (create), or the endpoint's (update). None when
+    the body's kind is itself invalid: its own item says so."""
+    return info.context["kind"] if _updating(info) else info.data.get("kind")
 
 
 def _not_allowed(field: str, kind: str):
     return PydanticCustomError(
         FIELD_NOT_ALLOWED, "A {kind} endpoint takes no {field}", {"kind": kind, "field": field}
     )
-
-
-def _updating(info: ValidationInfo) -> bool:
-    return bool(info.context and "kind" in info.context)
 
 
 def _required(info: ValidationInfo):
