@@ -2,7 +2,8 @@
 test event) and deliveries (every message, its state and attempts; replay).
 
 Scoped as the API scopes them (notifications/selectors.py): a staff user without
-manage_all_executions sees and acts on their own endpoints and their deliveries only.
+manage_all_executions sees and acts on their own endpoints and their deliveries only (an
+action's selection comes from get_queryset, "select all" included).
 `view_notificationendpoint` / `view_notificationmessage` show the pages; the `change_`
 permissions the actions. Pages are read-only: endpoints are made through the API, and what
 changes them goes through the same services as the API."""
@@ -180,7 +181,7 @@ class NotificationEndpointAdmin(admin.ModelAdmin):
     # --- actions ------------------------------------------------------------------------
     @admin.action(description="Send a test event to selected endpoints", permissions=["change"])
     def send_test(self, request, queryset):
-        endpoints = list(self.get_queryset(request).filter(pk__in=queryset.values("pk")))
+        endpoints = list(queryset)
         for endpoint in endpoints:
             notification_endpoint_send_test(endpoint)
         self.message_user(
@@ -193,11 +194,7 @@ class NotificationEndpointAdmin(admin.ModelAdmin):
     def rotate_secret(self, request, queryset):
         """The new secrets on one page, this once (not in a message, which would travel in a
         cookie or sit in the session table; the admin's pages are never cached)."""
-        rotated = []
-        for endpoint in (
-            self.get_queryset(request).filter(pk__in=queryset.values("pk")).select_related("owner")
-        ):
-            rotated.append((endpoint, notification_endpoint_rotate_secret(endpoint)))
+        rotated = [(endpoint, notification_endpoint_rotate_secret(endpoint)) for endpoint in queryset]
         context = {
             **self.admin_site.each_context(request),
             "title": "New signing secrets",
@@ -216,7 +213,7 @@ class NotificationEndpointAdmin(admin.ModelAdmin):
 
     def _set_enabled(self, request, queryset, enabled: bool):
         changed = 0
-        for endpoint in self.get_queryset(request).filter(pk__in=queryset.values("pk"), enabled=not enabled):
+        for endpoint in queryset.filter(enabled=not enabled):
             notification_endpoint_set_enabled(endpoint, enabled)
             changed += 1
         verb = "Enabled" if enabled else "Disabled"
@@ -399,10 +396,7 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Replay selected deliveries (send again)", permissions=["change"])
     def replay_selected(self, request, queryset):
-        replayed = sum(
-            notification_message_replay(message).replayed
-            for message in self.get_queryset(request).filter(pk__in=queryset.values("pk")).iterator()
-        )
+        replayed = sum(notification_message_replay(message).replayed for message in queryset.iterator())
         self.message_user(
             request,
             f"{_plural(replayed, 'delivery', 'deliveries')} queued to be sent again"
