@@ -15,6 +15,10 @@ os.environ["DJANGO_ENV_FILE"] = ""
 # the SSRF tests turn it back on (tests/test_notification_ssrf.py). Set in the environment,
 # so the worker processes the tests start inherit it.
 os.environ.setdefault("NOTIFICATIONS_ALLOW_PRIVATE_TARGETS", "true")
+# The suite's own process counts its metrics alone (prometheus_client's registry), never in
+# the checkout's var/metrics; the servers and workers the tests start get a folder of their
+# own (devtools.servers.service_env).
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = ""
 
 from config.settings import *  # noqa: E402,F403
 from config.settings import DATABASES, REST_FRAMEWORK  # noqa: E402

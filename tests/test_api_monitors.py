@@ -165,6 +165,8 @@ def test_the_list_filters_by_state_and_refuses_unknown_parameters(owner, owner_c
         ("invalid_choice", ("query", "state")),
         ("cursor_invalid", ("query", "cursor")),
     ]
+    # Empty is refused too, rather than ignored (which would list every state).
+    assert items(owner_client.get(MONITORS, {"state": ""})) == [("empty", ("query", "state"))]
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -362,3 +364,13 @@ def test_every_user_sees_only_the_monitors_of_active_accounts(owner, client_for)
     monitor_for(inactive)
 
     assert client_for(owner).get(MONITORS).json()["results"] == []
+
+
+def test_an_update_without_a_body_changes_nothing(owner, owner_client):
+    monitor = monitor_for(owner)
+
+    response = owner_client.patch(one(monitor))
+
+    assert response.status_code == 200
+    assert response.json()["name"] == "nightly"
+    assert not MonitorStateChange.objects.exists()

@@ -48,7 +48,10 @@ def test_get_returns_the_execution_with_an_etag(owner_client, running_execution)
         "updated_at",
         "finished_at",
         "last_heartbeat_at",
+        "max_runtime_seconds",
+        "deadline_at",
     }
+    assert (body["max_runtime_seconds"], body["deadline_at"]) == (None, None)
     assert response["ETag"].startswith('"') and response["ETag"].endswith('"')
 
 

@@ -291,3 +291,30 @@ def test_two_owners_may_use_one_name():
     monitor_for(UserFactory(username="b"), name="same")
 
     assert Monitor.objects.filter(name="same").count() == 2
+
+
+def test_a_run_takes_its_monitors_max_runtime_unless_it_gives_its_own(owner):
+    monitor = monitor_for(owner, max_runtime_seconds=600)
+
+    inherited = execution_create(name="a", created_by=owner, monitor=monitor)
+    own = execution_create(name="b", created_by=owner, monitor=monitor, max_runtime_seconds=5)
+
+    assert inherited.max_runtime_seconds == 600
+    assert inherited.deadline_at == inherited.created_at + timedelta(seconds=600)
+    assert own.max_runtime_seconds == 5
+
+
+@FOLLOWS_THE_FEED
+def test_a_run_past_its_deadline_is_a_failure_of_its_monitor(owner):
+    from executions.services import executions_fail_past_deadline
+
+    monitor = monitor_for(owner, max_runtime_seconds=60)
+    run = start_run(monitor, owner)
+
+    executions_fail_past_deadline(now=run.deadline_at + timedelta(seconds=1), detected_by="tests")
+    monitors_follow_runs()
+
+    monitor.refresh_from_db()
+    assert (monitor.state, monitor.state_reason) == ("down", "failed")
+    last = MonitorStateChange.objects.filter(monitor=monitor).latest("id")
+    assert (last.execution_id, last.channel) == (run.id, "worker")

@@ -112,6 +112,9 @@ WRITERS = {
         channel=ChangeChannel.COMMAND,
         now=timezone.now() + timedelta(hours=1),
     ),
+    "services.executions_fail_past_deadline": lambda ctx: services.executions_fail_past_deadline(
+        now=timezone.now(), detected_by="tests"
+    ),
     "tokens.token_create": lambda ctx: tokens.token_create(user=ctx["user"], name="new"),
     "tokens.token_save_new": lambda ctx: tokens.token_save_new(ApiToken(user=ctx["user"], name="new")),
     "tokens.tokens_revoke": lambda ctx: tokens.tokens_revoke(ApiToken.objects.filter(user=ctx["user"])),
@@ -213,6 +216,7 @@ def test_every_write_of_every_service_runs_holding_the_writer_lock(writer):
     token, _ = tokens.token_create(user=user, name="existing")
     running = ExecutionFactory(created_by=user)
     ExecutionFactory(created_by=user, last_heartbeat_at=_long_ago())  # stale
+    ExecutionFactory(created_by=user, max_runtime_seconds=60, deadline_at=_long_ago())  # overdue
     old = _finished_long_ago()
     IdempotencyKey.objects.create(
         user=user, key="old", request_fingerprint="f", execution=ExecutionFactory(), response_body={}

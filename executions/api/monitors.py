@@ -13,7 +13,7 @@ from ..monitors.selectors import monitor_get, monitor_last_runs, monitor_state_c
 from ..monitors.services import Actor, monitor_create, monitor_delete, monitor_update
 from ..selectors import FEED_START
 from . import monitor_schemas as bodies
-from .filters import parse_list_query
+from .filters import NonEmptyChoiceFilter, parse_list_query
 from .openapi.monitors import monitors_schema
 from .pagination import (
     CURSOR_PARAMETER,
@@ -28,7 +28,8 @@ from .views import DescriptionOnlyMetadata
 
 
 class MonitorFilter(filters.FilterSet):
-    state = filters.ChoiceFilter(choices=MonitorState.choices, help_text="Only monitors in this state")
+    # Non-empty: "?state=" is refused, not ignored (which would list every state).
+    state = NonEmptyChoiceFilter(choices=MonitorState.choices, help_text="Only monitors in this state")
 
     class Meta:
         model = Monitor
@@ -100,7 +101,9 @@ class MonitorViewSet(viewsets.GenericViewSet):
 
     def partial_update(self, request, monitor_id):
         monitor = monitor_get(monitors_visible_to(request.user), monitor_id)
-        body = parse_body(request, bodies.MonitorUpdateRequest)
+        # Every field is optional, so the schema does not require a body: none changes nothing.
+        has_body = request.META.get("CONTENT_LENGTH", "") not in ("", "0")
+        body = parse_body(request, bodies.MonitorUpdateRequest) if has_body else bodies.MonitorUpdateRequest()
         monitor = monitor_update(monitor_id=monitor.id, changes=body.changes(), actor=_actor(request))
         return Response(_monitor_body(monitor))
 

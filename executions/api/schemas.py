@@ -11,10 +11,25 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictInt,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from ..models import EXECUTION_NAME_MAX_LENGTH, MONITOR_NAME_MAX_LENGTH, ExecutionStatus
+from ..models import (
+    EXECUTION_NAME_MAX_LENGTH,
+    MAX_RUNTIME_SECONDS_LIMIT,
+    MONITOR_NAME_MAX_LENGTH,
+    ChangeChannel,
+    ExecutionStatus,
+)
 from ..text import has_control_characters
 from .limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES, json_size
 
@@ -25,6 +40,8 @@ JSON_TOO_LARGE = "json_too_large"
 
 StatusValue = Literal["running", "completed", "failed", "cancelled", "interrupted"]
 assert set(StatusValue.__args__) == set(ExecutionStatus.values)
+ChannelValue = Literal["api", "admin", "command", "worker"]
+assert set(ChannelValue.__args__) == set(ChangeChannel.values)
 
 
 def _drop_property_defaults(schema: dict[str, Any]) -> None:
@@ -178,6 +195,16 @@ class ExecutionCreateRequest(_Body):
         ),
     )
 
+    max_runtime_seconds: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RUNTIME_SECONDS_LIMIT,
+        description=(
+            "How long it may run, in whole seconds: the worker fails it (error_info reason "
+            "deadline_exceeded) if it is still running then; null or absent: no limit"
+        ),
+    )
+
     monitor: str | None = Field(
         default=None,
         min_length=1,
@@ -240,6 +267,15 @@ class Execution(_Body):
     )
     finished_at: datetime | None = Field(description="When it left running")
     last_heartbeat_at: datetime | None = Field(description="Last sign of life from a worker")
+    # Defaults only so that a create's answer kept before these fields existed (an
+    # Idempotency-Key's) is still read back; every answer made now carries both.
+    max_runtime_seconds: int | None = Field(
+        default=None, description="How long it may run, as given at creation; null: no limit"
+    )
+    deadline_at: datetime | None = Field(
+        default=None,
+        description="created_at + max_runtime_seconds: if it is still running then, the worker fails it",
+    )
 
     @classmethod
     def from_model(cls, execution) -> "Execution":
@@ -255,6 +291,8 @@ class Execution(_Body):
             updated_at=execution.updated_at,
             finished_at=execution.finished_at,
             last_heartbeat_at=execution.last_heartbeat_at,
+            max_runtime_seconds=execution.max_runtime_seconds,
+            deadline_at=execution.deadline_at,
         )
 
 
@@ -293,7 +331,9 @@ class ExecutionStatusChange(_Body):
     new_status: StatusValue
     error_info: dict[str, Any] | None
     actor: str | None = Field(description="Username of who asked for it; null when the system did")
-    channel: Literal["api", "admin", "command"]
+    channel: ChannelValue = Field(
+        description="Through what: the API, the admin site, a management command, or the worker (the system)"
+    )
     correlation_id: str = Field(description="The request's X-Request-ID (empty when there was none)")
     created_at: datetime
 

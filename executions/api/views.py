@@ -118,7 +118,11 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         }
         if idempotency_key is None:
             execution = execution_create(
-                name=body.name, metadata=body.metadata, created_by=request.user, **run_of
+                name=body.name,
+                metadata=body.metadata,
+                max_runtime_seconds=body.max_runtime_seconds,
+                created_by=request.user,
+                **run_of,
             )
             return _created_response(request, _execution_body(execution))
         result = execution_create_idempotent(
@@ -126,6 +130,7 @@ class ExecutionViewSet(viewsets.GenericViewSet):
             request_fingerprint=request_fingerprint(body),
             name=body.name,
             metadata=body.metadata,
+            max_runtime_seconds=body.max_runtime_seconds,
             created_by=request.user,
             response_body=_execution_body,
             **run_of,

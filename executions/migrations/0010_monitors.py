@@ -28,7 +28,7 @@ def start_the_run_feed_at_its_end(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("executions", "0008_execution_ids_time_ordered"),
+        ("executions", "0009_execution_deadline"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -238,11 +238,12 @@ def state_after_run_end(state: str, reason: str | None, status: str) -> tuple[st
     return None
 
 
-def _feed_position() -> MonitorRunFeedPosition:
-    """The position row, locked (created at the start of the feed if there is none, e.g.
-    after a test flushed the tables)."""
-    position = MonitorRunFeedPosition.objects.select_for_update().order_by("pk").first()
-    if position is None:
+def _feed_position() -> MonitorRunFeedPosition | None:
+    """The position row, locked; None when another worker holds it (PostgreSQL: SKIP LOCKED,
+    so that workers do not queue on it, each holding a transaction id that would hold the
+    feed back). Created at the start of the feed if there is none (a test flushed the tables)."""
+    position = MonitorRunFeedPosition.objects.select_for_update(skip_locked=True).order_by("pk").first()
+    if position is None and not MonitorRunFeedPosition.objects.exists():
         position = MonitorRunFeedPosition.objects.create()
     return position
 
@@ -260,6 +261,8 @@ def monitors_follow_runs(now: datetime | None = None, *, batch_size: int = WATCH
     now = now or timezone.now()
     with write_transaction():
         position = _feed_position()
+        if position is None:
+            return FOLLOW_RUNS_EVERY  # another worker is applying the next batch
         changes = list(
             status_changes_after(
                 ExecutionStatusChange.objects.all(), (position.transaction_id, position.change_id)

@@ -11,6 +11,7 @@ from django.db import router
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from .. import metrics
 from ..models import (
     IDEMPOTENCY_KEYS_KEPT_FOR,
     Execution,
@@ -137,6 +138,8 @@ def executions_purge_finished(
         result.executions += executions
         result.status_changes += status_changes
         result.batches += 1
+        # Counted once the batch committed, whichever process runs the purge (metrics_files.py).
+        metrics.count_purged(executions, status_changes)
         since = rows[-1][1]
         if on_batch is not None:
             on_batch(result)

@@ -11,9 +11,14 @@ is called at least once per idle interval.
 from ..monitors.services import monitors_follow_runs, monitors_mark_missed
 from ..notifications.delivery import NotificationDelivery
 from ..notifications.fanout import notifications_fan_out
+from .deadlines import fail_executions_past_deadline
+from .stale import interrupt_stale_executions
 
 TASKS = [
-    # Run ends first: a monitor whose run just failed is down/failed, not missed.
+    fail_executions_past_deadline,
+    interrupt_stale_executions,
+    # Run ends after the deadlines and the stale rule (a run they just failed is a failure),
+    # then the missed starts (a monitor whose run just failed is down/failed, not missed).
     monitors_follow_runs,
     monitors_mark_missed,
     # The outbox after them, so that a monitor's change of this round is fanned out in it,

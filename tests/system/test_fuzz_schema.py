@@ -24,6 +24,7 @@ from executions.models import (
     Execution,
     ExecutionStatus,
     ExecutionStatusChange,
+    Monitor,
     NotificationEndpoint,
     NotificationMessage,
 )
@@ -34,6 +35,7 @@ from ..factories import (
     NotificationMessageFactory,
     UserFactory,
     api_key_for,
+    monitor_for,
 )
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
@@ -85,6 +87,9 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
     # Someone else's: the fuzzer must be told 404 for these, and change nothing.
     someone_else = UserFactory(username="someone-else")
     others = [ExecutionFactory(created_by=someone_else) for _ in range(20)]
+    own_monitors = [monitor_for(fuzzer, name=f"fuzzed-{number}") for number in range(20)]
+    # Someone else's monitors: 404 for the fuzzer, never changed or deleted.
+    other_monitors = [monitor_for(someone_else, name=f"theirs-{number}") for number in range(5)]
     # Notification endpoints, with deliveries (some failed, to replay): the fuzzer's own, and
     # someone else's that it must never see or change.
     own_endpoints = [NotificationEndpointFactory(owner=fuzzer) for _ in range(10)]
@@ -107,6 +112,8 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
             "FUZZ_NOTIFICATION_IDS": " ".join(
                 f"{message.endpoint_id}:{message.webhook_id}" for message in messages
             ),
+            "FUZZ_MONITOR_IDS": " ".join(str(monitor.id) for monitor in own_monitors + other_monitors),
+            "FUZZ_MONITOR_NAMES": " ".join(monitor.name for monitor in own_monitors),
         },
         cwd=tmp_path,  # where schemathesis keeps its cache
         capture_output=True,
@@ -135,6 +142,9 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
         .exclude(status=ExecutionStatus.RUNNING)
         .exists()
     )
+    # Someone else's monitors are as they were.
+    for monitor in other_monitors:
+        assert Monitor.objects.filter(pk=monitor.pk, state="new", name=monitor.name).exists()
     # Someone else's endpoints and deliveries are as they were.
     assert _notification_rows(other_endpoints) == others_before
 
