@@ -8,6 +8,11 @@ inside the time), reading the worker's resident memory from /proc as it goes and
 (VmHWM) at the end. The receiver is bench/fast_receiver.py, which answers at once and checks
 nothing, so the figure is the worker's.
 
+It also reads the worker's CPU time from /proc: on a shared machine the wall time says how
+busy the others were as much as how fast the worker is, and deliveries per CPU second is what
+one core given to the worker would do (the worker is one process; its sending threads share
+one interpreter).
+
 The floor, measured in the same run: the same HTTP client and threads POSTing the same
 number of bodies of the same size to the same receiver, with no database at all: what one
 process can send. delivered/s over floor/s is what the outbox (claims, the delivery log,
@@ -42,6 +47,7 @@ def main():
             port = int(receiver.stdout.readline().split()[-1])
             url = f"http://127.0.0.1:{port}/hook"
             result = measure(options.changes, database_url, folder, url)
+            print(result, flush=True)
             result["floor_rate"] = floor(url, options.floor_requests, result["body_bytes"])
         finally:
             receiver.terminate()
@@ -94,7 +100,7 @@ def measure(changes: int, database_url: str, folder: Path, url: str) -> dict:
         fanned_out_at = None
         rss_samples = []
         while True:
-            time.sleep(0.5)
+            time.sleep(1)
             if worker.poll() is not None:
                 sys.exit(f"the worker exited:\n{log_path.read_text()}")
             rss_samples.append(memory_mb(worker.pid, "VmRSS"))
@@ -107,6 +113,7 @@ def measure(changes: int, database_url: str, folder: Path, url: str) -> dict:
                 drained_in = time.perf_counter() - began
                 break
         peak_rss = memory_mb(worker.pid, "VmHWM")
+        cpu_seconds = cpu_seconds_of(worker.pid)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -122,6 +129,7 @@ def measure(changes: int, database_url: str, folder: Path, url: str) -> dict:
         "rate": changes / drained_in,
         "rss_mb": max(rss_samples),
         "peak_rss_mb": peak_rss,
+        "cpu_s": cpu_seconds,
         "body_bytes": body_bytes,
         "retried": failed_attempts,
     }
@@ -141,6 +149,13 @@ def memory_mb(pid: int, field: str) -> float:
     raise RuntimeError(f"no {field} for {pid}")
 
 
+def cpu_seconds_of(pid: int) -> float:
+    """The CPU time a process has used so far (user and system, all its threads), from /proc:
+    on a shared machine, how much of the wall time the worker actually ran."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def floor(url: str, requests: int, body_size: int) -> float:
     """POSTs/s of the delivery's own HTTP client and thread count, with no database."""
     from executions.notifications.delivery import CONCURRENCY
@@ -151,7 +166,9 @@ def floor(url: str, requests: int, body_size: int) -> float:
         started = time.perf_counter()
         answers = list(pool.map(lambda _: http_post(client, url, body, {}), range(requests)))
         seconds = time.perf_counter() - started
-    assert all(answer.succeeded for answer in answers)
+    failed = [answer.error for answer in answers if not answer.succeeded]
+    if failed:
+        sys.exit(f"the floor's requests failed ({len(failed)} of {requests}), e.g. {failed[0]}")
     return requests / seconds
 
 
@@ -160,6 +177,11 @@ def report(r: dict) -> None:
     print(f"  seeded {r['changes']} executions and their failures in {r['seeded_s']:.1f} s")
     print(f"  fanned out (every message made) after {r['fanned_out_s']:.1f} s")
     print(f"  delivered every message after {r['drained_s']:.1f} s: {r['rate']:.0f} deliveries/s")
+    share = r["cpu_s"] / r["drained_s"]
+    print(
+        f"  the worker ran {r['cpu_s']:.1f} CPU s of those {r['drained_s']:.1f} s ({share:.0%} of one core): "
+        f"{r['changes'] / r['cpu_s']:.0f} deliveries per CPU second"
+    )
     print(
         f"  floor (same client and threads, no database, {r['body_bytes']} B bodies): {r['floor_rate']:.0f}/s"
     )

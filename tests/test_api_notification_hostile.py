@@ -82,7 +82,7 @@ HOSTILE_BODIES = [
         {"kind": "webhook", "url": "https://169.254.169.254.nip.io\x00/", "events": ["execution.failed"]}
     ).encode(),
     json.dumps({"since": "2026-13-45T99:99:99Z"}).encode(),
-    json.dumps({"since": "9999-12-31T23:59:59-23:59"}).encode(),
+    json.dumps({"since": "+10000-01-01T00:00:00Z"}).encode(),
     json.dumps({"since": ["2026-01-01"]}).encode(),
 ]
 

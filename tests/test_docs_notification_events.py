@@ -1,9 +1,9 @@
-"""The example bodies docs/api.md shows for each event type are what the service builds: the
-same fields, at every level, and the same type."""
+"""The example bodies docs/api.md shows for each event type are what the service builds from
+the same values: every field, at every level, nothing more and nothing less."""
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from executions.notifications.events import body_bytes, execution_event_data, monitor_event_data
@@ -12,26 +12,54 @@ from executions.notifications.services import notification_endpoint_send_test
 from .factories import NotificationEndpointFactory
 
 API_DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-AT = datetime(2026, 12, 5, tzinfo=UTC)
+SECTION = "## Notifications: the events and what each message says"
 
 
 def documented_bodies() -> dict[str, dict]:
-    section = API_DOC.read_text().split("### Event types", 1)[1]
+    section = API_DOC.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
     bodies = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.S)]
     return {body["type"]: body for body in bodies}
 
 
-def shape(value):
-    """The keys of `value` at every level (lists by their first item), with the leaves' types."""
-    if isinstance(value, dict):
-        return {key: shape(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0])] if value else []
-    return type(value).__name__
+def public_url_of(links: dict) -> str:
+    return re.match(r"https?://[^/]+", next(iter(links.values()))).group(0)
 
 
-def built(event_type: str, data: dict) -> dict:
-    return json.loads(body_bytes(event_type, AT, data))
+def built(body: dict) -> dict:
+    """The body the service makes for the documented body's type, time and data."""
+    data = body["data"]
+    when = datetime.fromisoformat(data["changed_at"])
+    if body["type"].startswith("execution."):
+        data = execution_event_data(
+            execution_id=data["id"],
+            name=data["name"],
+            owner=data["owner"],
+            metadata=data["metadata"],
+            change_id=data["change_id"],
+            previous_status=data["previous_status"],
+            current_status=data["current_status"],
+            error_info=data["error_info"],
+            actor=data["actor"],
+            channel=data["channel"],
+            correlation_id=data["correlation_id"],
+            changed_at=when,
+        )
+    else:
+        data = monitor_event_data(
+            monitor_id=data["id"],
+            name=data["name"],
+            owner=data["owner"],
+            change_id=data["change_id"],
+            previous_state=data["previous_state"],
+            current_state=data["current_state"],
+            reason=data["reason"],
+            run_id=data["run"],
+            actor=data["actor"],
+            channel=data["channel"],
+            correlation_id=data["correlation_id"] or "",
+            changed_at=when,
+        )
+    return json.loads(body_bytes(body["type"], datetime.fromisoformat(body["timestamp"]), data))
 
 
 def test_every_event_type_has_an_example():
@@ -39,47 +67,20 @@ def test_every_event_type_has_an_example():
 
 
 def test_the_execution_example_is_what_the_service_builds(settings):
-    settings.EXECUTIONS_PUBLIC_URL = "https://executions.example.com"
-    data = execution_event_data(
-        execution_id="01a245e4-985f-7d5b-88fd-3cb784f228de",
-        name="nightly-report",
-        owner="alice",
-        metadata={"shard": 3},
-        change_id=4812,
-        previous_status="running",
-        current_status="failed",
-        error_info={"exit_code": 2, "signal": None, "stderr_tail": "disk full"},
-        actor="alice",
-        channel="api",
-        correlation_id="9f1c2b7e-5a0d-4c44-8d3e-2f6b1a7c9e10",
-        changed_at=datetime(2026, 12, 5, 3, 14, 7, 512000, tzinfo=UTC),
-    )
     documented = documented_bodies()["execution.failed"]
-    assert documented["data"] == built("execution.failed", data)["data"]
-    assert shape(documented) == shape(built("execution.failed", data))
+    settings.EXECUTIONS_PUBLIC_URL = public_url_of(documented["data"]["links"])
+    assert documented == built(documented)
 
 
 def test_the_monitor_example_is_what_the_service_builds(settings):
-    settings.EXECUTIONS_PUBLIC_URL = "https://executions.example.com"
-    data = monitor_event_data(
-        monitor_id="01a24610-2b3c-7d4e-9f50-6a7b8c9d0e1f",
-        name="nightly-report",
-        owner="alice",
-        change_id=77,
-        previous_state="up",
-        current_state="down",
-        reason="missed",
-        run_id=None,
-        actor=None,
-        channel="worker",
-        correlation_id="",
-        changed_at=datetime(2026, 12, 5, 3, 14, 7, 512000, tzinfo=UTC),
-    )
-    assert documented_bodies()["monitor.down"]["data"] == built("monitor.down", data)["data"]
+    documented = documented_bodies()["monitor.down"]
+    settings.EXECUTIONS_PUBLIC_URL = public_url_of(documented["data"]["links"])
+    assert documented == built(documented)
 
 
 def test_the_test_event_example_is_what_the_service_builds(db):
     message = notification_endpoint_send_test(NotificationEndpointFactory())
     documented = documented_bodies()["notification.test"]
-    assert shape(documented) == shape(built(message.event_type, message.payload))
-    assert documented["data"]["message"] == message.payload["message"]
+    made = json.loads(body_bytes(message.event_type, message.occurred_at, message.payload))
+    assert set(documented) == set(made) and set(documented["data"]) == set(made["data"])
+    assert documented["data"]["message"] == made["data"]["message"]

@@ -418,3 +418,25 @@ def test_a_slack_endpoint_posts_slacks_json(owner, monkeypatch):
     assert posted["text"].startswith('Execution "nightly-report" failed (was running, by alice through api)')
     assert "<http://127.0.0.1:8000/api/v1/executions/e-1|execution>" in posted["text"]
     assert posted["blocks"] == [{"type": "section", "text": {"type": "mrkdwn", "text": posted["text"]}}]
+
+
+def test_an_endpoint_deleted_while_its_messages_are_in_flight_breaks_nothing(owner, receiver):
+    """Its messages go with it; the answers that come back afterwards are dropped, and the
+    other endpoint's, finished in the same batch, are recorded as usual."""
+    doomed, kept = webhook(owner, receiver, path="/doomed"), webhook(owner, receiver, path="/kept")
+    release = threading.Event()
+
+    def send(client, outgoing):
+        release.wait(10)
+        return transports.Answer(True, 200)
+
+    delivery = NotificationDelivery(send=send)
+    message_for(doomed)
+    kept_message = message_for(kept)
+    delivery(timezone.now())
+    assert delivery.in_flight == 2
+    doomed.delete()
+    release.set()
+    run_until(lambda: delivery.in_flight == 0, delivery=delivery)
+    assert refreshed(kept_message).state == MessageState.DELIVERED
+    assert list(DeliveryAttempt.objects.values_list("message_id", flat=True)) == [kept_message.pk]

@@ -2,21 +2,20 @@
 connection actually goes to, unless NOTIFICATIONS_ALLOW_PRIVATE_TARGETS is on (the suite
 turns it on for its receivers on 127.0.0.1: tests/settings.py; these tests turn it off)."""
 
-import httpcore
-import httpx
 import pytest
 
 from executions.models import MessageState, NotificationEndpoint, NotificationMessage
 from executions.notifications.delivery import NotificationDelivery
 from executions.notifications.services import InvalidEndpoint, notification_endpoint_create
 from executions.notifications.ssrf import (
-    PublicOnlyBackend,
-    PublicOnlyTransport,
+    PublicOnlyHTTPConnectionPool,
+    PublicOnlyHTTPSConnection,
+    PublicOnlyHTTPSConnectionPool,
     TargetRefused,
     address_is_public,
     check_target_url,
 )
-from executions.notifications.transports import new_http_client
+from executions.notifications.transports import http_post, new_http_client
 from tests.factories import UserFactory
 from tests.notifications import receiver_process, run_tasks_until
 
@@ -98,18 +97,28 @@ def test_with_private_targets_allowed_a_local_url_is_accepted():
     assert check_target_url("http://127.0.0.1:8000/hook") == "http://127.0.0.1:8000/hook"
 
 
-def test_the_transport_connects_through_the_guarded_backend():
-    """httpx takes no network backend: PublicOnlyTransport replaces the pool httpx built
-    (the private attributes it relies on are named here, so an httpx upgrade that renames
-    them fails this test rather than turning the guard off)."""
+def test_the_client_connects_through_the_guarded_connections():
+    """The pool classes urllib3 builds its connections from are the guarded ones (named
+    here, so that a urllib3 upgrade that stops using them fails this test rather than
+    turning the guard off)."""
     client = new_http_client(4)
-    transport = client._transport
-    assert isinstance(transport, PublicOnlyTransport)
-    assert isinstance(transport._pool, httpcore.ConnectionPool)
-    assert isinstance(transport._pool._network_backend, PublicOnlyBackend)
-    assert transport._pool._max_connections == 4
-    assert client.follow_redirects is False and client.trust_env is False
-    client.close()
+    assert client.pool_classes_by_scheme == {
+        "http": PublicOnlyHTTPConnectionPool,
+        "https": PublicOnlyHTTPSConnectionPool,
+    }
+    assert isinstance(client.connection_from_url("http://example.com/"), PublicOnlyHTTPConnectionPool)
+    pool = client.connection_from_url("https://example.com/")
+    assert (
+        pool.ConnectionCls is PublicOnlyHTTPSConnection
+        and pool._new_conn().__class__ is PublicOnlyHTTPSConnection
+    )
+    assert client.connection_pool_kw["retries"].total is False  # no retry of its own: the schedule decides
+    assert client.connection_pool_kw["maxsize"] == 4
+    client.clear()
+
+
+def post(client, url):
+    return http_post(client, url, b"{}", {})
 
 
 def test_a_name_that_resolves_to_loopback_is_refused_on_connecting(private_targets_refused, tmp_path):
@@ -117,12 +126,14 @@ def test_a_name_that_resolves_to_loopback_is_refused_on_connecting(private_targe
     name for the connection, and never connects; the receiver gets nothing."""
     with receiver_process(tmp_path) as receiver:
         receiver.route("/hook", "whsec_" + "A" * 43)
-        with new_http_client(2) as client:
-            with pytest.raises(TargetRefused, match="localhost resolves to a non-public address"):
-                client.post(f"http://localhost:{receiver.port}/hook", content=b"{}")
-            with pytest.raises(TargetRefused, match="127.0.0.1"):
-                client.post(f"http://127.0.0.1:{receiver.port}/hook", content=b"{}")
-        assert receiver.requests() == []
+        client = new_http_client(2)
+        answer = post(client, f"http://localhost:{receiver.port}/hook")
+        assert not answer.succeeded and answer.status_code is None
+        assert answer.error.startswith("refused: localhost resolves to a non-public address (")
+        assert "127.0.0.1" in post(client, f"http://127.0.0.1:{receiver.port}/hook").error
+        with pytest.raises(TargetRefused):
+            client.request("GET", f"http://localhost:{receiver.port}/hook")
+        assert receiver.requests() == [] and receiver.arrivals() == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -155,16 +166,20 @@ def test_a_message_to_an_endpoint_whose_name_now_resolves_to_loopback_is_refused
 def test_the_allow_setting_lets_a_local_receiver_be_reached(tmp_path):
     with receiver_process(tmp_path) as receiver:
         receiver.route("/hook", "whsec_" + "A" * 43)
-        with new_http_client(2) as client:
-            assert client.post(f"http://localhost:{receiver.port}/hook", content=b"{}").status_code == 200
+        answer = post(new_http_client(2), f"http://localhost:{receiver.port}/hook")
+        assert (answer.succeeded, answer.status_code, answer.body) == (True, 200, "ok")
         assert len(receiver.requests("/hook")) == 1
 
 
 def test_a_redirect_is_never_followed(tmp_path):
     with receiver_process(tmp_path) as receiver:
         receiver.route("/hook", "whsec_" + "A" * 43, statuses=[302])
-        with new_http_client(2) as client:
-            response = client.post(receiver.url("/hook"), content=b"{}")
-        assert response.status_code == 302
+        answer = post(new_http_client(2), receiver.url("/hook"))
+        assert (answer.succeeded, answer.status_code, answer.error) == (False, 302, "HTTP 302")
         assert [entry["path"] for entry in receiver.requests()] == ["/hook"]
-        assert isinstance(response, httpx.Response)
+
+
+def test_an_unknown_name_is_a_failed_attempt_not_an_error():
+    answer = post(new_http_client(2), "http://no-such-host.invalid/hook")
+    assert not answer.succeeded and answer.status_code is None
+    assert "NameResolutionError" in answer.error

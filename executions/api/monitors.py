@@ -13,7 +13,7 @@ from ..monitors.selectors import monitor_get, monitor_last_runs, monitor_state_c
 from ..monitors.services import Actor, monitor_create, monitor_delete, monitor_update
 from ..selectors import FEED_START
 from . import monitor_schemas as bodies
-from .filters import NonEmptyChoiceFilter, parse_list_query
+from .filters import parse_list_query
 from .openapi.monitors import monitors_schema
 from .pagination import (
     CURSOR_PARAMETER,
@@ -28,8 +28,7 @@ from .views import DescriptionOnlyMetadata
 
 
 class MonitorFilter(filters.FilterSet):
-    # Non-empty: "?state=" is refused, not ignored (which would list every state).
-    state = NonEmptyChoiceFilter(choices=MonitorState.choices, help_text="Only monitors in this state")
+    state = filters.ChoiceFilter(choices=MonitorState.choices, help_text="Only monitors in this state")
 
     class Meta:
         model = Monitor

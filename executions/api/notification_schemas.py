@@ -424,9 +424,9 @@ class NotificationReplayRequest(_Body):
         try:
             return since.astimezone(UTC)
         except OverflowError:
-            raise PydanticCustomError(
-                "datetime_out_of_range", "Enter a time within years 1 to 9999 (UTC)"
-            ) from None
+            # Before year 1 in UTC (0001-01-01T00:00+01:00): since the beginning, every message;
+            # after year 9999 (9999-12-31T23:59-01:00): after the end, none.
+            return (datetime.min if since.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 class NotificationReplayResponse(_Body):

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db.models import Exists, F, OuterRef
+from django.urls import NoReverseMatch, reverse
 
 from ..models import (
     DeliveryAttempt,
@@ -59,7 +60,7 @@ ENDPOINT_FAILING_DISABLES_AFTER = timedelta(days=5)
 # Finished sends are recorded in batches of up to RECORD_BATCH; the delivery waits at most
 # WAIT_FOR_RESULTS_SECONDS for a batch to fill before it records what it has and gives the loop
 # back. It looks for due messages every POLL_INTERVAL_SECONDS when it found none.
-RECORD_BATCH = 32
+RECORD_BATCH = 16
 WAIT_FOR_RESULTS_SECONDS = 0.02
 POLL_INTERVAL_SECONDS = 0.25
 
@@ -364,7 +365,14 @@ def _record_attempts(finished: list[tuple[_Claimed, Answer]], now: datetime) -> 
     failed_endpoints = {c.outgoing.endpoint_id for c, a in failures} - succeeded_endpoints
     gone_endpoints = {c.outgoing.endpoint_id for c, a in failures if a.status_code == 410}
     disabled = []
-    DeliveryAttempt.objects.bulk_create(attempts)
+    # An endpoint deleted while its messages were in flight took them along: their attempts
+    # have nothing left to belong to.
+    still_there = set(
+        NotificationMessage.objects.filter(pk__in=[a.message_id for a in attempts]).values_list(
+            "pk", flat=True
+        )
+    )
+    DeliveryAttempt.objects.bulk_create([a for a in attempts if a.message_id in still_there])
     for token, ids in delivered_by_token.items():
         # Only while the claim is still this one's: a claim that outlived its lease may
         # have been taken by another worker, whose outcome is the one that counts.
@@ -442,8 +450,12 @@ def tell_owner_endpoint_disabled(endpoint_id) -> None:
         f"Your notification endpoint {endpoint} was disabled on {endpoint.disabled_at:%Y-%m-%d %H:%M} UTC:\n"
         f"every delivery to it failed since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC.\n\n"
         "Its failed messages can be sent again once it works: enable it, then replay them.\n"
-        f"Admin: {public_url(f'/admin/executions/notificationendpoint/{endpoint.pk}/change/')}\n"
     )
+    try:
+        admin_path = reverse("admin:executions_notificationendpoint_change", args=[endpoint.pk])
+        text += f"Admin: {public_url(admin_path)}\n"
+    except NoReverseMatch:
+        pass  # no admin page for endpoints in this installation
 
     def send():
         try:

@@ -3,10 +3,11 @@
 A webhook URL is chosen by a user, and the worker POSTs to it from inside the network: to
 the cloud's metadata service, a database's admin port, anything on localhost. So every
 connection is checked on the address it actually goes to, after the name is resolved: the
-HTTP client's network backend resolves the name itself, refuses if any address is not
-public, and connects to the address it checked (never resolving twice, so a DNS answer that
-changes in between cannot slip through). URLs are checked when an endpoint is made too, for
-an early clear error, but that check cannot be the guard: DNS can change later.
+HTTP client's connection (urllib3's, with its socket opened here) resolves the name itself,
+refuses if any address is not public, and connects to the address it checked (never
+resolving twice, so a DNS answer that changes in between cannot slip through). URLs are
+checked when an endpoint is made too, for an early clear error, but that check cannot be the
+guard: DNS can change later.
 
 NOTIFICATIONS_ALLOW_PRIVATE_TARGETS=true turns the guard off (a receiver on the same
 machine or network; the tests' receivers on 127.0.0.1)."""
@@ -15,11 +16,10 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+import urllib3
 from django.conf import settings
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-# Ports a webhook may use: any, but never 0.
 _ALLOWED_SCHEMES = ("http", "https")
 
 
@@ -48,11 +48,9 @@ def private_targets_allowed() -> bool:
 
 def resolve_public(host: str, port: int) -> list[tuple]:
     """The addresses of `host` to connect to (getaddrinfo's tuples), all checked; raises
-    TargetRefused when any of them is not public (unless private targets are allowed)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
-        raise httpcore.ConnectError(f"cannot resolve {host}: {error.strerror}") from None
+    TargetRefused when any of them is not public (unless private targets are allowed), and
+    socket.gaierror when the name does not resolve."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not private_targets_allowed():
         refused = sorted({info[4][0] for info in infos if not address_is_public(info[4][0])})
         if refused:
@@ -60,47 +58,62 @@ def resolve_public(host: str, port: int) -> list[tuple]:
     return infos
 
 
-class PublicOnlyBackend(httpcore.SyncBackend):
-    """httpcore's network backend that connects only to checked public addresses."""
+class _PublicOnlyConnection:
+    """urllib3's connection, connecting only to checked public addresses: `_new_conn` is
+    where urllib3 opens the socket (its own does the same with socket.create_connection);
+    TLS then runs over this socket with the URL's host name, as before."""
 
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        error = None
-        for family, kind, proto, _, address in resolve_public(host, port):
+    def _new_conn(self) -> socket.socket:
+        timeout = self.timeout if isinstance(self.timeout, (int, float)) else None
+        try:
+            addresses = resolve_public(self._dns_host, self.port)
+        except socket.gaierror as error:
+            raise NameResolutionError(self.host, self, error) from error
+        failure = None
+        for family, kind, proto, _, address in addresses:
             sock = socket.socket(family, kind, proto)
             try:
                 sock.settimeout(timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                for option in socket_options or ():
+                for option in self.socket_options or ():
                     sock.setsockopt(*option)
                 sock.connect(address)
             except TimeoutError:
                 sock.close()
-                raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
-            except OSError as failure:
+                raise ConnectTimeoutError(self, f"Connection to {self.host} timed out") from None
+            except OSError as error:
                 sock.close()
-                error = failure
+                failure = error
                 continue
-            return httpcore._backends.sync.SyncStream(sock)
-        raise httpcore.ConnectError(f"cannot connect to {host}:{port}: {error}")
+            return sock
+        raise NewConnectionError(self, f"Failed to establish a new connection: {failure}")
 
 
-class PublicOnlyTransport(httpx.HTTPTransport):
-    """httpx's transport, with its connection pool on PublicOnlyBackend. httpx takes no
-    network backend, so the pool it builds is replaced by one with the same settings
-    (tests/test_notification_ssrf.py names the private attribute this relies on)."""
+class PublicOnlyHTTPConnection(_PublicOnlyConnection, urllib3.connection.HTTPConnection):
+    pass
 
-    def __init__(self, *, limits: httpx.Limits, verify=True):
-        super().__init__(limits=limits, verify=verify, trust_env=False)
-        pool = self._pool
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=pool._ssl_context,
-            max_connections=pool._max_connections,
-            max_keepalive_connections=pool._max_keepalive_connections,
-            keepalive_expiry=pool._keepalive_expiry,
-            http1=pool._http1,
-            http2=pool._http2,
-            network_backend=PublicOnlyBackend(),
-        )
+
+class PublicOnlyHTTPSConnection(_PublicOnlyConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class PublicOnlyHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = PublicOnlyHTTPConnection
+
+
+class PublicOnlyHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = PublicOnlyHTTPSConnection
+
+
+def public_only_pool_manager(**options) -> urllib3.PoolManager:
+    """urllib3's PoolManager whose connections go only to public addresses (urllib3 reads
+    no proxy from the environment). The pool classes by scheme are urllib3's documented way
+    to change them; tests/test_notification_ssrf.py checks they are the ones used."""
+    manager = urllib3.PoolManager(**options)
+    manager.pool_classes_by_scheme = {
+        "http": PublicOnlyHTTPConnectionPool,
+        "https": PublicOnlyHTTPSConnectionPool,
+    }
+    return manager
 
 
 def check_target_url(url: str) -> str:

@@ -12,7 +12,8 @@ import pytest
 from django.db.models import Count
 from django.utils import timezone
 
-from devtools.servers import WorkerProcess, service_env
+from devtools.postgres import ThrowawayPostgres
+from devtools.servers import WorkerProcess, manage, service_env
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 
 from .test_executions_run import served_database_url
@@ -107,3 +108,35 @@ def test_a_stop_in_the_middle_of_the_work_never_leaves_half_a_batch(worker_env, 
     assert code == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
     assert 0 < failed_count()
     assert_each_failed_once_by_whole_batches()
+
+
+@pytest.mark.postgres_only
+def test_the_database_going_away_is_logged_and_the_worker_resumes_without_a_restart():
+    """PostgreSQL stops (every connection cut) under a running worker and starts again: the
+    worker logs each failed round, backs off, and fails the next deadline with no restart.
+    A PostgreSQL of its own, so that stopping it disturbs nothing else."""
+    with ThrowawayPostgres(durable=True) as postgres:
+        postgres.create_database()
+        env = service_env(postgres.url(), DATABASE_CONN_MAX_AGE="600")
+        manage(env, "migrate", "--no-input")
+        with WorkerProcess(env) as worker:
+            postgres.stop()
+            wait_until(lambda: "failed (2 time(s) in a row)" in worker.log(), "failed rounds in the log")
+            postgres.start()
+            code = (
+                "from executions.services import execution_create;"
+                "execution_create(name='after', max_runtime_seconds=1)"
+            )
+            manage(env, "shell", "-c", code)
+            wait_until(
+                lambda: (
+                    postgres.query("SELECT status FROM executions_execution WHERE name = 'after'")
+                    == [("failed",)]
+                ),
+                "the deadline acted on after the outage",
+            )
+            assert worker.process.poll() is None
+        log = worker.log()
+    assert "Task fail_executions_past_deadline failed (1 time(s) in a row); next try in 1.0 s" in log
+    assert "OperationalError" in log
+    assert "Task fail_executions_past_deadline works again after" in log

@@ -1,11 +1,10 @@
 """The OpenAPI declarations of the monitors resource."""
 
 from drf_spectacular.drainage import set_override
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 
 from .. import monitor_schemas as bodies
-from ..pagination import AFTER_PARAMETER, CURSOR_PARAMETER
+from ..pagination import AFTER_PARAMETER, CURSOR_PARAMETER, FEED_CURSOR_FORMAT, PAGE_CURSOR_FORMAT
 from ..schemas import ErrorResponse, HTTPValidationError
 from .common import BODY_ERROR_RESPONSES, COMMON_ERROR_RESPONSES, CSRF_ERROR_RESPONSE, page_size_parameter
 
@@ -53,7 +52,7 @@ monitors_schema = extend_schema_view(
         parameters=[
             OpenApiParameter(
                 CURSOR_PARAMETER,
-                OpenApiTypes.STR,
+                {"type": "string", "minLength": 1, "format": PAGE_CURSOR_FORMAT},
                 OpenApiParameter.QUERY,
                 description="next_cursor of the previous page; absent for the first page",
             ),
@@ -122,7 +121,7 @@ monitors_schema = extend_schema_view(
             MONITOR_ID_PARAMETER,
             OpenApiParameter(
                 AFTER_PARAMETER,
-                OpenApiTypes.STR,
+                {"type": "string", "minLength": 1, "format": FEED_CURSOR_FORMAT},
                 OpenApiParameter.QUERY,
                 description="next_cursor of the previous page; absent to start from the first change",
             ),

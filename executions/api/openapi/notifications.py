@@ -1,11 +1,10 @@
 """The OpenAPI declarations of the notification endpoints, their deliveries and replay."""
 
 from drf_spectacular.drainage import set_override
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 
 from .. import notification_schemas as bodies
-from ..pagination import CURSOR_PARAMETER
+from ..pagination import CURSOR_PARAMETER, ID_CURSOR_FORMAT, PAGE_CURSOR_FORMAT
 from ..schemas import ErrorResponse, HTTPValidationError
 from .common import BODY_ERROR_RESPONSES, COMMON_ERROR_RESPONSES, CSRF_ERROR_RESPONSE, page_size_parameter
 
@@ -27,11 +26,12 @@ DELIVERY_NOT_FOUND = {
 QUERY_ERROR = {422: OpenApiResponse(HTTPValidationError, description="Invalid query parameters or cursor")}
 
 
-def _cursor_parameters(items: str) -> list[OpenApiParameter]:
+def _cursor_parameters(items: str, cursor_format: str) -> list[OpenApiParameter]:
     return [
         OpenApiParameter(
             CURSOR_PARAMETER,
-            OpenApiTypes.STR,
+            # Opaque (a position the API encoded): tests/fuzz/hooks.py teaches the fuzzer the format.
+            {"type": "string", "minLength": 1, "format": cursor_format},
             OpenApiParameter.QUERY,
             description="next_cursor of the previous page; absent for the first page",
         ),
@@ -73,7 +73,7 @@ notification_endpoints_schema = extend_schema_view(
             "Unknown query parameters are refused (422)."
         ),
         operation_id="list_notification_endpoints",
-        parameters=_cursor_parameters("Endpoints"),
+        parameters=_cursor_parameters("Endpoints", PAGE_CURSOR_FORMAT),
         responses={
             200: OpenApiResponse(bodies.NotificationEndpointList, description="One page"),
             **COMMON_ERROR_RESPONSES,
@@ -177,7 +177,7 @@ notification_deliveries_schema = extend_schema_view(
             "refused (422)."
         ),
         operation_id="list_notification_deliveries",
-        parameters=[ENDPOINT_ID_PARAMETER, *_cursor_parameters("Deliveries")],
+        parameters=[ENDPOINT_ID_PARAMETER, *_cursor_parameters("Deliveries", ID_CURSOR_FORMAT)],
         responses={
             200: OpenApiResponse(bodies.NotificationDeliveryList, description="One page"),
             **COMMON_ERROR_RESPONSES,
