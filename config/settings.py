@@ -15,6 +15,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from executions.durations import parse_duration
+from executions.metrics_files import configured_folder
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -393,3 +394,7 @@ NOTIFICATIONS_KEPT_FOR = env_duration("NOTIFICATIONS_KEPT_FOR", default="30d")
 # token the endpoint is off (404). Several worker processes: see PROMETHEUS_MULTIPROC_DIR in
 # docs/operations.md.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Where every process (the web's, the worker, the commands) counts for /metrics:
+# PROMETHEUS_MULTIPROC_DIR, by default var/metrics (executions/metrics_files.py). Settled here,
+# before anything imports prometheus_client, which reads it once, when first imported.
+METRICS_FOLDER = configured_folder()

@@ -16,7 +16,6 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
-    StrictInt,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -205,7 +204,7 @@ class ExecutionCreateRequest(_Body):
         ),
     )
 
-    max_runtime_seconds: StrictInt | None = Field(
+    max_runtime_seconds: int | None = Field(
         default=None,
         ge=1,
         le=MAX_RUNTIME_SECONDS_LIMIT,
@@ -225,6 +224,15 @@ class ExecutionCreateRequest(_Body):
             "has it, or by id"
         ),
     )
+
+    @field_validator("max_runtime_seconds", mode="before")
+    @classmethod
+    def a_number_not_text_or_bool(cls, value):
+        """An integer as JSON Schema has it, a number with no fraction (60, 60.0, 6e1), never
+        the text "60" or `true`, which pydantic's lax mode would read as 60 and 1."""
+        if isinstance(value, bool | str):
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return value
 
     @field_validator("name", "metadata", "monitor")
     @classmethod
