@@ -36,7 +36,9 @@ CURSOR_PARAMETER = "cursor"
 # say (tests/fuzz/hooks.py teaches them to the fuzzer).
 PAGE_CURSOR_FORMAT = "executions-page-cursor"
 FEED_CURSOR_FORMAT = "executions-feed-cursor"
+ID_CURSOR_FORMAT = "executions-id-cursor"
 PAGE_SIZE_PARAMETER = "page_size"
+_MAX_BIGINT = 2**63 - 1
 
 
 def encode_cursor(created_at: datetime, execution_id: uuid.UUID) -> str:
@@ -115,24 +117,75 @@ def page_within_json_budget(
     return rows, (kept[-1][1] if kept else None), has_more
 
 
-def newest_first_page(executions: QuerySet, *, page_size: int, cursor: str | None):
-    """One page of `executions`, newest first, after `cursor`: (rows, next_cursor or None).
-    At most `page_size` rows, fewer when their JSON passes MAX_PAGE_JSON_BYTES."""
-    executions = executions.order_by("-created_at", "-id")
+def newest_first_page(
+    rows: QuerySet,
+    *,
+    page_size: int,
+    cursor: str | None,
+    json_fields: tuple[str, ...] = ("metadata", "error_info"),
+):
+    """One page of `rows` (executions, or any model with `created_at` and a UUID `id`), newest
+    first, after `cursor`: (rows, next_cursor or None). At most `page_size` rows, fewer when
+    their `json_fields` pass MAX_PAGE_JSON_BYTES."""
+    rows = rows.order_by("-created_at", "-id")
     if cursor is not None:
-        created_at, execution_id = decode_cursor(cursor)
+        created_at, row_id = decode_cursor(cursor)
         # The first condition is implied by the second; it is there for the planner, which
         # then scans the index from the cursor on instead of filtering from its start.
-        executions = executions.filter(created_at__lte=created_at).filter(
-            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=execution_id)
+        rows = rows.filter(created_at__lte=created_at).filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=row_id)
         )
-    rows, last, has_more = page_within_json_budget(
-        executions,
+    page, last, has_more = page_within_json_budget(
+        rows,
         page_size=page_size,
         position_fields=["created_at", "id"],
-        json_fields=["metadata", "error_info"],
+        json_fields=list(json_fields),
     )
-    return rows, (encode_cursor(*last) if has_more else None)
+    return page, (encode_cursor(*last) if has_more else None)
+
+
+# --- Cursors over an integer id, newest (highest) first ---------------------------------
+
+
+def encode_id_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(str(row_id).encode()).decode().rstrip("=")
+
+
+def decode_id_cursor(cursor: str) -> int:
+    """The id a cursor of encode_id_cursor names; ValueError for anything else."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("not base64 text") from None
+    if not (text.isascii() and text.isdigit()) or int(text) > _MAX_BIGINT:
+        raise ValueError("not an id")
+    return int(text)
+
+
+class IdPageQuery(BaseModel):
+    """The paging parameters of a list ordered by an integer id, newest first."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    cursor: str | None = None
+    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+
+    @field_validator("cursor")
+    @classmethod
+    def cursor_decodes(cls, cursor):
+        return _checked_cursor(cursor, decode_id_cursor)
+
+
+def newest_id_first_page(rows: QuerySet, *, page_size: int, cursor: str | None, json_fields: list[str]):
+    """One page of `rows`, highest id first, after `cursor`: (rows, next_cursor or None); at
+    most `page_size` rows, fewer when their `json_fields` pass MAX_PAGE_JSON_BYTES."""
+    rows = rows.order_by("-id")
+    if cursor is not None:
+        rows = rows.filter(id__lt=decode_id_cursor(cursor))
+    page, last, has_more = page_within_json_budget(
+        rows, page_size=page_size, position_fields=["id"], json_fields=json_fields
+    )
+    return page, (encode_id_cursor(last[0]) if has_more else None)
 
 
 # --- The change feed's cursor ----------------------------------------------------------
@@ -146,7 +199,6 @@ def newest_first_page(executions: QuerySet, *, page_size: int, cursor: str | Non
 # under a key in SECRET_KEY_FALLBACKS keep working while the key rotates.
 
 AFTER_PARAMETER = "after"
-_MAX_BIGINT = 2**63 - 1
 _FEED_POSITION = struct.Struct(">QQ")
 _FEED_CURSOR_KEY_SALT = "executions.api.pagination.feed-cursor"
 # 16 bytes of position and 16 of SIV tag, in base64url without padding.
