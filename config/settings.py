@@ -118,8 +118,8 @@ _database["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 _database["CONN_HEALTH_CHECKS"] = True
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     # Django's backend, with writers queued on a file lock rather than SQLite's busy
-    # handler: see config/sqlite3/base.py.
-    _database["ENGINE"] = "config.sqlite3"
+    # handler: see executions/db/sqlite3/base.py.
+    _database["ENGINE"] = "executions.db.sqlite3"
     _database.setdefault("OPTIONS", {}).update(
         {
             # Writers take the write lock at BEGIN and wait for it (timeout, in seconds)

@@ -8,7 +8,6 @@ scrape, whichever process answers it, adds up the files of all of them. The two 
 executions are not kept in any process: they are counted in the database when scraped.
 """
 
-import functools
 import logging
 import os
 from collections import Counter as Tally
@@ -30,8 +29,6 @@ from prometheus_client import (  # noqa: E402
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
-
-from .errors import ExecutionNotFound, InvalidStatusTransition, PreconditionFailed  # noqa: E402
 
 logger = logging.getLogger("executions.metrics")
 
@@ -70,11 +67,6 @@ REFUSED_INVALID_TRANSITION = "invalid_transition"
 REFUSED_NOT_FOUND = "not_found"
 REFUSED_PRECONDITION_FAILED = "precondition_failed"
 REFUSED_SAME_STATUS = "same_status"
-REFUSAL_REASONS = {
-    InvalidStatusTransition: REFUSED_INVALID_TRANSITION,
-    ExecutionNotFound: REFUSED_NOT_FOUND,
-    PreconditionFailed: REFUSED_PRECONDITION_FAILED,
-}
 
 HEARTBEAT_ACCEPTED = "accepted"
 HEARTBEAT_NOT_RUNNING = "not_running"
@@ -87,22 +79,13 @@ def count_status_changes(transitions: Tally) -> None:
         STATUS_CHANGES.labels(previous_status, new_status, channel).inc(count)
 
 
-def counting_refusals(change_status):
-    """Counts each change that `change_status` (services.execution_change_status) refuses:
-    the errors it raises, and asking for the status an execution already has."""
+def count_refusal(reason: str, channel: str) -> None:
+    """A status change asked for through `channel` and not made, for `reason`."""
+    STATUS_CHANGES_REFUSED.labels(reason, channel).inc()
 
-    @functools.wraps(change_status)
-    def counted(*, channel, **kwargs):
-        try:
-            result = change_status(channel=channel, **kwargs)
-        except tuple(REFUSAL_REASONS) as error:
-            STATUS_CHANGES_REFUSED.labels(REFUSAL_REASONS[type(error)], channel).inc()
-            raise
-        if not result.success:
-            STATUS_CHANGES_REFUSED.labels(REFUSED_SAME_STATUS, channel).inc()
-        return result
 
-    return counted
+def count_heartbeat(result: str) -> None:
+    HEARTBEATS.labels(result).inc()
 
 
 class ExecutionsCollector:

@@ -9,19 +9,18 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connections
-from django.db.models import BooleanField, F, Q, QuerySet
+from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from .db.functions import OldestRunningTransactionId
 from .errors import ExecutionNotFound
 from .models import (
-    IDEMPOTENCY_KEYS_KEPT_FOR,
     Execution,
     ExecutionStatus,
     ExecutionStatusChange,
     IdempotencyKey,
-    OldestRunningTransactionId,
 )
 
 MANAGE_ALL_EXECUTIONS = "executions.manage_all_executions"
@@ -197,59 +196,3 @@ def execution_status_changes(execution: Execution) -> QuerySet:
 def idempotency_key_get(user, key: str) -> IdempotencyKey | None:
     """The Idempotency-Key `key` of `user`, if one was used."""
     return IdempotencyKey.objects.filter(user=user, key=key).first()
-
-
-def idempotency_keys_expired(now: datetime | None = None) -> QuerySet:
-    """The Idempotency-Keys older than IDEMPOTENCY_KEYS_KEPT_FOR: the purge may delete them
-    (a key is answered for as long as its row exists)."""
-    return IdempotencyKey.objects.filter(created_at__lt=(now or timezone.now()) - IDEMPOTENCY_KEYS_KEPT_FOR)
-
-
-def executions_finished_before(cutoff: datetime) -> QuerySet:
-    """Executions that left `running` before `cutoff`: what the retention purge may delete.
-    A running execution has no finished_at, and is excluded by its status as well."""
-    return Execution.objects.filter(finished_at__lt=cutoff).exclude(status=ExecutionStatus.RUNNING)
-
-
-ARCHIVED_EXECUTION_FIELDS = (
-    "id",
-    "name",
-    "status",
-    "error_info",
-    "metadata",
-    "created_by_id",
-    "created_at",
-    "updated_at",
-    "finished_at",
-    "last_heartbeat_at",
-)
-ARCHIVED_STATUS_CHANGE_FIELDS = (
-    "id",
-    "previous_status",
-    "new_status",
-    "error_info",
-    "actor_id",
-    "actor_username",
-    "channel",
-    "correlation_id",
-    "created_at",
-)
-
-
-def executions_with_history(execution_ids: list) -> list[dict]:
-    """Each execution of `execution_ids` as a dict of its fields (with its owner's username as
-    `created_by_username`), with its audit records oldest first under `status_changes`."""
-    executions = {
-        row["id"]: {**row, "status_changes": []}
-        for row in Execution.objects.filter(pk__in=execution_ids)
-        .order_by("finished_at", "pk")
-        .values(*ARCHIVED_EXECUTION_FIELDS, created_by_username=F("created_by__username"))
-    }
-    changes = (
-        ExecutionStatusChange.objects.filter(execution_id__in=execution_ids)
-        .order_by("created_at", "id")
-        .values("execution_id", *ARCHIVED_STATUS_CHANGE_FIELDS)
-    )
-    for change in changes:
-        executions[change.pop("execution_id")]["status_changes"].append(change)
-    return list(executions.values())

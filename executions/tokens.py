@@ -67,7 +67,7 @@ def token_rotate(*, user, expires_in: timedelta | None = None) -> tuple[ApiToken
 def token_mark_used(token_id: int, now: datetime) -> None:
     """Record that the token was used at `now`, unless that was recorded less than
     LAST_USED_RESOLUTION ago (by another process, say). In a transaction so that on SQLite
-    it queues for the write lock like every other writer (config/sqlite3/base.py)."""
+    it queues for the write lock like every other writer (executions/db/sqlite3/base.py)."""
     with transaction.atomic():
         ApiToken.objects.filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION), pk=token_id

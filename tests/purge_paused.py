@@ -17,7 +17,7 @@ django.setup()
 
 from django.core.management import execute_from_command_line  # noqa: E402
 
-from executions.archive import GzipJsonLinesArchive  # noqa: E402
+from executions.retention.archive import GzipJsonLinesArchive  # noqa: E402
 
 pause_after, marker = int(sys.argv[1]), Path(sys.argv[2])
 real_append = GzipJsonLinesArchive.append

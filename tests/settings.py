@@ -19,7 +19,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # On SQLite the test database is a file too, so that WAL and the busy timeout behave as in
 # production; a folder of its own per run, so that two runs in one checkout never share it.
-if DATABASES["default"]["ENGINE"] == "config.sqlite3":
+if DATABASES["default"]["ENGINE"] == "executions.db.sqlite3":
     _test_database_folder = tempfile.mkdtemp(prefix="executions-test-")
     atexit.register(shutil.rmtree, _test_database_folder, ignore_errors=True)
     DATABASES["default"]["TEST"] = {"NAME": os.path.join(_test_database_folder, "test.sqlite3")}

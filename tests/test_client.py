@@ -1,6 +1,6 @@
 """The Python client (client/executions_client) against a mock transport: retries, the
 idempotency key, typed errors, configuration; and pieces of executions-run. Against a live
-server: tests/test_client_live.py."""
+server: tests/system/test_client_live.py."""
 
 import email.utils
 import json
@@ -222,7 +222,7 @@ def test_client_errors_are_typed_and_never_retried(clock, status, error_code, er
     assert clock.sleeps == []
 
 
-# --- executions-run's heartbeats (end to end: tests/test_executions_run.py) ----------------
+# --- executions-run's heartbeats (end to end: tests/system/test_executions_run.py) ----------------
 
 
 class JobStub:

@@ -18,9 +18,9 @@ from django.db import connection
 from django.utils import timezone
 
 from devtools.servers import REPO_ROOT, service_env
-from executions.archive import GzipJsonLinesArchive, json_default, read_archive
 from executions.models import IDEMPOTENCY_KEYS_KEPT_FOR, Execution, ExecutionStatusChange, IdempotencyKey
-from executions.selectors import executions_with_history
+from executions.retention.archive import GzipJsonLinesArchive, json_default, read_archive
+from executions.retention.purge import executions_with_history
 from executions.services import execution_change_status
 
 from .factories import ExecutionFactory

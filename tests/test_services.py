@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from executions import services
+from executions.db import statements
 from executions.errors import ExecutionNotFound, InvalidStatusTransition
 from executions.models import ALLOWED_TRANSITIONS, ChangeChannel, Execution, ExecutionStatusChange
 from executions.selectors import ALL, OWN_OR_MANAGED, Visibility
@@ -139,7 +139,7 @@ def test_bulk_signals_once_per_change_after_commit(django_capture_on_commit_call
     assert sorted(received) == sorted(e.id for e in executions)
 
 
-# Concurrency: tests/test_races.py (16 concurrent PATCHes against a live server, both databases).
+# Concurrency: tests/system/test_races.py (16 concurrent PATCHes against a live server, both databases).
 
 
 # --- The compare-and-set's SQL, built once, against its ORM form ---------------------------
@@ -158,14 +158,12 @@ def test_compare_and_set_sql_is_what_the_orm_compiles(kind, error_info, versions
         changes["error_info"] = error_info
     expected = None if versions is None else [now - timedelta(seconds=n) for n in range(versions)]
 
-    cached_sql = services._compare_and_set_sql(
+    cached_sql = statements.compare_and_set_sql(
         connection.alias, kind, tuple(changes), None if expected is None else len(expected)
     )
-    cached_params = services._compare_and_set_params(
-        connection, visibility, execution_id, "running", changes, expected
-    )
+    cached_params = statements.compare_and_set_params(visibility, execution_id, "running", changes, expected)
     orm_sql, orm_params = (
-        services._compare_and_set_query(visibility, execution_id, "running", changes, expected)
+        statements.compare_and_set_query(visibility, execution_id, "running", changes, expected)
         .get_compiler(connection.alias)
         .as_sql()
     )

@@ -1,4 +1,4 @@
-"""config/sqlite3: SQLite writers queue on a file lock instead of failing or polling."""
+"""executions/db/sqlite3: SQLite writers queue on a file lock instead of failing or polling."""
 
 import fcntl
 import inspect
@@ -105,7 +105,7 @@ def test_lock_is_released_when_a_transaction_rolls_back():
     assert execution.name == "after"
 
 
-# config/sqlite3/base.py overrides these private hooks of Django's SQLite backend. A Django
+# executions/db/sqlite3/base.py overrides these private hooks of Django's SQLite backend. A Django
 # upgrade that renames one, or stops calling it from the public method, would silently turn
 # the queue off (or leave the lock held): this fails first, and says which hook moved.
 PRIVATE_HOOKS_AND_THEIR_CALLERS = [
@@ -119,10 +119,10 @@ PRIVATE_HOOKS_AND_THEIR_CALLERS = [
 @pytest.mark.parametrize(("hook", "caller"), PRIVATE_HOOKS_AND_THEIR_CALLERS)
 def test_django_still_has_the_private_hooks_the_writer_queue_overrides(hook, caller):
     assert callable(getattr(DjangoSQLiteWrapper, hook, None)), (
-        f"Django's SQLite backend no longer has {hook}(), which config/sqlite3/base.py overrides"
+        f"Django's SQLite backend no longer has {hook}(), which executions/db/sqlite3/base.py overrides"
     )
     assert f"self.{hook}(" in inspect.getsource(getattr(BaseDatabaseWrapper, caller)), (
-        f"Django's {caller}() no longer calls {hook}(), which config/sqlite3/base.py overrides"
+        f"Django's {caller}() no longer calls {hook}(), which executions/db/sqlite3/base.py overrides"
     )
 
 

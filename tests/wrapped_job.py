@@ -1,4 +1,4 @@
-"""A job for tests/test_executions_run.py to run under executions-run.
+"""A job for tests/system/test_executions_run.py to run under executions-run.
 
     python tests/wrapped_job.py STATE_DIR EXIT_CODE [--stderr-bytes N] [--ignore-sigterm]
 

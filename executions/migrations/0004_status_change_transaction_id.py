@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db import migrations, models
 
-import executions.models
+import executions.db.functions
 
 
 class Migration(migrations.Migration):
@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
             model_name="executionstatuschange",
             name="transaction_id",
             field=models.BigIntegerField(
-                db_default=executions.models.CurrentTransactionId(),
+                db_default=executions.db.functions.CurrentTransactionId(),
                 editable=False,
                 help_text="PostgreSQL: the id of the transaction that wrote it; SQLite: 0.",
             ),

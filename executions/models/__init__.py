@@ -6,12 +6,10 @@ from .execution import (
     IDEMPOTENCY_KEYS_KEPT_FOR,
     ApiToken,
     ChangeChannel,
-    CurrentTransactionId,
     Execution,
     ExecutionStatus,
     ExecutionStatusChange,
     IdempotencyKey,
-    OldestRunningTransactionId,
     statuses_that_can_become,
 )
 
@@ -21,11 +19,9 @@ __all__ = [
     "IDEMPOTENCY_KEYS_KEPT_FOR",
     "ApiToken",
     "ChangeChannel",
-    "CurrentTransactionId",
     "Execution",
     "ExecutionStatus",
     "ExecutionStatusChange",
     "IdempotencyKey",
-    "OldestRunningTransactionId",
     "statuses_that_can_become",
 ]

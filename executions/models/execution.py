@@ -4,10 +4,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import BigIntegerField, Func
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from ..db.functions import CurrentTransactionId
 from ..ids import uuid7
 from .fields import ExactJSONField
 
@@ -110,36 +110,6 @@ class Execution(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.id})"
-
-
-class CurrentTransactionId(Func):
-    """PostgreSQL: the id of the transaction that evaluates it (assigning one if it has none
-    yet). SQLite: 0, because there writes are serialized and id order is commit order."""
-
-    output_field = BigIntegerField()
-    arity = 0
-
-    def as_sql(self, compiler, connection, **extra_context):
-        return "0", []
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        # xid8 has no cast to bigint; its text form is the 64-bit number.
-        return "pg_current_xact_id()::text::bigint", []
-
-
-class OldestRunningTransactionId(Func):
-    """PostgreSQL: the oldest transaction id still running (xmin of a snapshot taken now).
-    Every transaction with a smaller id has committed or rolled back, so the set of rows
-    they wrote can no longer grow. Only meaningful on PostgreSQL."""
-
-    output_field = BigIntegerField()
-    arity = 0
-
-    def as_sql(self, compiler, connection, **extra_context):
-        raise NotImplementedError("transaction ids are a PostgreSQL feature")
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        return "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", []
 
 
 class ExecutionStatusChange(models.Model):

@@ -26,7 +26,7 @@ from devtools.slow_clients import SlowClients, slowest_answers
 from executions.api.schemas import ErrorResponse
 from executions.errors import ErrorCode
 
-from .api import ERROR_RESPONSE_KEYS
+from ..api import ERROR_RESPONSE_KEYS
 
 pytestmark = pytest.mark.slow
 

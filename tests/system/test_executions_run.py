@@ -24,12 +24,12 @@ from devtools.net import free_port
 from devtools.servers import Gunicorn, service_env
 from executions.models import ChangeChannel, Execution, ExecutionStatus
 
-from .factories import UserFactory, api_key_for
+from ..factories import UserFactory, api_key_for
 
 pytestmark = pytest.mark.slow
 
 EXECUTIONS_RUN = Path(sys.executable).parent / "executions-run"
-JOB = Path(__file__).parent / "wrapped_job.py"
+JOB = Path(__file__).parent.parent / "wrapped_job.py"
 DEADLINE_SECONDS = 60
 
 

@@ -29,8 +29,8 @@ from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_create
 
-from .api import ERROR_RESPONSE_KEYS
-from .factories import ExecutionFactory, UserFactory, api_key_for
+from ..api import ERROR_RESPONSE_KEYS
+from ..factories import ExecutionFactory, UserFactory, api_key_for
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -394,7 +394,7 @@ def test_connection_cut_in_the_middle_of_a_change_is_503_and_changes_nothing(liv
     token = api_key_for(owner)
     execution = execution_create(name="cut", created_by=owner)
     port = urlsplit(live_server.url).port
-    original_change = services._compare_and_set
+    original_change = services.compare_and_set
     cuts = []
 
     def change_after_losing_the_connection(*args):
@@ -408,7 +408,7 @@ def test_connection_cut_in_the_middle_of_a_change_is_503_and_changes_nothing(liv
             cuts.append(backend_pid)
         return original_change(*args)
 
-    monkeypatch.setattr(services, "_compare_and_set", change_after_losing_the_connection)
+    monkeypatch.setattr(services, "compare_and_set", change_after_losing_the_connection)
     auth = {"Authorization": f"Token {token}"}
     answer = request(port, "PATCH", f"/api/v1/executions/{execution.id}", {"status": "failed"}, auth)
     assert cuts

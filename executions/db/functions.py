@@ -1,0 +1,56 @@
+"""Database functions the service uses in its queries, each with its SQL per database."""
+
+from django.db.models import BigIntegerField, CharField, Func
+
+
+class CurrentTransactionId(Func):
+    """PostgreSQL: the id of the transaction that evaluates it (assigning one if it has none
+    yet). SQLite: 0, because there writes are serialized and id order is commit order."""
+
+    output_field = BigIntegerField()
+    arity = 0
+
+    def as_sql(self, compiler, connection, **extra_context):
+        return "0", []
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        # xid8 has no cast to bigint; its text form is the 64-bit number.
+        return "pg_current_xact_id()::text::bigint", []
+
+
+class OldestRunningTransactionId(Func):
+    """PostgreSQL: the oldest transaction id still running (xmin of a snapshot taken now).
+    Every transaction with a smaller id has committed or rolled back, so the set of rows
+    they wrote can no longer grow. Only meaningful on PostgreSQL."""
+
+    output_field = BigIntegerField()
+    arity = 0
+
+    def as_sql(self, compiler, connection, **extra_context):
+        raise NotImplementedError("transaction ids are a PostgreSQL feature")
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", []
+
+
+class UtcIsoformat(Func):
+    """A timestamp as the text datetime.isoformat() gives for it in UTC
+    ("2026-11-29T03:12:44.120000+00:00", no fraction when it is zero), in SQL, so that the
+    database writes the reason for a whole batch without a row passing through Python."""
+
+    arity = 1
+    output_field = CharField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        utc = f"(({sql}) AT TIME ZONE 'UTC')"
+        return (
+            f"(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_trunc('second', {utc}) = {utc}"
+            f" THEN '' ELSE to_char({utc}, '.US') END || '+00:00')",
+            (*params, *params, *params, *params),
+        )
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # Django stores "YYYY-MM-DD HH:MM:SS[.ffffff]" in UTC.
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"(REPLACE({sql}, ' ', 'T') || '+00:00')", params

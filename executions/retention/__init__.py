@@ -1,0 +1,1 @@
+"""Retention: the purge of old finished executions and expired Idempotency-Keys, and the archive."""
