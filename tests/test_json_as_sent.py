@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from executions.api.limits import MAX_JSON_OBJECT_BYTES, json_size
-from executions.archive import read_archive
+from executions.retention.archive import read_archive
 from executions.models import Execution
 
 from .api import execution_url
