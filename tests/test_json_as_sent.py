@@ -16,8 +16,8 @@ from django.test import Client
 from django.utils import timezone
 
 from executions.api.limits import MAX_JSON_OBJECT_BYTES, json_size
-from executions.retention.archive import read_archive
 from executions.models import Execution
+from executions.retention.archive import read_archive
 
 from .api import execution_url
 from .factories import UserFactory, api_key_for

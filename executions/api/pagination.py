@@ -5,23 +5,25 @@ page, so page 10,000 costs what page 1 costs (an index range scan, no OFFSET). T
 carries both fields of the last row: rows created in the same microsecond are ordered by
 id, and none is skipped or repeated, whatever is inserted meanwhile.
 
-A page also ends early, with a next_cursor, once its rows' `metadata` and `error_info` add
-up to MAX_PAGE_JSON_BYTES (as the database measures their JSON text), so that one request
-costs a worker a bounded amount of memory whatever the rows hold; a page always has at least
-one row. The change feed's pages are bounded the same way (page_within_json_budget).
+A page also ends early, with a next_cursor, where the answer would pass MAX_PAGE_BYTES as
+sent (its rows measured as the API renders them), so that one request costs a worker, and a
+client, a bounded amount of memory whatever the rows hold; a page always has at least one
+row. The change feed's pages are bounded the same way (page_within_budget).
 """
 
 import base64
 import binascii
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast, Coalesce, Length
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from .limits import MAX_PAGE_JSON_BYTES
+from .limits import MAX_PAGE_BYTES, rendered_size
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -32,6 +34,10 @@ PAGE_SIZE_PARAMETER = "page_size"
 def encode_cursor(created_at: datetime, execution_id: uuid.UUID) -> str:
     text = f"{created_at.isoformat()}|{execution_id}"
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+# The longest cursor encode_cursor makes (a time with microseconds), for a page's budget.
+LONGEST_CURSOR = len(encode_cursor(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), uuid.UUID(int=0)))
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
@@ -79,35 +85,66 @@ def _json_size(field: str):
     return Coalesce(Length(Cast(field, TextField())), 0)
 
 
-def page_within_json_budget(
-    ordered: QuerySet, *, page_size: int, position_fields: list[str], json_fields: list[str]
-):
-    """The first rows of `ordered`: at most `page_size`, fewer once their `json_fields` add up
-    to MAX_PAGE_JSON_BYTES, never none while there is one. Returns (rows, the values of
-    `position_fields` of the last row given or None, whether more rows follow).
+def page_within_budget(
+    ordered: QuerySet,
+    *,
+    page_size: int,
+    position_fields: list[str],
+    json_fields: list[str],
+    item: Callable[[Any], dict],
+    budget_bytes: int,
+) -> tuple[list[dict], tuple | None, bool]:
+    """`item(row)` of the first rows of `ordered`: at most `page_size`, fewer once their items
+    as rendered (rendered_size, a comma each) would pass `budget_bytes`, never none while there
+    is a row. Returns (items, the values of `position_fields` of the last row taken or None,
+    whether more rows follow).
 
-    The sizes are read first, with the positions, in a query that carries no JSON to the
-    process; then the rows that fit, by primary key."""
-    json_size = sum((_json_size(field) for field in json_fields[1:]), _json_size(json_fields[0]))
-    candidates = (
+    Positions and the length of each row's stored `json_fields` are read first, in a query
+    that carries no JSON to the process. Rows are then loaded a few at a time, as many as
+    those lengths say fit in what is left of the budget (at least one), and measured as
+    rendered: stored text tells little of what is sent (escapes, numbers spelt otherwise, the
+    other fields), so a worker holds at most the budget's rows and one more."""
+    stored_size = sum((_json_size(field) for field in json_fields[1:]), _json_size(json_fields[0]))
+    candidates = list(
         ordered.prefetch_related(None)
-        .annotate(json_size=json_size)
-        .values_list("pk", *position_fields, "json_size")[: page_size + 1]
+        .annotate(stored_size=stored_size)
+        .values_list("pk", *position_fields, "stored_size")[: page_size + 1]
     )
-    kept, page_bytes, has_more = [], 0, False
-    for pk, *position, size in candidates:
-        if len(kept) == page_size or (kept and page_bytes + size > MAX_PAGE_JSON_BYTES):
-            has_more = True
-            break
-        kept.append((pk, tuple(position)))
-        page_bytes += size
-    rows = list(ordered.filter(pk__in=[pk for pk, _ in kept]))
-    return rows, (kept[-1][1] if kept else None), has_more
+    taking = candidates[:page_size]
+    items, last, used, start = [], None, 0, 0
+    while start < len(taking):
+        end, expected = start + 1, taking[start][-1]
+        while end < len(taking) and used + expected + taking[end][-1] <= budget_bytes:
+            expected += taking[end][-1]
+            end += 1
+        chunk = taking[start:end]
+        rows = {row.pk: row for row in ordered.filter(pk__in=[pk for pk, *_ in chunk])}
+        for pk, *position, _ in chunk:
+            row = rows.get(pk)
+            if row is not None:  # else deleted since it was counted: passed over
+                rendered = item(row)
+                size = rendered_size(rendered) + 1
+                if items and used + size > budget_bytes:
+                    return items, last, True
+                items.append(rendered)
+                used += size
+            last = tuple(position)
+        start = end
+    return items, last, len(candidates) > page_size
 
 
-def newest_first_page(executions: QuerySet, *, page_size: int, cursor: str | None):
-    """One page of `executions`, newest first, after `cursor`: (rows, next_cursor or None).
-    At most `page_size` rows, fewer when their JSON passes MAX_PAGE_JSON_BYTES."""
+def newest_first_page(
+    executions: QuerySet,
+    *,
+    page_size: int,
+    cursor: str | None,
+    item: Callable[[Any], dict],
+    next_url: Callable[[str], str],
+) -> dict:
+    """One page of `executions`, newest first, after `cursor`, as the list answers it:
+    `results` (`item(row)` of each), `next_cursor` and `next` (`next_url(next_cursor)`), both
+    None on the last page. At most `page_size` rows, fewer where the answer would pass
+    MAX_PAGE_BYTES."""
     executions = executions.order_by("-created_at", "-id")
     if cursor is not None:
         created_at, execution_id = decode_cursor(cursor)
@@ -116,13 +153,22 @@ def newest_first_page(executions: QuerySet, *, page_size: int, cursor: str | Non
         executions = executions.filter(created_at__lte=created_at).filter(
             Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=execution_id)
         )
-    rows, last, has_more = page_within_json_budget(
+    longest = "A" * LONGEST_CURSOR
+    around = rendered_size({"results": [], "next_cursor": longest, "next": next_url(longest)})
+    items, last, has_more = page_within_budget(
         executions,
         page_size=page_size,
         position_fields=["created_at", "id"],
         json_fields=["metadata", "error_info"],
+        item=item,
+        budget_bytes=MAX_PAGE_BYTES - around,
     )
-    return rows, (encode_cursor(*last) if has_more else None)
+    next_cursor = encode_cursor(*last) if has_more else None
+    return {
+        "results": items,
+        "next_cursor": next_cursor,
+        "next": None if next_cursor is None else next_url(next_cursor),
+    }
 
 
 # --- The change feed's cursor ----------------------------------------------------------
@@ -135,6 +181,9 @@ def encode_feed_cursor(position: tuple[int, int]) -> str:
     """An opaque cursor for a feed position (transaction_id, id): base64url, no padding."""
     transaction_id, change_id = position
     return base64.urlsafe_b64encode(f"{transaction_id}.{change_id}".encode()).decode().rstrip("=")
+
+
+LONGEST_FEED_CURSOR = len(encode_feed_cursor((_MAX_BIGINT, _MAX_BIGINT)))
 
 
 def decode_feed_cursor(cursor: str) -> tuple[int, int]:
@@ -165,3 +214,21 @@ class FeedQuery(BaseModel):
     @classmethod
     def cursor_decodes(cls, cursor):
         return _checked_cursor(cursor, decode_feed_cursor)
+
+
+def feed_page(
+    changes: QuerySet, *, after: tuple[int, int], page_size: int, item: Callable[[Any], dict]
+) -> dict:
+    """One page of the change feed as it answers it: `results` (`item(change)` of the first of
+    `changes`, those after the position `after`, in feed order), `next_cursor` (always) and
+    `has_more`. At most `page_size` changes, fewer where the answer would pass MAX_PAGE_BYTES."""
+    around = rendered_size({"results": [], "next_cursor": "A" * LONGEST_FEED_CURSOR, "has_more": False})
+    items, last, has_more = page_within_budget(
+        changes,
+        page_size=page_size,
+        position_fields=["transaction_id", "id"],
+        json_fields=["error_info"],
+        item=item,
+        budget_bytes=MAX_PAGE_BYTES - around,
+    )
+    return {"results": items, "next_cursor": encode_feed_cursor(last or after), "has_more": has_more}
