@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from rest_framework.test import APIClient
 
 from devtools.net import request
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import Execution, IdempotencyKey
 from executions.retention.purge import idempotency_keys_expired
 

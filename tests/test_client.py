@@ -23,7 +23,7 @@ from executions_client import (
 from executions_client import client as client_module
 from executions_client.run import Heartbeats, Outcome
 
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 
 # Never contacted: a mock transport answers instead.
 MOCK_URL = "http://127.0.0.1:9"

@@ -12,7 +12,7 @@ from executions_client import (
     UnprocessableEntityError,
 )
 
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import ChangeChannel, ExecutionStatus
 from executions.services import execution_change_status
 

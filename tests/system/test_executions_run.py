@@ -165,8 +165,11 @@ def test_success_is_reported_completed(service, token, tmp_path):
 
     assert code == 0, stderr
     assert stdout == "job output\n"
-    assert stderr == stderr_text(50)  # passed through, and nothing of the wrapper's own
     execution = Execution.objects.get(name="e2e-success")
+    # Which execution it is, first (so that a person can cancel it), then the job's own
+    # standard error passed through; and the job was told its id.
+    assert stderr == f"executions-run: execution {execution.id} (e2e-success) started\n" + stderr_text(50)
+    assert wrapper.trace("execution_id") == str(execution.id)
     assert (execution.status, execution.error_info) == (ExecutionStatus.COMPLETED, None)
     [change] = execution.status_changes.all()
     assert (change.previous_status, change.new_status, change.channel, change.actor.username) == (

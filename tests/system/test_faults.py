@@ -25,7 +25,7 @@ from devtools.net import request
 from devtools.postgres import ThrowawayPostgres
 from devtools.servers import REPO_ROOT, Gunicorn, create_user_with_token, manage, service_env
 from executions import services
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_create
 

@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from devtools.net import request
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 
 from ..concurrency import run_together
