@@ -120,7 +120,7 @@ def page_within_budget(
         chunk = taking[start:end]
         rows = {row.pk: row for row in ordered.filter(pk__in=[pk for pk, *_ in chunk])}
         for pk, *position, _ in chunk:
-            row = rows.get(pk)
+            row = rows.pop(pk, None)  # let go of each row once it is an item
             if row is not None:  # else deleted since it was counted: passed over
                 rendered = item(row)
                 size = rendered_size(rendered) + 1
