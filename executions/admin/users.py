@@ -70,9 +70,10 @@ class ExecutionsUserAdmin(UserAdmin):
         collector = Collector(using=router.db_for_write(self.model), origin=users)
         try:
             collector.collect(users)
-        except (ProtectedError, RestrictedError) as refused:
-            blocking = getattr(refused, "protected_objects", None) or refused.restricted_objects
-            return [], {}, set(), [_named(self.admin_site, obj) for obj in islice(blocking, NAMED_PER_KIND)]
+        except ProtectedError as refused:
+            return [], {}, set(), self._blocking(refused.protected_objects)
+        except RestrictedError as refused:
+            return [], {}, set(), self._blocking(refused.restricted_objects)
 
         kinds = defaultdict(list)  # model -> lists of instances, or querysets
         for model, instances in collector.data.items():
@@ -105,3 +106,7 @@ class ExecutionsUserAdmin(UserAdmin):
                 named.append(f"… and {count - len(named)} more")
             deleted += [f"{capfirst(opts.verbose_name_plural)}: {count}", named]
         return deleted, model_count, perms_needed, []
+
+    def _blocking(self, objects) -> list:
+        """The first few objects that stop a deletion, named (Django's page lists them)."""
+        return [_named(self.admin_site, obj) for obj in islice(objects, NAMED_PER_KIND)]
