@@ -7,6 +7,8 @@ Each setting is defined once, in the section of its topic; nothing here is chang
 down, and importing this module has no side effects beyond reading the environment.
 """
 
+import re
+import warnings
 from pathlib import Path
 
 import environ
@@ -113,7 +115,42 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256
 # --- Database --------------------------------------------------------------------------
 # DATABASE_URL picks the engine: postgres://... for PostgreSQL (psycopg 3), or the default,
 # a SQLite file in var/ (a folder kept in the repository), the embedded mode.
-_database = env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
+# A URL that names no database this service runs on is one line at start (like a missing
+# secret), never a traceback from deep in Django or the driver at the first query. The URL
+# itself is not repeated: it may hold a password.
+DATABASE_URL_FORMS = (
+    "postgres://user:password@host:5432/name, or sqlite:////absolute/path/db.sqlite3 "
+    "(unset: SQLite in var/db.sqlite3)"
+)
+
+
+def _database_from_url(url: str) -> dict:
+    try:
+        with warnings.catch_warnings():  # django-environ warns of an unknown scheme, then fails
+            warnings.simplefilter("ignore")
+            database = environ.Env.db_url_config(url)
+    except (ValueError, KeyError, TypeError):
+        database = {}
+    engine = database.get("ENGINE")
+    if engine not in ("django.db.backends.sqlite3", "django.db.backends.postgresql"):
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not a database URL this service takes: {DATABASE_URL_FORMS}"
+        )
+    if not database.get("NAME") or database["NAME"] == "/":
+        raise ImproperlyConfigured(f"DATABASE_URL names no database: {DATABASE_URL_FORMS}")
+    host = database.get("HOST") or ""
+    if (
+        engine == "django.db.backends.postgresql"
+        and host
+        and not (host.startswith("/") or re.search(r"[A-Za-z0-9]", host))
+    ):
+        raise ImproperlyConfigured(f"DATABASE_URL names no host: {DATABASE_URL_FORMS}")
+    return database
+
+
+_database = _database_from_url(
+    env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
+)
 _database["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 _database["CONN_HEALTH_CHECKS"] = True
 if _database["ENGINE"] == "django.db.backends.sqlite3":
@@ -205,8 +242,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     # The contract names the request component ExecutionStatusUpdateRequest, not Patched...
     "COMPONENT_SPLIT_PATCH": False,
-    # ...and keeps enums inline in their properties rather than as components of their own.
-    "POSTPROCESSING_HOOKS": [],
+    # ...and keeps enums inline in their properties rather than as components of their own
+    # (no enum postprocessing); the one hook adds the JSON values' component the bodies name.
+    "POSTPROCESSING_HOOKS": ["executions.api.openapi.components.add_storable_json"],
     # Swagger UI and ReDoc from drf-spectacular-sidecar's local copies: the docs work offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -160,6 +160,20 @@ def api_route_not_found(request, *args, **kwargs):
     return _json_error("Not found", ErrorCode.NOT_FOUND, status.HTTP_404_NOT_FOUND)
 
 
+# deploy/nginx.conf hands its 431 here (the request's headers left behind): nginx writes no
+# reason phrase for a status it does not know, gunicorn does.
+HEADERS_TOO_LARGE_PATH = ".errors/headers_too_large"
+
+
+@csrf_exempt
+def headers_too_large(request, *args, **kwargs):
+    return _json_error(
+        "Request header fields too large",
+        ErrorCode.HEADERS_TOO_LARGE,
+        status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE,
+    )
+
+
 def bad_request(request, exception, template_name="400.html"):
     if not _is_api(request):
         return defaults.bad_request(request, exception, template_name)

@@ -37,6 +37,16 @@ class _Body(BaseModel):
     model_config = ConfigDict(json_schema_extra=_drop_property_defaults)
 
 
+def _status_update_request_schema(schema: dict[str, Any]) -> None:
+    _drop_property_defaults(schema)
+    # The contract's rule, which a client (and a fuzzer) can read: error_info only with
+    # status failed; with cancelled or completed it is a 422 (error_info_not_allowed).
+    schema["anyOf"] = [
+        {"properties": {"status": {"const": "failed"}}},
+        {"properties": {"error_info": {"type": "null"}}},
+    ]
+
+
 def _check_size(value: dict) -> None:
     size = json_size(value)
     if size > MAX_JSON_OBJECT_BYTES:
@@ -73,7 +83,7 @@ def _check_storable(value: Any, depth: int = 0) -> None:
 class ExecutionStatusUpdateRequest(_Body):
     """Request to update execution status."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_status_update_request_schema)
 
     status: Literal["cancelled", "failed", "completed"] = Field(
         description="Target status ('cancelled', 'failed', or 'completed')"
