@@ -212,9 +212,6 @@ def encode_feed_cursor(position: tuple[int, int]) -> str:
     return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
 
 
-LONGEST_FEED_CURSOR = len(encode_feed_cursor((_MAX_BIGINT, _MAX_BIGINT)))
-
-
 def decode_feed_cursor(cursor: str) -> tuple[int, int]:
     """The position a feed cursor names. Raises ValueError for anything encode_feed_cursor
     did not make with SECRET_KEY or one of SECRET_KEY_FALLBACKS."""
@@ -258,7 +255,7 @@ def feed_page(
     """One page of the change feed as it answers it: `results` (`item(change)` of the first of
     `changes`, those after the position `after`, in feed order), `next_cursor` (always) and
     `has_more`. At most `page_size` changes, fewer where the answer would pass MAX_PAGE_BYTES."""
-    around = rendered_size({"results": [], "next_cursor": "A" * LONGEST_FEED_CURSOR, "has_more": False})
+    around = rendered_size({"results": [], "next_cursor": "A" * FEED_CURSOR_LENGTH, "has_more": False})
     items, last, has_more = page_within_budget(
         changes,
         page_size=page_size,
