@@ -91,17 +91,14 @@ class NotificationEndpointViewSet(viewsets.GenericViewSet):
             NotificationEndpointFilter,
             request,
         )
-        rows, next_cursor = newest_first_page(
+        page = newest_first_page(
             endpoints.select_related("owner"),
             page_size=page.page_size,
             cursor=page.cursor,
+            item=lambda row: bodies.NotificationEndpointResponse.from_model(row).model_dump(mode="json"),
             json_fields=("events", "emails"),
         )
-        body = bodies.NotificationEndpointList(
-            results=[bodies.NotificationEndpointResponse.from_model(row) for row in rows],
-            next_cursor=next_cursor,
-        )
-        return Response(body.model_dump(mode="json"))
+        return Response(page)
 
     def retrieve(self, request, endpoint_id):
         return Response(_endpoint_body(self._endpoint(request, endpoint_id)))
@@ -170,13 +167,14 @@ class NotificationDeliveryViewSet(viewsets.GenericViewSet):
             request,
             IdPageQuery,
         )
-        rows, next_cursor = newest_id_first_page(
-            messages, page_size=page.page_size, cursor=page.cursor, json_fields=["payload"]
+        page = newest_id_first_page(
+            messages,
+            page_size=page.page_size,
+            cursor=page.cursor,
+            item=lambda row: bodies.NotificationDelivery.from_model(row).model_dump(mode="json"),
+            json_fields=["payload"],
         )
-        body = bodies.NotificationDeliveryList(
-            results=[bodies.NotificationDelivery.from_model(row) for row in rows], next_cursor=next_cursor
-        )
-        return Response(body.model_dump(mode="json"))
+        return Response(page)
 
     def retrieve(self, request, endpoint_id, message_id):
         return Response(_delivery_body(self._message(request, endpoint_id, message_id)))
