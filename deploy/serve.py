@@ -1,11 +1,14 @@
 """Serve the service in production: gunicorn (config/gunicorn.conf.py) behind nginx
-(deploy/nginx.conf), both children of this process, until SIGTERM or SIGINT.
+(deploy/nginx.conf), and the worker (manage.py run_worker), all children of this process,
+until SIGTERM or SIGINT.
 
 scripts/serve-production.sh migrates and then runs this; the tests run it directly.
 Everything that is this instance's own (nginx's configuration, pid and temporary files,
 gunicorn's control socket, its port on 127.0.0.1) lives in a fresh temporary folder, so
-that several instances on one host never share a path. When either server exits, the other
-is stopped too and this process exits with a non-zero status.
+that several instances on one host never share a path. When any child exits (gunicorn,
+nginx or the worker), the others are stopped too and this process exits with status 1: the
+system's supervisor (systemd, Kubernetes) restarts the whole, as for a crash of any part,
+rather than this process hiding a worker that keeps dying (docs/operations.md).
 """
 
 import grp
@@ -171,6 +174,7 @@ def main() -> int:
     # login lockout find the client in the last X-Forwarded-For entry instead, nginx's own.
     env = {**os.environ, "API_NUM_PROXIES": os.environ.get("API_NUM_PROXIES") or "1"}
     children: list[subprocess.Popen] = []
+    names: dict[int, str] = {}  # pid: what it is, for the log
     asked_to_stop = []
 
     def stop(*_):
@@ -193,18 +197,33 @@ def main() -> int:
             cwd=REPO_ROOT, env=env,
         )  # fmt: skip
         children.append(gunicorn)
+        names[gunicorn.pid] = "gunicorn"
         wait_until_serving(upstream_port, gunicorn)
-        children.append(start_nginx(run_dir, config_path))
+        nginx = start_nginx(run_dir, config_path)
+        children.append(nginx)
+        names[nginx.pid] = "nginx"
+        # The worker: deadlines, stale executions, the monitors and notifications. Stopped by
+        # the same SIGTERM, it finishes its current batch first (within seconds).
+        worker = subprocess.Popen([sys.executable, "manage.py", "run_worker"], cwd=REPO_ROOT, env=env)
+        children.append(worker)
+        names[worker.pid] = "the worker"
         print(
             f"Serving on http://{listen}"
             f" (nginx, then gunicorn on 127.0.0.1:{upstream_port}); instance files in {run_dir}",
             file=sys.stderr,
             flush=True,
         )
-        # Until one of them exits (or a signal stops both), then the other goes too.
+        # Until one of them exits (or a signal stops them all), then the others go too.
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         failed = not asked_to_stop
+        if failed:
+            ended = next(child for child in children if child.poll() is not None)
+            print(
+                f"{names[ended.pid]} exited with status {ended.returncode}: stopping the others",
+                file=sys.stderr,
+                flush=True,
+            )
         stop()
         for child in children:
             try:

@@ -8,7 +8,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ..db.functions import CurrentTransactionId
+from ..durations import MAX_DURATION
 from ..ids import uuid7
+from .fields import ExactJSONField
 
 
 class ExecutionStatus(models.TextChoices):
@@ -43,10 +45,15 @@ class ChangeChannel(models.TextChoices):
     API = "api", "API"
     ADMIN = "admin", "Admin site"
     COMMAND = "command", "Management command"
+    # The system on its own: the worker process (manage.py run_worker), no user asked.
+    WORKER = "worker", "Worker"
 
 
 # The one place the name's length is set: the API's schema and the commands read it here.
 EXECUTION_NAME_MAX_LENGTH = 200
+# The longest max runtime an execution may be given (ten years, as for any duration an
+# operator writes: executions/durations.py); longer is surely a mistake.
+MAX_RUNTIME_SECONDS_LIMIT = int(MAX_DURATION.total_seconds())
 
 
 class Execution(models.Model):
@@ -63,10 +70,10 @@ class Execution(models.Model):
         default=ExecutionStatus.RUNNING,
         db_index=True,
     )
-    error_info = models.JSONField(
+    error_info = ExactJSONField(
         null=True, blank=True, help_text="Why it failed or was stopped, as a JSON object."
     )
-    metadata = models.JSONField(default=dict, blank=True, help_text="Free-form data the creator attached.")
+    metadata = ExactJSONField(default=dict, blank=True, help_text="Free-form data the creator attached.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -80,6 +87,26 @@ class Execution(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True, help_text="When it left running.")
     last_heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life from a worker; empty until one reports."
+    )
+    monitor = models.ForeignKey(
+        "executions.Monitor",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        db_index=False,  # execution_monitor_runs_idx below serves it
+        help_text="The monitor this execution is a run of, if any.",
+    )
+    max_runtime_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long it may run, given at creation; empty: no limit."
+    )
+    # Computed once, at creation (created_at + max_runtime_seconds), and indexed, so that the
+    # worker asks one cheap question ("which running executions are past it?") however many
+    # executions there are.
+    deadline_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the worker fails it if it is still running; empty: never.",
     )
 
     class Meta:
@@ -95,6 +122,19 @@ class Execution(models.Model):
                 Coalesce("last_heartbeat_at", "created_at"),
                 name="execution_running_seen_idx",
                 condition=models.Q(status="running"),
+            ),
+            # A monitor's runs, newest first (its page, the admin's strip of the last 20).
+            models.Index(
+                fields=["monitor", "-created_at"],
+                name="execution_monitor_runs_idx",
+                condition=models.Q(monitor__isnull=False),
+            ),
+            # The worker's deadline sweep: running executions with a deadline, soonest first
+            # (the id breaks ties, as the bulk change's walk needs). Only those rows: small.
+            models.Index(
+                fields=["deadline_at", "id"],
+                name="execution_running_deadline_idx",
+                condition=models.Q(status="running", deadline_at__isnull=False),
             ),
             # The retention purge walks finished executions oldest first (purge_executions).
             models.Index(
@@ -118,7 +158,7 @@ class ExecutionStatusChange(models.Model):
     execution = models.ForeignKey(Execution, on_delete=models.PROTECT, related_name="status_changes")
     previous_status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
     new_status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
-    error_info = models.JSONField(null=True, blank=True)
+    error_info = ExactJSONField(null=True, blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -194,7 +234,7 @@ class IdempotencyKey(models.Model):
         max_length=64, help_text="SHA-256 of the validated request body: tells a retry from a reuse."
     )
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="+")
-    response_body = models.JSONField(help_text="The original 201's body, answered again to a retry.")
+    response_body = ExactJSONField(help_text="The original 201's body, answered again to a retry.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -40,6 +40,7 @@ WINDOW_SECONDS = 5
 # The issue's bound on how long slow clients may delay an ordinary request.
 AVAILABILITY_BOUND_SECONDS = 1.0
 BODY_LIMIT = 256 * 1024
+METRICS_TOKEN = "production-metrics-token-0123456789"
 CONTRACT = json.loads((Path(__file__).parent.parent / "fixtures/contract/reference-openapi.json").read_text())
 # The contract's ErrorResponse, and its timestamps as Django writes them (pydantic: UTC, Z).
 CONTRACT_ERROR_RESPONSE = CONTRACT["components"]["schemas"]["ErrorResponse"]
@@ -81,6 +82,7 @@ def production(database_url):
         NGINX_CLIENT_HEADER_TIMEOUT=f"{CLIENT_TIMEOUT_SECONDS}s",
         NGINX_CLIENT_BODY_TIMEOUT=f"{CLIENT_TIMEOUT_SECONDS}s",
         DATA_UPLOAD_MAX_MEMORY_SIZE=str(BODY_LIMIT),
+        METRICS_TOKEN=METRICS_TOKEN,
     )
     manage(env, "migrate", "--no-input")
     token = create_user_with_token(env, "worker")
@@ -417,12 +419,48 @@ def test_when_gunicorn_dies_the_whole_server_stops_with_an_error(database_url):
     """deploy/serve.py stops nginx too and exits 1, so that systemd or Kubernetes restarts
     the whole instead of leaving nginx answering 502 forever."""
     with ProductionServer(service_env(database_url, WEB_CONCURRENCY="1", GUNICORN_THREADS="1")) as server:
-        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
-        gunicorn_pid = next(
-            int(pid) for pid in children if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        )
-        os.kill(gunicorn_pid, signal.SIGKILL)
+        os.kill(child_pid(server, b"gunicorn"), signal.SIGKILL)
         assert server.process.wait(timeout=60) == 1
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=5)
+
+
+def child_pid(server, name: bytes) -> int:
+    """The pid of deploy/serve.py's child whose command line holds `name`."""
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    return next(int(pid) for pid in children if name in Path(f"/proc/{pid}/cmdline").read_bytes())
+
+
+def test_the_worker_runs_beside_the_servers_and_its_counts_reach_metrics(production):
+    """An execution with a max runtime of 1 s, created through nginx, is failed by the
+    worker deploy/serve.py runs; the web's /metrics counts what the worker did."""
+    server, token = production
+    auth = {"Authorization": f"Token {token}"}
+    status, _, body = request(
+        server.port, "POST", "/api/v1/executions", {"name": "bounded", "max_runtime_seconds": 1}, auth
+    )
+    assert status == 201, body
+    deadline = time.monotonic() + 60
+    while (answer := request(server.port, "GET", f"/api/v1/executions/{body['id']}", None, auth)[2])[
+        "status"
+    ] == "running":
+        assert time.monotonic() < deadline, "the worker did not fail it"
+        time.sleep(0.2)
+    assert answer["status"] == "failed" and answer["error_info"]["reason"] == "deadline_exceeded"
+    status, _, text = request(
+        server.port, "GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    assert status == 200
+    assert 'executions_watch_transitions_total{reason="deadline_exceeded"} 1.0' in text.decode()
+
+
+def test_when_the_worker_dies_the_whole_server_stops_with_an_error(database_url):
+    """The same as for gunicorn: a worker that died is not left dead behind a serving API,
+    nor restarted in a loop here; the system's supervisor restarts the whole."""
+    with ProductionServer(service_env(database_url, WEB_CONCURRENCY="1", GUNICORN_THREADS="1")) as server:
+        os.kill(child_pid(server, b"run_worker"), signal.SIGKILL)
+        assert server.process.wait(timeout=60) == 1
+        assert "the worker exited with status -9: stopping the others" in server.log()
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", server.port), timeout=5)
 
