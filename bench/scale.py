@@ -251,10 +251,10 @@ def generation_sql(
         return f"(strftime('%Y-%m-%d %H:%M:%f', ({ms}) / 1000.0, 'unixepoch') || '000')"
 
     def json_text(text: str) -> str:
-        return f"'{text}'::jsonb" if postgres else f"'{text}'"
+        return f"'{text}'::json" if postgres else f"'{text}'"
 
     shard = (
-        f"jsonb_build_object('shard', {mod('n', 16)})"
+        f"json_build_object('shard', {mod('n', 16)})"
         if postgres
         else f"json_object('shard', {mod('n', 16)})"
     )
