@@ -295,10 +295,9 @@ AXES_CLIENT_IP_CALLABLE = "executions.api.throttling.client_address"
 AXES_RESET_ON_SUCCESS = True
 
 # --- Executions ------------------------------------------------------------------------
-# How many rows one statement of a bulk status change touches (admin actions, cleanup). On
-# SQLite other writers wait for one batch (about 0.1-0.2 s at 5000); smaller batches cost
-# more commits: at 1000 the cleanup took 3.5x its plain-SQL floor on SQLite, at 5000 1.5-2.7x
-# (docs/performance.md).
+# How many rows one statement of a bulk status change touches (admin actions, cleanup, the
+# purge). A trade: on SQLite other writers wait for one batch, and smaller batches cost more
+# commits (the measurements behind the default: docs/performance.md, Cleanup, "Fewer commits").
 EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=5000)
 
 # A running execution with no sign of life (heartbeat, else creation) for longer than this

@@ -1,5 +1,5 @@
 """Slow or hostile clients for a server on 127.0.0.1, and a probe of its slowest answers
-meanwhile (tests/test_production.py, bench/slow_clients.py)."""
+meanwhile (tests/system/test_production.py, bench/slow_clients.py)."""
 
 import contextlib
 import socket

@@ -1,27 +1,15 @@
-"""Domain errors and the error codes that the API, the admin, the command and the tests share."""
+"""Domain errors and their codes, shared by the API, the admin, the commands and the tests."""
 
 
 class ErrorCode:
+    """The domain's error codes: what the rules refuse, whichever channel asked. The API adds
+    HTTP's own (executions/api/error_codes.py)."""
+
     EXECUTION_NOT_FOUND = "EXECUTION_NOT_FOUND"
     INVALID_STATUS_TRANSITION = "INVALID_STATUS_TRANSITION"
-    NOT_FOUND = "NOT_FOUND"
-    NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
-    AUTHENTICATION_FAILED = "AUTHENTICATION_FAILED"
-    PERMISSION_DENIED = "PERMISSION_DENIED"
-    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
-    NOT_ACCEPTABLE = "NOT_ACCEPTABLE"
-    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
-    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
-    THROTTLED = "THROTTLED"
-    BAD_REQUEST = "BAD_REQUEST"
-    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
-    INTERNAL_ERROR = "INTERNAL_ERROR"
     EXECUTION_NOT_RUNNING = "EXECUTION_NOT_RUNNING"
     PRECONDITION_FAILED = "PRECONDITION_FAILED"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
-    # Answered by nginx in production, before Django (deploy/nginx.conf).
-    URI_TOO_LONG = "URI_TOO_LONG"
-    HEADERS_TOO_LARGE = "HEADERS_TOO_LARGE"
 
 
 class ExecutionError(Exception):

@@ -17,13 +17,6 @@ from django.utils import timezone
 
 from . import metrics
 from .db.functions import UtcIsoformat
-from .db.statements import (
-    change_batch_with_audit,
-    compare_and_set,
-    insert_audit_record,
-    prepare_for_many_commits,
-    write_transaction,
-)
 from .durations import format_duration
 from .errors import (
     ExecutionNotFound,
@@ -50,6 +43,13 @@ from .selectors import (
     visibility_of,
 )
 from .signals import execution_status_changed
+from .statements import (
+    change_batch_with_audit,
+    compare_and_set,
+    insert_audit_record,
+    prepare_for_many_commits,
+    write_transaction,
+)
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ def execution_change_status(
     if error_info is not None:
         changes["error_info"] = error_info
 
-    # On PostgreSQL the change and its audit record are one statement (db/statements.py);
+    # On PostgreSQL the change and its audit record are one statement (statements.py);
     # SQLite has no UPDATE in a WITH: two statements in a transaction.
     one_statement = connection.vendor == "postgresql"
     with write_transaction(single_statement=True):

@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from .models import ApiToken
+from .statements import write_transaction
 
 KEY_PREFIX = "exe_"
 # "exe_" and the first 8 random characters: 48 of the 256 random bits, shown in the admin.
@@ -47,28 +48,29 @@ def token_save_new(token: ApiToken, expires_in: timedelta | None = None) -> str:
     token.key_hash = key_hash(key)
     token.created_at = timezone.now()
     token.expires_at = token.created_at + expires_in if expires_in else None
-    token.save(force_insert=True)
+    with write_transaction(single_statement=True):
+        token.save(force_insert=True)
     return key
 
 
 def tokens_revoke(tokens) -> int:
     """Revoke the tokens of the queryset `tokens` that are not revoked yet; how many."""
-    return tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+    with write_transaction(single_statement=True):
+        return tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
 def token_rotate(*, user, expires_in: timedelta | None = None) -> tuple[ApiToken, str]:
     """Revoke every token of `user` and make one new one, in one transaction: from the commit
     on, the old keys authenticate nobody and the new one authenticates `user`."""
-    with transaction.atomic():
+    with write_transaction():
         tokens_revoke(ApiToken.objects.filter(user=user))
         return token_create(user=user, name=ROTATED_TOKEN_NAME, expires_in=expires_in)
 
 
 def token_mark_used(token_id: int, now: datetime) -> None:
     """Record that the token was used at `now`, unless that was recorded less than
-    LAST_USED_RESOLUTION ago (by another process, say). In a transaction so that on SQLite
-    it queues for the write lock like every other writer (executions/db/sqlite3/base.py)."""
-    with transaction.atomic():
+    LAST_USED_RESOLUTION ago (by another process, say)."""
+    with write_transaction(single_statement=True):
         ApiToken.objects.filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION), pk=token_id
         ).update(last_used_at=now)

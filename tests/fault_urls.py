@@ -1,5 +1,5 @@
 """The service's URLs plus views that fail the way a database that went away fails, outside
-DRF (tests/test_faults.py)."""
+DRF (tests/system/test_faults.py)."""
 
 from django.db import OperationalError
 from django.urls import path

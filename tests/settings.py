@@ -30,3 +30,8 @@ REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": None, "an
 # Lockouts after failed admin logins are switched on by the tests about them, so that other
 # tests may log in (and fail to) with Django's test client freely.
 AXES_ENABLED = False
+
+# Every test client builds the middleware anew, and WhiteNoise's scan of every app's static
+# files at build time was about half of the quick loop. Looking each file up when it is asked
+# for (what it does with DEBUG on) serves the same files from the same finders.
+WHITENOISE_AUTOREFRESH = True

@@ -5,7 +5,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 
 from .factories import ExecutionFactory

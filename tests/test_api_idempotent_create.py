@@ -11,12 +11,12 @@ from jsonschema import Draft202012Validator
 from rest_framework.test import APIClient
 
 from devtools.net import request
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import Execution, IdempotencyKey
 from executions.retention.purge import idempotency_keys_expired
 
-from .factories import UserFactory
-from .test_races import run_together, token_for
+from .concurrency import run_together
+from .factories import UserFactory, api_key_for
 
 EXECUTIONS = "/api/v1/executions"
 
@@ -173,7 +173,7 @@ def test_concurrent_requests_with_one_key_create_exactly_one_execution(live_serv
     Three rounds, so that each body gets its chances to win."""
     port = urlsplit(live_server.url).port
     owner = UserFactory(username="worker")
-    auth = {"Authorization": f"Token {token_for(owner)}"}
+    auth = {"Authorization": f"Token {api_key_for(owner)}"}
     bodies = [{"name": "a"} if i % 4 else {"name": "b", "metadata": {"x": 1}} for i in range(16)]
     for round_number in range(3):
         key = f"race-{round_number}"

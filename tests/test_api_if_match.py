@@ -3,7 +3,7 @@ import threading
 import pytest
 from django.db import connection
 
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import Execution, ExecutionStatusChange
 
 from .api import ERROR_RESPONSE_KEYS, assert_unchanged, patch_status

@@ -16,8 +16,7 @@ from executions.api.limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_change_status, execution_change_status_bulk
 
-from .factories import ExecutionFactory, UserFactory
-from .test_races import token_for
+from .factories import ExecutionFactory, UserFactory, api_key_for
 
 FEED = "/api/v1/status-changes"
 # Committed data: on PostgreSQL the feed serves no change whose transaction is still open,
@@ -291,7 +290,7 @@ def feed_consumer(live_server):
     """Poll the live server's feed as a client would: keep the cursor, collect the items."""
     port = urlsplit(live_server.url).port
     operator = UserFactory(username="consumer", is_superuser=True)
-    headers = {"Authorization": f"Token {token_for(operator)}"}
+    headers = {"Authorization": f"Token {api_key_for(operator)}"}
 
     class Consumer:
         def __init__(self):

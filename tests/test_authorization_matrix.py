@@ -22,7 +22,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import Execution, ExecutionStatus
 
 from .api import patch_status

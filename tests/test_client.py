@@ -1,6 +1,6 @@
 """The Python client (client/executions_client) against a mock transport: retries, the
 idempotency key, typed errors, configuration; and pieces of executions-run. Against a live
-server: tests/test_client_live.py."""
+server: tests/system/test_client_live.py."""
 
 import email.utils
 import json
@@ -23,7 +23,7 @@ from executions_client import (
 from executions_client import client as client_module
 from executions_client.run import Heartbeats, Outcome
 
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 
 # Never contacted: a mock transport answers instead.
 MOCK_URL = "http://127.0.0.1:9"
@@ -222,7 +222,7 @@ def test_client_errors_are_typed_and_never_retried(clock, status, error_code, er
     assert clock.sleeps == []
 
 
-# --- executions-run's heartbeats (end to end: tests/test_executions_run.py) ----------------
+# --- executions-run's heartbeats (end to end: tests/system/test_executions_run.py) ----------------
 
 
 class JobStub:

@@ -6,7 +6,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 from rest_framework.test import APIClient
 
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import Execution
 
 from .api import assert_unchanged, patch_status

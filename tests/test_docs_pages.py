@@ -1,5 +1,5 @@
 """The API docs pages let the browser load nothing from another host, and a browser's
-/favicon.ico finds an icon. The browser itself checks both in tests/test_admin_browser.py."""
+/favicon.ico finds an icon. The browser itself checks both in tests/system/test_admin_browser.py."""
 
 import pytest
 

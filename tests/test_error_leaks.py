@@ -9,8 +9,8 @@ from django.db import ProgrammingError
 from django.test import Client
 
 from executions.api import views
+from executions.api.error_codes import ErrorCode
 from executions.api.middleware import CorrelationIdLogFilter
-from executions.errors import ErrorCode
 
 from .api import ERROR_RESPONSE_KEYS
 from .database_down import database_down  # noqa: F401

@@ -1,6 +1,6 @@
 import pytest
 
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 
 from .api import ERROR_RESPONSE_KEYS
 from .database_down import database_down  # noqa: F401

@@ -9,9 +9,9 @@ import logging
 import pytest
 from django.test import Client
 
+from executions.api.error_codes import ErrorCode
 from executions.api.limits import MAX_JSON_OBJECT_BYTES
 from executions.api.schemas import JSON_TOO_LARGE, MAX_JSON_DEPTH, ErrorResponse, HTTPValidationError
-from executions.errors import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 
 from .api import ERROR_RESPONSE_KEYS

@@ -1,6 +1,6 @@
 """GET /metrics: its protection, and that each counter counts what happened, read the way
 Prometheus reads it (a scrape over HTTP, parsed as the text format). The same under
-several gunicorn worker processes: tests/test_metrics_multiprocess.py."""
+several gunicorn worker processes: tests/system/test_metrics_multiprocess.py."""
 
 from datetime import timedelta
 

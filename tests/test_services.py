@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from executions.db import statements
+from executions import statements
 from executions.errors import ExecutionNotFound, InvalidStatusTransition
 from executions.models import ALLOWED_TRANSITIONS, ChangeChannel, Execution, ExecutionStatusChange
 from executions.selectors import ALL, OWN_OR_MANAGED, Visibility
@@ -139,7 +139,7 @@ def test_bulk_signals_once_per_change_after_commit(django_capture_on_commit_call
     assert sorted(received) == sorted(e.id for e in executions)
 
 
-# Concurrency: tests/test_races.py (16 concurrent PATCHes against a live server, both databases).
+# Concurrency: tests/system/test_races.py (16 concurrent PATCHes against a live server, both databases).
 
 
 # --- The compare-and-set's SQL, built once, against its ORM form ---------------------------

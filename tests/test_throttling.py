@@ -11,7 +11,7 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 
 from .api import ERROR_RESPONSE_KEYS, patch_status
 from .factories import api_key_for

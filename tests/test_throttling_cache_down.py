@@ -1,6 +1,6 @@
 """With the throttle's cache (Redis) unreachable, the API answers as usual (fail open), warns
 once, and counts each request let through unchecked. The same against a real Redis stopped
-under four worker processes: tests/test_throttling_redis.py."""
+under four worker processes: tests/system/test_throttling_redis.py."""
 
 import logging
 

@@ -23,7 +23,7 @@ from rest_framework.test import APIClient
 
 from executions.api import views
 from executions.api.authentication import INVALID_TOKEN, HashedTokenAuthentication
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import ApiToken
 from executions.tokens import LAST_USED_RESOLUTION, ROTATED_TOKEN_NAME
 

@@ -1,9 +1,10 @@
-"""A job for tests/test_executions_run.py to run under executions-run.
+"""A job for tests/system/test_executions_run.py to run under executions-run.
 
     python tests/wrapped_job.py STATE_DIR EXIT_CODE [--stderr-bytes N] [--ignore-sigterm]
 
 It leaves traces in STATE_DIR for the test to read: `pid` (its own), `grandchild` (the pid of
-a process it starts in its process group), `sigterm` (written when it gets SIGTERM). It runs
+a process it starts in its process group), `sigterm` (written when it gets SIGTERM),
+`execution_id` (what executions-run gave it in EXECUTIONS_EXECUTION_ID). It runs
 until the test creates STATE_DIR/release, then prints to standard output, writes N bytes to
 standard error and exits with EXIT_CODE. On SIGTERM it dies of it, unless --ignore-sigterm.
 """
@@ -41,6 +42,7 @@ STUBBORN = (
 )
 grandchild = subprocess.Popen([sys.executable, "-c", STUBBORN])
 (args.state_dir / "grandchild").write_text(str(grandchild.pid))
+(args.state_dir / "execution_id").write_text(os.environ.get("EXECUTIONS_EXECUTION_ID", ""))
 (args.state_dir / "pid").write_text(str(os.getpid()))
 
 deadline = time.monotonic() + GIVE_UP_AFTER_SECONDS

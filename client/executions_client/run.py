@@ -27,6 +27,8 @@ from .errors import APIError, ConfigurationError, ConflictError, ServiceUnavaila
 from .models import Execution
 
 HEARTBEAT_VARIABLE = "EXECUTIONS_HEARTBEAT"
+# Given to the command: the id of the execution it runs as (absent when it runs untracked).
+EXECUTION_ID_VARIABLE = "EXECUTIONS_EXECUTION_ID"
 DEFAULT_HEARTBEAT = 30.0
 DEFAULT_GRACE = 10.0
 DEFAULT_RETRY_FOR = 60.0
@@ -151,13 +153,13 @@ class Job:
     kept, and the way to stop it: a signal to the whole group, and SIGKILL to whatever of the
     group still runs `grace` seconds later."""
 
-    def __init__(self, command: list[str], grace: float):
+    def __init__(self, command: list[str], grace: float, env: dict[str, str] | None = None):
         self.grace = grace
         self._kill_timer: threading.Timer | None = None
         self._tail = bytearray()
         # Its own process group: a stop reaches everything it started, and a Ctrl-C on the
         # terminal reaches only the wrapper, which passes it on (so the run is always reported).
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, process_group=0)
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, process_group=0, env=env)
         self._pump = threading.Thread(target=self._pass_stderr_through, daemon=True)
         self._pump.start()
 
@@ -315,9 +317,14 @@ def main(argv: list[str] | None = None) -> int:
         note(f"{name} while creating the execution: the command was not run")
         return 128 + interrupted.signum
     created = True
+    env = None
+    if execution is not None:
+        # Which execution this is, so that a person can cancel it and the command can know it.
+        note(f"execution {execution.id} ({execution.name}) started")
+        env = {**os.environ, EXECUTION_ID_VARIABLE: str(execution.id)}
 
     try:
-        job = Job(args.command, args.grace)
+        job = Job(args.command, args.grace, env)
     except OSError as error:
         code = EXIT_NOT_FOUND if isinstance(error, FileNotFoundError) else EXIT_CANNOT_EXECUTE
         note(f"cannot run {args.command[0]}: {error}")

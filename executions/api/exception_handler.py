@@ -21,7 +21,6 @@ from rest_framework.views import set_rollback
 
 from .. import metrics
 from ..errors import (
-    ErrorCode,
     ExecutionError,
     ExecutionNotFound,
     ExecutionNotRunning,
@@ -29,6 +28,7 @@ from ..errors import (
     InvalidStatusTransition,
     PreconditionFailed,
 )
+from .error_codes import ErrorCode
 from .middleware import current_correlation_id
 from .parsers import PayloadTooLarge
 from .schemas import ErrorResponse

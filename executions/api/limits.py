@@ -1,5 +1,5 @@
 """What one execution, and one answer, may carry, so that no request costs a worker more than
-a bounded amount of memory (docs/api.md: limits; tests/test_memory.py)."""
+a bounded amount of memory (docs/api.md: limits; tests/system/test_memory.py)."""
 
 import json
 

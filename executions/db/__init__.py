@@ -1,2 +1,2 @@
-"""What the service knows of its databases: the SQLite backend with queued writers, the
-database functions it uses in queries, and the SQL it builds once and reuses."""
+"""What the service knows of its databases, below the models: the SQLite backend whose
+writers queue on a lock (sqlite3/), and the database functions its queries use (functions.py)."""

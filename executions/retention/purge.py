@@ -11,7 +11,6 @@ from django.db import connection, router
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from ..db.statements import write_transaction
 from ..models import (
     IDEMPOTENCY_KEYS_KEPT_FOR,
     Execution,
@@ -19,6 +18,7 @@ from ..models import (
     ExecutionStatusChange,
     IdempotencyKey,
 )
+from ..statements import write_transaction
 from .lines import ARCHIVED_EXECUTION_FIELDS, ARCHIVED_STATUS_CHANGE_FIELDS, executions_archive_lines
 
 

@@ -1,4 +1,4 @@
-"""schemathesis hooks for tests/test_fuzz_schema.py (loaded through SCHEMATHESIS_HOOKS).
+"""schemathesis hooks for tests/system/test_fuzz_schema.py (loaded through SCHEMATHESIS_HOOKS).
 
 - Generated execution ids would almost never exist, so every case would end at 404. Three
   in four are replaced by an id from FUZZ_EXECUTION_IDS (executions the test created), so

@@ -17,7 +17,7 @@ from django.utils import timezone
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_change_status
 
-from .factories import ExecutionFactory, UserFactory
+from ..factories import ExecutionFactory, UserFactory
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow

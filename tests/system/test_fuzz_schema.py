@@ -22,12 +22,12 @@ import pytest
 
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 
-from .factories import ExecutionFactory, UserFactory, api_key_for
+from ..factories import ExecutionFactory, UserFactory, api_key_for
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
 
-FUZZ_DIR = Path(__file__).parent / "fuzz"
+FUZZ_DIR = Path(__file__).parent.parent / "fuzz"
 DEFAULT_SEED = "20261129"
 
 

@@ -12,11 +12,11 @@ from executions_client import (
     UnprocessableEntityError,
 )
 
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import ChangeChannel, ExecutionStatus
 from executions.services import execution_change_status
 
-from .factories import ExecutionFactory, UserFactory, api_key_for
+from ..factories import ExecutionFactory, UserFactory, api_key_for
 
 pytestmark = pytest.mark.slow
 

@@ -25,12 +25,12 @@ from devtools.net import request
 from devtools.postgres import ThrowawayPostgres
 from devtools.servers import REPO_ROOT, Gunicorn, create_user_with_token, manage, service_env
 from executions import services
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_create
 
-from .api import ERROR_RESPONSE_KEYS
-from .factories import ExecutionFactory, UserFactory, api_key_for
+from ..api import ERROR_RESPONSE_KEYS
+from ..factories import ExecutionFactory, UserFactory, api_key_for
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow

@@ -3,8 +3,6 @@ database connection per request): every execution ends with exactly one status c
 exactly one audit record, and nobody is told `success: true` for a change that lost."""
 
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from io import StringIO
 from urllib.parse import urlsplit
@@ -17,33 +15,17 @@ from django.test import Client
 from django.utils import timezone
 
 from devtools.net import request
-from executions.errors import ErrorCode
+from executions.api.error_codes import ErrorCode
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 
-from .factories import ExecutionFactory, UserFactory, api_key_for
+from ..concurrency import run_together
+from ..factories import ExecutionFactory, UserFactory, api_key_for
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
 
 TARGETS = [ExecutionStatus.CANCELLED, ExecutionStatus.FAILED, ExecutionStatus.COMPLETED]
 CONCURRENCY = 16
-
-
-def token_for(user) -> str:
-    return api_key_for(user)
-
-
-def run_together(count: int, action):
-    """Call action(index) from `count` threads released at the same moment; the results in
-    index order."""
-    barrier = threading.Barrier(count)
-
-    def run(index):
-        barrier.wait()
-        return action(index)
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(run, range(count)))
 
 
 @pytest.fixture
@@ -95,7 +77,7 @@ def assert_exactly_one_winner(execution_id, answers, targets, request_ids):
 def test_concurrent_patches_with_different_targets_change_status_once(server_port):
     """Runs on SQLite too: there BEGIN IMMEDIATE serializes the writers."""
     operator = UserFactory(username="operator", is_superuser=True)
-    token = token_for(operator)
+    token = api_key_for(operator)
     for round_number in range(3):
         execution = ExecutionFactory(created_by=operator)
         targets = [TARGETS[(i + round_number) % 3] for i in range(CONCURRENCY)]
@@ -116,7 +98,7 @@ def test_owner_and_operator_race_on_many_executions(server_port):
     target for the same executions at the same time, 8 executions at once."""
     owner = UserFactory(username="worker")
     operator = UserFactory(username="operator", permissions=["manage_all_executions"])
-    tokens = [token_for(owner), token_for(operator)]
+    tokens = [api_key_for(owner), api_key_for(operator)]
     executions = [ExecutionFactory(created_by=owner) for _ in range(8)]
     # Request i: execution i // 2, sent by the worker (even i) or the operator (odd i).
     targets = [ExecutionStatus.COMPLETED if i % 2 == 0 else ExecutionStatus.CANCELLED for i in range(16)]
@@ -168,7 +150,7 @@ def test_cleanup_command_against_worker_patches(server_port):
     summary counts exactly the ones it changed, and a worker told `success: true` made the
     change it was told of."""
     owner = UserFactory(username="worker")
-    token = token_for(owner)
+    token = api_key_for(owner)
     long_ago = timezone.now() - timedelta(days=1)
     ids = [ExecutionFactory(created_by=owner, created_at=long_ago).id for _ in range(60)]
 
@@ -210,7 +192,7 @@ def test_admin_bulk_action_against_worker_patches(server_port, settings):
     ones the operator cancelled and the ones skipped."""
     settings.EXECUTIONS_BULK_BATCH_SIZE = 7
     owner = UserFactory(username="worker")
-    token = token_for(owner)
+    token = api_key_for(owner)
     operator = UserFactory(
         username="operator",
         is_staff=True,
@@ -263,7 +245,7 @@ def test_heartbeats_against_a_cancel(server_port):
     status (the worker stops); no heartbeat revives the execution or writes after losing."""
     owner = UserFactory(username="worker")
     operator = UserFactory(username="operator", permissions=["manage_all_executions"])
-    tokens = {"worker": token_for(owner), "operator": token_for(operator)}
+    tokens = {"worker": api_key_for(owner), "operator": api_key_for(operator)}
     executions = [ExecutionFactory(created_by=owner) for _ in range(2)]
 
     def act(index):

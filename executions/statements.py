@@ -18,8 +18,8 @@ from django.db import connection, models, transaction
 from django.db.models import F, Value, sql
 from django.db.models.expressions import BaseExpression
 
-from ..models import Execution, ExecutionStatusChange
-from ..selectors import NONE, OWN_OR_MANAGED, Visibility, executions_in
+from .models import Execution, ExecutionStatusChange
+from .selectors import NONE, OWN_OR_MANAGED, Visibility, executions_in
 
 
 def write_transaction(*, single_statement: bool = False):

@@ -24,12 +24,12 @@ from devtools.net import free_port
 from devtools.servers import Gunicorn, service_env
 from executions.models import ChangeChannel, Execution, ExecutionStatus
 
-from .factories import UserFactory, api_key_for
+from ..factories import UserFactory, api_key_for
 
 pytestmark = pytest.mark.slow
 
 EXECUTIONS_RUN = Path(sys.executable).parent / "executions-run"
-JOB = Path(__file__).parent / "wrapped_job.py"
+JOB = Path(__file__).parent.parent / "wrapped_job.py"
 DEADLINE_SECONDS = 60
 
 
@@ -165,8 +165,11 @@ def test_success_is_reported_completed(service, token, tmp_path):
 
     assert code == 0, stderr
     assert stdout == "job output\n"
-    assert stderr == stderr_text(50)  # passed through, and nothing of the wrapper's own
     execution = Execution.objects.get(name="e2e-success")
+    # Which execution it is, first (so that a person can cancel it), then the job's own
+    # standard error passed through; and the job was told its id.
+    assert stderr == f"executions-run: execution {execution.id} (e2e-success) started\n" + stderr_text(50)
+    assert wrapper.trace("execution_id") == str(execution.id)
     assert (execution.status, execution.error_info) == (ExecutionStatus.COMPLETED, None)
     [change] = execution.status_changes.all()
     assert (change.previous_status, change.new_status, change.channel, change.actor.username) == (

@@ -23,10 +23,10 @@ from deploy.serve import start_nginx, write_nginx_config
 from devtools.net import free_port, request
 from devtools.servers import ProductionServer, create_user_with_token, manage, service_env
 from devtools.slow_clients import SlowClients, slowest_answers
+from executions.api.error_codes import ErrorCode
 from executions.api.schemas import ErrorResponse
-from executions.errors import ErrorCode
 
-from .api import ERROR_RESPONSE_KEYS
+from ..api import ERROR_RESPONSE_KEYS
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,134 @@
+"""Every service that writes queues for SQLite's writer lock (executions/db/sqlite3): its
+INSERTs, UPDATEs and DELETEs run while the connection holds the lock, because they run in
+db.statements.write_transaction(). A write that forgets it skips the queue and waits in
+SQLite's busy handler instead, which is what made throughput fall as writers were added.
+
+A spy on the connection checks, statement by statement, that the lock is held whenever one
+writes; and the list of writing services is checked against the services modules, so a new
+public function there must be classified here (a writer, with a call that exercises it, or
+a reader) before the suite passes."""
+
+import inspect
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from executions import services, tokens
+from executions.models import ApiToken, ChangeChannel, Execution, IdempotencyKey
+from executions.retention import purge
+
+from .factories import ExecutionFactory, UserFactory
+from .test_sqlite_writer_queue import queue_is_free
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "WITH")
+MODULES = [services, tokens, purge]
+# Public functions of those modules that never write.
+READERS = {
+    "tokens.key_hash",
+    "tokens.user_for_key",
+    "purge.idempotency_keys_expired",
+    "purge.executions_finished_before",
+    "purge.executions_with_history",
+}
+
+
+@pytest.fixture(autouse=True)
+def sqlite_only():
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: the writer lock is part of the SQLite backend")
+
+
+def _long_ago(**kwargs):
+    return timezone.now() - timedelta(days=400, **kwargs)
+
+
+def _finished_long_ago():
+    execution = ExecutionFactory()
+    services.execution_change_status(
+        execution_id=execution.pk, status="failed", channel=ChangeChannel.COMMAND
+    )
+    Execution.objects.filter(pk=execution.pk).update(finished_at=_long_ago())
+    return execution
+
+
+# name -> a call that makes the service write (what it needs is made before the spy starts).
+WRITERS = {
+    "services.execution_create": lambda ctx: services.execution_create(name="new", created_by=ctx["user"]),
+    "services.execution_create_idempotent": lambda ctx: services.execution_create_idempotent(
+        idempotency_key="k-1",
+        request_fingerprint="f",
+        name="new",
+        created_by=ctx["user"],
+        response_body=lambda execution: {"id": str(execution.pk)},
+    ),
+    "services.execution_change_status": lambda ctx: services.execution_change_status(
+        execution_id=ctx["running"].pk, status="cancelled", channel=ChangeChannel.API, actor=ctx["user"]
+    ),
+    "services.execution_change_status_bulk": lambda ctx: services.execution_change_status_bulk(
+        executions=Execution.objects.filter(pk=ctx["running"].pk),
+        status="failed",
+        channel=ChangeChannel.ADMIN,
+    ),
+    "services.execution_heartbeat": lambda ctx: services.execution_heartbeat(execution_id=ctx["running"].pk),
+    "services.executions_interrupt_stale": lambda ctx: services.executions_interrupt_stale(
+        stale_after=timedelta(minutes=1),
+        detected_by="tests",
+        channel=ChangeChannel.COMMAND,
+        now=timezone.now() + timedelta(hours=1),
+    ),
+    "tokens.token_create": lambda ctx: tokens.token_create(user=ctx["user"], name="new"),
+    "tokens.token_save_new": lambda ctx: tokens.token_save_new(ApiToken(user=ctx["user"], name="new")),
+    "tokens.tokens_revoke": lambda ctx: tokens.tokens_revoke(ApiToken.objects.filter(user=ctx["user"])),
+    "tokens.token_rotate": lambda ctx: tokens.token_rotate(user=ctx["user"]),
+    "tokens.token_mark_used": lambda ctx: tokens.token_mark_used(ctx["token"].pk, timezone.now()),
+    "purge.executions_purge_finished": lambda ctx: purge.executions_purge_finished(
+        finished_before=_long_ago(seconds=-60)
+    ),
+    "purge.idempotency_keys_purge_expired": lambda ctx: purge.idempotency_keys_purge_expired(),
+}
+
+
+def _public_functions():
+    for module in MODULES:
+        short = module.__name__.rsplit(".", 1)[-1]
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ == module.__name__ and not name.startswith("_"):
+                yield f"{short}.{name}"
+
+
+def test_every_public_service_function_is_classified_as_a_writer_or_a_reader():
+    unclassified = set(_public_functions()) - set(WRITERS) - READERS
+    assert not unclassified, f"add to WRITERS (with a call) or READERS: {sorted(unclassified)}"
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_every_write_of_every_service_runs_holding_the_writer_lock(writer):
+    user = UserFactory(username="writer")
+    token, _ = tokens.token_create(user=user, name="existing")
+    running = ExecutionFactory(created_by=user)
+    ExecutionFactory(created_by=user, last_heartbeat_at=_long_ago())  # stale
+    old = _finished_long_ago()
+    IdempotencyKey.objects.create(
+        user=user, key="old", request_fingerprint="f", execution=ExecutionFactory(), response_body={}
+    )
+    IdempotencyKey.objects.filter(key="old").update(created_at=_long_ago())
+    context = {"user": user, "token": token, "running": running, "old": old}
+
+    writes, unqueued = [], []
+
+    def spy(execute, sql, params, many, context_):
+        if sql.lstrip().upper().startswith(WRITES):
+            writes.append(sql)
+            if queue_is_free():
+                unqueued.append(sql)
+        return execute(sql, params, many, context_)
+
+    with connection.execute_wrapper(spy):
+        WRITERS[writer](context)
+
+    assert writes, f"{writer} wrote nothing: its call in WRITERS does not exercise it"
+    assert not unqueued, f"{writer} wrote outside write_transaction(): {unqueued}"
