@@ -28,6 +28,7 @@ from executions.retention.purge import executions_with_history
 from executions.services import execution_change_status
 
 from .factories import ExecutionFactory
+from .test_sqlite_writer_queue import queue_is_free
 
 COMMAND = "purge_executions"
 NOW = timezone.now()
@@ -538,12 +539,12 @@ def test_sqlite_other_writers_go_on_while_a_batch_is_archived(tmp_path):
     real_append = GzipJsonLinesArchive.append
 
     def append(self, lines):
-        free_while_archiving.append(writer_lock_is_free())
+        free_while_archiving.append(queue_is_free())
         real_append(self, lines)
 
     def record_deletes(execute, sql, params, many, context):
         if sql.startswith("DELETE"):
-            free_while_deleting.append(writer_lock_is_free())
+            free_while_deleting.append(queue_is_free())
         return execute(sql, params, many, context)
 
     with (
@@ -557,20 +558,6 @@ def test_sqlite_other_writers_go_on_while_a_batch_is_archived(tmp_path):
     assert summary["deleted"] == 4
     assert free_while_archiving == [True, True]
     assert free_while_deleting and not any(free_while_deleting)
-
-
-def writer_lock_is_free() -> bool:
-    """Whether another process could take the SQLite writer queue's lock right now."""
-    import fcntl
-
-    fd = os.open(f"{connection.settings_dict['NAME']}.writer-lock", os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
 
 
 @pytest.mark.parametrize(
