@@ -19,46 +19,25 @@ from unittest import mock
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.utils import timezone
 
 from devtools.servers import REPO_ROOT, service_env
 from executions.models import IDEMPOTENCY_KEYS_KEPT_FOR, Execution, ExecutionStatusChange, IdempotencyKey
-from executions.retention.archive import GzipJsonLinesArchive, json_default, read_archive
+from executions.retention.archive import GzipJsonLinesArchive, read_archive
 from executions.retention.purge import executions_with_history
-from executions.services import execution_change_status
 
 from .factories import ExecutionFactory
+from .purging import (
+    COMMAND,
+    NOW,
+    as_archived,
+    database_url_of_this_test,
+    finished,
+    purge,
+    purge_json,
+    remaining,
+    zcat_records,
+)
 from .test_sqlite_writer_queue import queue_is_free
-
-COMMAND = "purge_executions"
-NOW = timezone.now()
-
-
-def purge(*args) -> str:
-    out = StringIO()
-    call_command(COMMAND, *args, stdout=out)
-    return out.getvalue()
-
-
-def purge_json(*args) -> dict:
-    return json.loads(purge(*args, "--json"))
-
-
-def finished(days_ago: float, status="completed", **fields) -> Execution:
-    """An execution that finished `days_ago`, through the service (so with its audit record)."""
-    execution = ExecutionFactory(created_at=NOW - timedelta(days=days_ago + 1), **fields)
-    with mock.patch("django.utils.timezone.now", return_value=NOW - timedelta(days=days_ago)):
-        execution_change_status(execution_id=execution.id, status=status, channel="api")
-    return execution
-
-
-def as_archived(records: list[dict]) -> list[dict]:
-    """Records as the archive stores them (JSON), to compare with what it read back."""
-    return json.loads(json.dumps(records, default=json_default))
-
-
-def remaining(*executions) -> list[bool]:
-    return [Execution.objects.filter(pk=e.pk).exists() for e in executions]
 
 
 @pytest.mark.django_db
@@ -183,21 +162,6 @@ def test_archive_holds_each_execution_with_its_history_and_a_rerun_appends(tmp_p
     assert list(read_archive(str(archive))) == records + expected_later
     with gzip.open(archive, "rt") as lines:  # any gzip reader: zcat, gzip.open
         assert len(lines.read().splitlines()) == 4
-
-
-def zcat_records(path) -> list[dict]:
-    """The archive as the real gzip tools read it: `gzip -t` accepts it and `zcat` reads it
-    to its end (exit 0), every line a JSON object (lines as str.splitlines, the strictest
-    reader, sees them: it breaks at U+2028 and U+0085 too)."""
-    tested = subprocess.run(["gzip", "-t", str(path)], capture_output=True, text=True)
-    assert tested.returncode == 0, tested.stderr
-    read = subprocess.run(["zcat", str(path)], capture_output=True)
-    assert read.returncode == 0, read.stderr
-    return [json.loads(line) for line in read.stdout.decode().splitlines()]
-
-
-def archive_state(path) -> tuple[int, bytes]:
-    return (path.stat().st_size, path.read_bytes()) if path.exists() else (0, b"")
 
 
 @pytest.mark.django_db
@@ -560,6 +524,37 @@ def test_sqlite_other_writers_go_on_while_a_batch_is_archived(tmp_path):
     assert free_while_deleting and not any(free_while_deleting)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_sqlite_a_row_gone_or_changed_once_archived_is_not_deleted_by_that_batch(tmp_path):
+    """SQLite archives a batch before it takes the write lock; what happens to its rows
+    meanwhile (another purge deleting one; one changing, which a finished execution never
+    does today) is seen under the lock: only rows still there unchanged are deleted and
+    counted. The changed one stays, and the next run archives it again, as it now is."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL archives a batch under its row locks")
+    changed, gone, *others = [finished(200 - n) for n in range(4)]
+    archive = tmp_path / "a.gz"
+    real_append = GzipJsonLinesArchive.append
+    later = NOW + timedelta(seconds=1)
+
+    def append_then_change_the_rows(self, lines):
+        real_append(self, lines)
+        if Execution.objects.filter(pk=gone.pk).exists():
+            Execution.objects.filter(pk=changed.pk).update(updated_at=later)
+            ExecutionStatusChange.objects.filter(execution=gone).delete()
+            Execution.objects.filter(pk=gone.pk).delete()
+
+    with mock.patch.object(GzipJsonLinesArchive, "append", append_then_change_the_rows):
+        summary = purge_json("--finished-before", "90d", "--archive", str(archive), "--batch-size", "4")
+
+    assert (summary["deleted"], summary["deleted_status_changes"]) == (2, 2)
+    assert remaining(changed, gone, *others) == [True, False, False, False]
+    assert purge_json("--finished-before", "90d", "--archive", str(archive))["deleted"] == 1
+    records = zcat_records(archive)
+    assert [record["id"] for record in records] == [str(e.pk) for e in (changed, gone, *others, changed)]
+    assert records[-1]["updated_at"] == later.isoformat() != records[0]["updated_at"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -581,17 +576,6 @@ def test_bad_arguments_are_a_command_error(args, message):
     assert Execution.objects.count() == 1
 
 
-def _database_url_of_this_test() -> str:
-    """The test database as a DATABASE_URL, for a command in a process of its own."""
-    settings_dict = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings_dict['NAME']}"
-    return (
-        f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD'] or ''}@{settings_dict['HOST']}:"
-        f"{settings_dict['PORT']}/{settings_dict['NAME']}"
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_killed_mid_run_and_rerun_every_execution_is_archived_exactly_as_it_was(tmp_path):
@@ -606,7 +590,7 @@ def test_killed_mid_run_and_rerun_every_execution_is_archived_exactly_as_it_was(
     keep = finished(10)
     archive = tmp_path / "purged.jsonl.gz"
     marker = tmp_path / "paused"
-    env = service_env(_database_url_of_this_test())
+    env = service_env(database_url_of_this_test())
     args = [
         "purge_executions",
         "--finished-before",

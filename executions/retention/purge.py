@@ -164,6 +164,8 @@ def _still_as_archived(archived: dict) -> list:
 def _delete(ids: list) -> tuple[int, int]:
     """Delete the executions `ids` with their audit records and Idempotency-Keys; how many
     executions and audit records went."""
+    if not ids:  # (another purge took them all: _raw_delete would answer None)
+        return 0, 0
     # The audit records first: their foreign key protects the executions. Then one DELETE:
     # QuerySet.delete() would load every execution into Python first, to look for the (now
     # deleted) protected records and to send delete signals nobody listens to, and that was
