@@ -182,7 +182,7 @@ def run_floor(database_url: str, batch_size: int) -> tuple[float, float]:
 PROBE = """
 import signal, sys, time
 from django.db import OperationalError, connection
-from executions.db.statements import write_transaction
+from executions.statements import write_transaction
 
 stopping = []
 signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))

@@ -4,7 +4,7 @@ this process or in one of its own, and its archive read as the gzip tools read i
 import json
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from io import StringIO
 from unittest import mock
 
@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from devtools.servers import REPO_ROOT, service_env
 from executions.models import Execution
-from executions.retention.archive import json_default
+from executions.retention.archive import json_default, read_archive
 from executions.services import execution_change_status
 
 from .factories import ExecutionFactory
@@ -41,9 +41,33 @@ def finished(days_ago: float, status="completed", **fields) -> Execution:
     return execution
 
 
+TIMESTAMPS = ("created_at", "updated_at", "finished_at", "last_heartbeat_at")
+
+
+def comparable(record: dict) -> dict:
+    """An archived record with its timestamps as datetimes: the same instant reads the same
+    whether its fraction of a second was written with trailing zeros (isoformat(), SQLite)
+    or without (PostgreSQL's JSON)."""
+
+    def parsed(fields: dict) -> dict:
+        return {
+            name: datetime.fromisoformat(value) if name in TIMESTAMPS and value is not None else value
+            for name, value in fields.items()
+        }
+
+    if "status_changes" not in record:  # (not one of the purge's records)
+        return record
+    return {**parsed(record), "status_changes": [parsed(change) for change in record["status_changes"]]}
+
+
 def as_archived(records: list[dict]) -> list[dict]:
-    """Records as the archive stores them (JSON), to compare with what it read back."""
-    return json.loads(json.dumps(records, default=json_default))
+    """Records (executions_with_history) as the archive stores them (JSON), comparable."""
+    return [comparable(record) for record in json.loads(json.dumps(records, default=json_default))]
+
+
+def archived_records(path) -> list[dict]:
+    """The archive as the project reads it (read_archive), comparable."""
+    return [comparable(record) for record in read_archive(str(path))]
 
 
 def remaining(*executions) -> list[bool]:
@@ -53,12 +77,12 @@ def remaining(*executions) -> list[bool]:
 def zcat_records(path) -> list[dict]:
     """The archive as the real gzip tools read it: `gzip -t` accepts it and `zcat` reads it
     to its end (exit 0), every line a JSON object (lines as str.splitlines, the strictest
-    reader, sees them: it breaks at U+2028 and U+0085 too)."""
+    reader, sees them: it breaks at U+2028 and U+0085 too); comparable."""
     tested = subprocess.run(["gzip", "-t", str(path)], capture_output=True, text=True)
     assert tested.returncode == 0, tested.stderr
     read = subprocess.run(["zcat", str(path)], capture_output=True)
     assert read.returncode == 0, read.stderr
-    return [json.loads(line) for line in read.stdout.decode().splitlines()]
+    return [comparable(json.loads(line)) for line in read.stdout.decode().splitlines()]
 
 
 def database_url_of_this_test() -> str:

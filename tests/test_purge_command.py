@@ -29,6 +29,7 @@ from .factories import ExecutionFactory
 from .purging import (
     COMMAND,
     NOW,
+    archived_records,
     as_archived,
     database_url_of_this_test,
     finished,
@@ -144,7 +145,7 @@ def test_archive_holds_each_execution_with_its_history_and_a_rerun_appends(tmp_p
 
     summary = purge_json("--finished-before", "90d", "--archive", str(archive), "--batch-size", "2")
     assert (summary["deleted"], summary["batches"]) == (3, 2)
-    records = list(read_archive(str(archive)))
+    records = archived_records(archive)
     assert sorted(records, key=lambda r: r["id"]) == sorted(expected_first, key=lambda r: r["id"])
     record = records[0]
     assert record["status"] == "failed" and len(record["status_changes"]) == 1
@@ -159,7 +160,7 @@ def test_archive_holds_each_execution_with_its_history_and_a_rerun_appends(tmp_p
     later = finished(95)
     expected_later = as_archived(executions_with_history([later.pk]))
     purge_json("--finished-before", "90d", "--archive", str(archive))
-    assert list(read_archive(str(archive))) == records + expected_later
+    assert archived_records(archive) == records + expected_later
     with gzip.open(archive, "rt") as lines:  # any gzip reader: zcat, gzip.open
         assert len(lines.read().splitlines()) == 4
 
@@ -214,18 +215,14 @@ def test_each_line_is_the_execution_with_its_history_as_the_orm_reads_it(tmp_pat
     assert purge_json("--finished-before", "90d", "--archive", str(archive))["deleted"] == 3
 
     records = zcat_records(archive)
-    assert records == list(read_archive(str(archive)))
+    assert records == archived_records(archive)
     assert {record["id"]: record for record in records} == expected
     assert len(records) == 3
-    whole = expected[str(whole_second.pk)]
-    assert whole["created_at"] == "2026-01-01T10:00:00+00:00"  # as isoformat(): no fraction at zero
-    assert whole["last_heartbeat_at"] == "2026-01-01T10:05:00.000001+00:00"
-    assert [change["new_status"] for change in whole["status_changes"]] == [
-        "running",
-        "failed",
-        "cancelled",
-        "cancelled",
-    ]
+    written = {record["id"]: record for record in read_archive(str(archive))}[str(whole_second.pk)]
+    assert written["created_at"] == "2026-01-01T10:00:00+00:00"  # ISO 8601, UTC, no fraction at zero
+    assert written["last_heartbeat_at"] == "2026-01-01T10:05:00.000001+00:00"
+    changes = [change["new_status"] for change in written["status_changes"]]
+    assert changes == ["running", "failed", "cancelled", "cancelled"]
     assert expected[str(ownerless.pk)]["created_by_username"] is None
 
 
@@ -552,7 +549,7 @@ def test_sqlite_a_row_gone_or_changed_once_archived_is_not_deleted_by_that_batch
     assert purge_json("--finished-before", "90d", "--archive", str(archive))["deleted"] == 1
     records = zcat_records(archive)
     assert [record["id"] for record in records] == [str(e.pk) for e in (changed, gone, *others, changed)]
-    assert records[-1]["updated_at"] == later.isoformat() != records[0]["updated_at"]
+    assert records[-1]["updated_at"] == later != records[0]["updated_at"]
 
 
 @pytest.mark.parametrize(
@@ -626,7 +623,7 @@ def test_killed_mid_run_and_rerun_every_execution_is_archived_exactly_as_it_was(
 
     assert remaining(*executions) == [False] * 20 + [True] * 25
     assert ExecutionStatusChange.objects.filter(execution_id__in=ids).count() == 25
-    archived_at_kill = list(read_archive(str(archive)))
+    archived_at_kill = archived_records(archive)
     assert [record["id"] for record in archived_at_kill] == [str(pk) for pk in ids[:30]]
 
     rerun = subprocess.run(
@@ -643,7 +640,7 @@ def test_killed_mid_run_and_rerun_every_execution_is_archived_exactly_as_it_was(
     assert remaining(*executions) == [False] * 45
     assert remaining(keep) == [True]
 
-    archived = list(read_archive(str(archive)))
+    archived = archived_records(archive)
     assert [record["id"] for record in archived] == [str(pk) for pk in ids[:30] + ids[20:]]
     for record in archived:
         assert record == before[record["id"]]

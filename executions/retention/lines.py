@@ -54,18 +54,23 @@ ARCHIVE_FETCH_ROWS = 100
 
 
 def _json_value_sql(vendor: str, field: models.Field, column: str) -> str:
-    """SQL for the field's value as its JSON object member: JSON as stored, timestamps as
-    isoformat()'s text, ids with their dashes."""
+    """SQL for the field's value as its JSON object member: JSON as stored, timestamps in
+    ISO 8601 in UTC, ids with their dashes."""
+    if vendor == "postgresql":
+        # json_build_object writes a timestamp in ISO 8601 in the session's time zone (UTC
+        # on Django's connections), the fraction of a second without its trailing zeros:
+        # formatting it as isoformat() does instead (to_char) took half of the query's time.
+        return column
+    # SQLite
     if isinstance(field, models.DateTimeField):
         return utc_isoformat_sql(vendor, column)
-    if vendor == "sqlite":
-        if isinstance(field, models.JSONField):
-            # As JSON, not as a string holding its text; text SQLite cannot read as JSON
-            # (NaN, written around the service) as a string, rather than stop the purge.
-            return f"CASE WHEN json_valid({column}) THEN json({column}) ELSE json_quote({column}) END"
-        if isinstance(field, models.UUIDField):  # stored as 32 hex digits
-            parts = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
-            return " || '-' || ".join(f"substr({column}, {start}, {length})" for start, length in parts)
+    if isinstance(field, models.JSONField):
+        # As JSON, not as a string holding its text; text SQLite cannot read as JSON (NaN,
+        # written around the service) as a string, rather than stop the purge.
+        return f"CASE WHEN json_valid({column}) THEN json({column}) ELSE json_quote({column}) END"
+    if isinstance(field, models.UUIDField):  # stored as 32 hex digits
+        parts = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
+        return " || '-' || ".join(f"substr({column}, {start}, {length})" for start, length in parts)
     return column
 
 
