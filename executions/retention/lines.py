@@ -119,20 +119,27 @@ def archive_lines_sql(vendor: str, count: int) -> str:
         "e",
         ARCHIVED_EXECUTION_FIELDS,
         (
-            ("created_by_username", f"u.{quote(users.get_field('username').column)}"),
+            (
+                "created_by_username",
+                f"(SELECT u.{quote(users.get_field('username').column)} FROM {quote(users.db_table)} u"
+                f" WHERE u.{quote(users.pk.column)} = e.{quote(created_by.column)})",
+            ),
             ("status_changes", status_changes),
         ),
     )
     if vendor == "postgresql":
         line += "::text"
     updated_at = f"e.{quote(Execution._meta.get_field('updated_at').column)}"
-    return (
-        f"SELECT {execution_id}, {updated_at}, {line}"
-        f" FROM {quote(Execution._meta.db_table)} e"
-        f" LEFT JOIN {quote(users.db_table)} u ON u.{quote(users.pk.column)} = e.{quote(created_by.column)}"
-        f" WHERE {execution_id} IN ({', '.join(['%s'] * count)})"
-        f" ORDER BY {execution_id}"
-    )
+    table, pk = quote(Execution._meta.db_table), quote(Execution._meta.pk.column)
+    ids = ", ".join(["%s"] * count)
+    if vendor == "postgresql":
+        # The rows are put in order first, as they are stored (OFFSET 0 keeps PostgreSQL
+        # from merging the two SELECTs): a large JSON value is a pointer in that sort, not its
+        # text. (SQLite walks the primary key in order: there is no sort.)
+        rows = f"(SELECT * FROM {table} WHERE {pk} IN ({ids}) ORDER BY {pk} OFFSET 0) e"
+    else:
+        rows = f"{table} e WHERE {execution_id} IN ({ids})"
+    return f"SELECT {execution_id}, {updated_at}, {line} FROM {rows} ORDER BY {execution_id}"
 
 
 def executions_archive_lines(execution_ids: list) -> Iterator[tuple[object, object, str]]:
