@@ -290,6 +290,19 @@ def test_an_archive_another_purge_is_writing_is_refused(tmp_path):
 
 
 @pytest.mark.django_db
+def test_an_archive_that_cannot_be_read_is_refused_before_anything_is_deleted(tmp_path):
+    execution = finished(100)
+    archive = tmp_path / "purged.jsonl.gz"
+    archive.write_bytes(gzip.compress(b'{"id": "x"}\n'))
+    before = archive.read_bytes()
+    with mock.patch("os.pread", side_effect=OSError(errno.EIO, os.strerror(errno.EIO))):
+        with pytest.raises(CommandError, match="^--archive: cannot check .*: Input/output error$"):
+            purge("--finished-before", "90d", "--archive", str(archive))
+    assert archive.read_bytes() == before
+    assert remaining(execution) == [True]
+
+
+@pytest.mark.django_db
 def test_a_purge_with_nothing_to_purge_leaves_no_file_and_an_archive_as_it_was(tmp_path):
     finished(10)  # too recent
     new = tmp_path / "new.jsonl.gz"

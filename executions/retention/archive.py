@@ -103,6 +103,9 @@ class GzipJsonLinesArchive:
                 self._fd, self._created = fd, True
                 return
             self._end = self._repair(fd, size)
+        except OSError as error:  # a filesystem without locks, an I/O error
+            os.close(fd)
+            raise ArchiveError(f"cannot check {self.path}: {error.strerror}") from None
         except BaseException:
             os.close(fd)
             raise
