@@ -23,6 +23,7 @@ most memory per byte (the rows of issue #22: 1.35 MB per execution once parsed).
 Options: --size 1000000   --batch-size 1000   --archive   --big-rows
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -50,7 +51,7 @@ def main():
 
         archive = folder / "purged.jsonl.gz" if args.archive else None
         probe = WriterProbe(database_url) if vendor == "sqlite" else None
-        command_seconds, peak_rss_mb, output = run_command(database_url, args.batch_size, archive)
+        command_seconds, peak_rss_mb, output, lock_holds = run_command(database_url, args.batch_size, archive)
         writer_waits = probe.stop() if probe else None
         floor_seconds, floor_batch_seconds = run_floor(copy_url, args.batch_size)
         left = count_left(database_url)
@@ -71,6 +72,13 @@ def main():
     if archive_mb is not None:
         print(f"archive: {archive_mb:.1f} MB")
     print(f"plain-SQL batch of {args.batch_size}: {floor_batch_seconds * 1000:.0f} ms in its transaction")
+    if lock_holds:
+        batches = sorted(lock_holds[:-1]) or lock_holds  # the last: the Idempotency-Keys'
+        print(
+            f"the purge held the write lock {len(batches)} times for its batches: median "
+            f"{batches[len(batches) // 2] * 1000:.0f} ms, longest {batches[-1] * 1000:.0f} ms "
+            f"({batches[-1] / floor_batch_seconds:.1f}x the plain-SQL batch)"
+        )
     if writer_waits is not None:
         longest, p99, count = writer_waits
         print(
@@ -128,19 +136,55 @@ def seed_finished_executions(count: int, newest_finished_at, big_rows: bool = Fa
         cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
 
 
-def run_command(database_url: str, batch_size: int, archive: Path | None) -> tuple[float, float, str]:
-    command = [
-        harness.PYTHON,
-        "manage.py",
-        "purge_executions",
-        "--finished-before",
-        "90d",
-        "--batch-size",
-        str(batch_size),
-    ]
+# SQLite: the command, with each hold of the writer lock (executions/db/sqlite3) timed in
+# its own process and printed at exit, one JSON list on standard error.
+TIMING_WRITER_LOCK = """
+import atexit, json, sys, time
+import django
+django.setup()
+from executions.db.sqlite3 import base
+
+holds, taken = [], []
+acquire, release = base.DatabaseWrapper._acquire_writer_lock, base.DatabaseWrapper._release_writer_lock
+
+
+def timed_acquire(self):
+    acquire(self)
+    taken.append(time.perf_counter())
+
+
+def timed_release(self):
+    if self._holds_writer_lock and taken:
+        holds.append(time.perf_counter() - taken.pop())
+    release(self)
+
+
+base.DatabaseWrapper._acquire_writer_lock = timed_acquire
+base.DatabaseWrapper._release_writer_lock = timed_release
+atexit.register(lambda: print(HOLDS, json.dumps(holds), file=sys.stderr))
+from django.core.management import execute_from_command_line
+execute_from_command_line(["manage.py", *sys.argv[1:]])
+"""
+HOLDS = "writer lock holds (s):"
+
+
+def run_command(database_url: str, batch_size: int, archive: Path | None) -> tuple[float, float, str, list]:
+    """The command's seconds, peak RSS, output, and on SQLite how long it held the writer
+    lock each time (the batches' write transactions, then the Idempotency-Keys')."""
+    arguments = ["purge_executions", "--finished-before", "90d", "--batch-size", str(batch_size)]
     if archive:
-        command += ["--archive", str(archive)]
-    return harness.run_measured(command, database_url)
+        arguments += ["--archive", str(archive)]
+    if database_url.startswith("sqlite"):
+        program = [harness.PYTHON, "-c", TIMING_WRITER_LOCK.replace("HOLDS", repr(HOLDS))]
+    else:
+        program = [harness.PYTHON, "manage.py"]
+    seconds, peak_rss_mb, output = harness.run_measured(program + arguments, database_url)
+    holds = []
+    for line in output.splitlines():
+        if line.startswith(HOLDS):
+            holds = json.loads(line.removeprefix(HOLDS))
+    output = "\n".join(line for line in output.splitlines() if not line.startswith(HOLDS))
+    return seconds, peak_rss_mb, output, holds
 
 
 FINISHED = "SELECT id FROM executions_execution WHERE finished_at < %(cutoff)s AND status <> 'running'"

@@ -4,10 +4,11 @@ one line of JSON text, in one query, read in one pass.
 Reading the rows through the ORM (every JSON value and timestamp made into Python objects,
 then serialized again) took a 16 KiB JSON value to some 700 KB of memory, so a batch of
 such rows took gigabytes, and it was most of the purge's time even for small rows. Here the
-database builds each line (json_build_object on PostgreSQL, json_object on SQLite), the JSON
-columns go into it as stored, and Python only passes the text on, ARCHIVE_FETCH_ROWS rows
-at a time (a server-side cursor on PostgreSQL). The ORM's reading of the same records is
-purge.executions_with_history; tests/test_purge_command.py proves the two agree.
+database writes each line, values escaped by its own JSON functions (to_json on PostgreSQL,
+json_quote on SQLite), the JSON columns as stored, and Python only passes the text on,
+ARCHIVE_FETCH_ROWS rows at a time (a server-side cursor on PostgreSQL). The ORM's reading
+of the same records is purge.executions_with_history; tests/test_purge_command.py proves
+the two agree.
 """
 
 from collections.abc import Iterator
@@ -53,37 +54,53 @@ OTHER_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"
 ARCHIVE_FETCH_ROWS = 100
 
 
-def _json_value_sql(vendor: str, field: models.Field, column: str) -> str:
-    """SQL for the field's value as its JSON object member: JSON as stored, timestamps in
-    ISO 8601 in UTC, ids with their dashes."""
-    if vendor == "postgresql":
-        # json_build_object writes a timestamp in ISO 8601 in the session's time zone (UTC
-        # on Django's connections), the fraction of a second without its trailing zeros:
-        # formatting it as isoformat() does instead (to_char) took half of the query's time.
-        return column
-    # SQLite
-    if isinstance(field, models.DateTimeField):
-        return utc_isoformat_sql(vendor, column)
+def _json_text_sql(vendor: str, field: models.Field, column: str) -> str:
+    """SQL for the JSON text of the field's value: strings escaped by the database's own
+    JSON function, JSON columns as stored, timestamps in ISO 8601 in UTC, ids with dashes."""
+    postgresql = vendor == "postgresql"
     if isinstance(field, models.JSONField):
-        # As JSON, not as a string holding its text; text SQLite cannot read as JSON (NaN,
-        # written around the service) as a string, rather than stop the purge.
-        return f"CASE WHEN json_valid({column}) THEN json({column}) ELSE json_quote({column}) END"
-    if isinstance(field, models.UUIDField):  # stored as 32 hex digits
-        parts = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
-        return " || '-' || ".join(f"substr({column}, {start}, {length})" for start, length in parts)
-    return column
+        if postgresql:
+            return f"COALESCE({column}::text, 'null')"
+        # Text SQLite cannot read as JSON (NaN, written around the service) as a string,
+        # rather than stop the purge.
+        as_json = f"CASE WHEN json_valid({column}) THEN json({column}) ELSE json_quote({column}) END"
+        return f"COALESCE({as_json}, 'null')"
+    if isinstance(field, models.DateTimeField):
+        if postgresql:
+            # ISO 8601 in the session's time zone (UTC on Django's connections), the fraction
+            # of a second without its trailing zeros: formatting it as isoformat() does
+            # (to_char) took half of the query's time.
+            return f"COALESCE(to_json({column})::text, 'null')"
+        return f"COALESCE('\"' || {utc_isoformat_sql(vendor, column)} || '\"', 'null')"
+    if isinstance(field, models.UUIDField):
+        if postgresql:
+            return f"'\"' || {column} || '\"'"
+        parts = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]  # SQLite stores 32 hex digits
+        return (
+            "'\"' || "
+            + " || '-' || ".join(f"substr({column}, {start}, {length})" for start, length in parts)
+            + " || '\"'"
+        )
+    if isinstance(field, models.CharField | models.TextField):
+        # json_quote(NULL) is 'null' already; to_json(NULL) is NULL.
+        return f"COALESCE(to_json({column})::text, 'null')" if postgresql else f"json_quote({column})"
+    return f"COALESCE(CAST({column} AS text), 'null')"  # ids and foreign keys: numbers
 
 
-def _json_object_sql(vendor: str, model, alias: str, names, extra: tuple[tuple[str, str], ...] = ()) -> str:
+def _json_object_sql(members: list[tuple[str, str]]) -> str:
+    """SQL concatenating a JSON object's text from (key, SQL of the value's JSON text): the
+    databases' object builders (json_build_object, json_object) cost twice as much."""
+    parts = [f'"{key}": \' || {value}' for key, value in members]
+    return "'{" + " || ', ".join(parts) + " || '}'"
+
+
+def _json_members(vendor: str, model, alias: str, names) -> list[tuple[str, str]]:
     quote = connection.ops.quote_name
     members = []
     for name in names:
         field = model._meta.get_field(name)
-        members += [f"'{name}'", _json_value_sql(vendor, field, f"{alias}.{quote(field.column)}")]
-    for name, sql in extra:
-        members += [f"'{name}'", sql]
-    function = "json_build_object" if vendor == "postgresql" else "json_object"
-    return f"{function}({', '.join(members)})"
+        members.append((name, _json_text_sql(vendor, field, f"{alias}.{quote(field.column)}")))
+    return members
 
 
 @lru_cache(maxsize=8)  # per database vendor and number of ids
@@ -96,39 +113,32 @@ def archive_lines_sql(vendor: str, count: int) -> str:
     created_by = Execution._meta.get_field("created_by")
     users = created_by.related_model._meta
     change_of = ExecutionStatusChange._meta.get_field("execution").column
-    change = _json_object_sql(vendor, ExecutionStatusChange, "c", ARCHIVED_STATUS_CHANGE_FIELDS)
+    change = _json_object_sql(
+        _json_members(vendor, ExecutionStatusChange, "c", ARCHIVED_STATUS_CHANGE_FIELDS)
+    )
     changes_table = quote(ExecutionStatusChange._meta.db_table)
     order = (
         f"c.{quote(ExecutionStatusChange._meta.get_field('created_at').column)},"
         f" c.{quote(ExecutionStatusChange._meta.pk.column)}"
     )
+    of_this_execution = f"FROM {changes_table} c WHERE c.{quote(change_of)} = {execution_id}"
     if vendor == "postgresql":
-        status_changes = (
-            f"COALESCE((SELECT json_agg({change} ORDER BY {order}) FROM {changes_table} c"
-            f" WHERE c.{quote(change_of)} = {execution_id}), '[]'::json)"
-        )
-    else:
-        # json() again: a JSON object loses its JSON type on its way out of a subquery.
-        status_changes = (
-            f"(SELECT json_group_array(json(change)) FROM (SELECT {change} AS change FROM {changes_table} c"
-            f" WHERE c.{quote(change_of)} = {execution_id} ORDER BY {order}))"
-        )
-    line = _json_object_sql(
-        vendor,
-        Execution,
-        "e",
-        ARCHIVED_EXECUTION_FIELDS,
-        (
-            (
-                "created_by_username",
-                f"(SELECT u.{quote(users.get_field('username').column)} FROM {quote(users.db_table)} u"
-                f" WHERE u.{quote(users.pk.column)} = e.{quote(created_by.column)})",
-            ),
-            ("status_changes", status_changes),
-        ),
+        changes = f"(SELECT string_agg({change}, ', ' ORDER BY {order}) {of_this_execution})"
+    else:  # (SQLite 3.40 has no ORDER BY in an aggregate: it takes the rows in their order)
+        ordered = f"SELECT {change} AS change {of_this_execution} ORDER BY {order}"
+        changes = f"(SELECT group_concat(change, ', ') FROM ({ordered}))"
+    username = users.get_field("username")
+    owner = (
+        f"(SELECT u.{quote(username.column)} FROM {quote(users.db_table)} u"
+        f" WHERE u.{quote(users.pk.column)} = e.{quote(created_by.column)})"
     )
-    if vendor == "postgresql":
-        line += "::text"
+    line = _json_object_sql(
+        [
+            *_json_members(vendor, Execution, "e", ARCHIVED_EXECUTION_FIELDS),
+            ("created_by_username", _json_text_sql(vendor, username, owner)),
+            ("status_changes", f"'[' || COALESCE({changes}, '') || ']'"),
+        ]
+    )
     updated_at = f"e.{quote(Execution._meta.get_field('updated_at').column)}"
     table, pk = quote(Execution._meta.db_table), quote(Execution._meta.pk.column)
     ids = ", ".join(["%s"] * count)
