@@ -15,12 +15,14 @@ if [ -n "${QUICK:-}" ]; then
     purge_args=(--size 30000)
     pages_args=(--executions 100000 --depth 1000 --requests 50)
     admin_args=(--executions 100000 --requests 5)
+    worker_args=(--size 100000 --running 1000 --backlog 2000)
 else
     patch_args=()
     cleanup_args=()
     purge_args=()
     pages_args=()
     admin_args=()
+    worker_args=()
 fi
 for database in sqlite postgresql; do
     run=()
@@ -35,4 +37,6 @@ for database in sqlite postgresql; do
     env -u DATABASE_URL "${run[@]}" $python bench/deep_pages.py "${pages_args[@]}"
     echo "=== $database: admin changelist"
     env -u DATABASE_URL "${run[@]}" $python bench/admin_changelist.py "${admin_args[@]}"
+    echo "=== $database: the worker (promptness, idle sweep, backlog)"
+    env -u DATABASE_URL "${run[@]}" $python bench/worker_promptness.py "${worker_args[@]}"
 done

@@ -7,12 +7,15 @@ Each setting is defined once, in the section of its topic; nothing here is chang
 down, and importing this module has no side effects beyond reading the environment.
 """
 
+import re
+import warnings
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from executions.durations import parse_duration
+from executions.metrics_files import configured_folder
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -113,7 +116,42 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=256
 # --- Database --------------------------------------------------------------------------
 # DATABASE_URL picks the engine: postgres://... for PostgreSQL (psycopg 3), or the default,
 # a SQLite file in var/ (a folder kept in the repository), the embedded mode.
-_database = env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
+# A URL that names no database this service runs on is one line at start (like a missing
+# secret), never a traceback from deep in Django or the driver at the first query. The URL
+# itself is not repeated: it may hold a password.
+DATABASE_URL_FORMS = (
+    "postgres://user:password@host:5432/name, or sqlite:////absolute/path/db.sqlite3 "
+    "(unset: SQLite in var/db.sqlite3)"
+)
+
+
+def _database_from_url(url: str) -> dict:
+    try:
+        with warnings.catch_warnings():  # django-environ warns of an unknown scheme, then fails
+            warnings.simplefilter("ignore")
+            database = environ.Env.db_url_config(url)
+    except (ValueError, KeyError, TypeError):
+        database = {}
+    engine = database.get("ENGINE")
+    if engine not in ("django.db.backends.sqlite3", "django.db.backends.postgresql"):
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not a database URL this service takes: {DATABASE_URL_FORMS}"
+        )
+    if not database.get("NAME") or database["NAME"] == "/":
+        raise ImproperlyConfigured(f"DATABASE_URL names no database: {DATABASE_URL_FORMS}")
+    host = database.get("HOST") or ""
+    if (
+        engine == "django.db.backends.postgresql"
+        and host
+        and not (host.startswith("/") or re.search(r"[A-Za-z0-9]", host))
+    ):
+        raise ImproperlyConfigured(f"DATABASE_URL names no host: {DATABASE_URL_FORMS}")
+    return database
+
+
+_database = _database_from_url(
+    env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
+)
 _database["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 _database["CONN_HEALTH_CHECKS"] = True
 if _database["ENGINE"] == "django.db.backends.sqlite3":
@@ -205,8 +243,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     # The contract names the request component ExecutionStatusUpdateRequest, not Patched...
     "COMPONENT_SPLIT_PATCH": False,
-    # ...and keeps enums inline in their properties rather than as components of their own.
-    "POSTPROCESSING_HOOKS": [],
+    # ...and keeps enums inline in their properties rather than as components of their own
+    # (no enum postprocessing); the one hook adds the JSON values' component the bodies name.
+    "POSTPROCESSING_HOOKS": ["executions.api.openapi.components.add_storable_json"],
     # Swagger UI and ReDoc from drf-spectacular-sidecar's local copies: the docs work offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -304,8 +343,22 @@ EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=5000)
 # is stale: `?stale=true` lists it, the cleanup interrupts it. Duration text: 90s, 30m, 6h, 2d.
 EXECUTIONS_STALE_AFTER = env_duration("EXECUTIONS_STALE_AFTER", default="30m")
 
+# --- Worker (manage.py run_worker) ---------------------------------------------------------
+# The longest the worker sleeps between two looks at what is due, in seconds: a deadline or
+# a monitor due at any moment is acted on within this (plus one sweep), so 1 s keeps the 2 s
+# promise (docs/operations.md, "The worker").
+WORKER_IDLE_INTERVAL = env.float("WORKER_IDLE_INTERVAL", default=1.0)
+# Rows per transaction of the worker's tasks: small enough that a SIGTERM waits for at most
+# one (and that other writers wait on SQLite's write lock for little), large enough to catch
+# up quickly after a long stop.
+WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", default=1000)
+
 # --- Metrics ---------------------------------------------------------------------------
 # GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; without a
 # token the endpoint is off (404). Several worker processes: see PROMETHEUS_MULTIPROC_DIR in
 # docs/operations.md.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Where every process (the web's, the worker, the commands) counts for /metrics:
+# PROMETHEUS_MULTIPROC_DIR, by default var/metrics (executions/metrics_files.py). Settled here,
+# before anything imports prometheus_client, which reads it once, when first imported.
+METRICS_FOLDER = configured_folder()

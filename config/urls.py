@@ -5,7 +5,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from executions.api.docs import only_this_host
-from executions.api.exception_handler import api_route_not_found
+from executions.api.exception_handler import HEADERS_TOO_LARGE_PATH, api_route_not_found, headers_too_large
 from executions.api.health import LivenessView, ReadinessView
 from executions.api.metrics import metrics_view
 
@@ -28,6 +28,7 @@ urlpatterns = [
     path("healthz", LivenessView.as_view(), name="healthz"),
     path("readyz", ReadinessView.as_view(), name="readyz"),
     path("metrics", metrics_view, name="metrics"),
+    path(HEADERS_TOO_LARGE_PATH, headers_too_large),
     path("api/v1/", include("executions.api.urls")),
     # Last: whatever else is asked for under /api/ is a JSON 404, with DEBUG on or off.
     re_path(r"^api/", api_route_not_found),

@@ -1,9 +1,12 @@
 """The service's processes on 127.0.0.1 for the tests and the benchmarks: its environment,
-manage.py commands, gunicorn, the production setup (deploy/serve.py), and redis-server."""
+manage.py commands, gunicorn, the production setup (deploy/serve.py), the worker
+(manage.py run_worker), and redis-server."""
 
+import atexit
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +17,12 @@ from pathlib import Path
 from devtools.net import free_port, request
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _metrics_folder() -> str:
+    folder = tempfile.mkdtemp(prefix="executions-metrics-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def service_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -36,6 +45,9 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         # benchmarks measure the service, not its rate limits (docs/security.md).
         API_THROTTLE_USER="",
         API_THROTTLE_ANON="",
+        # The metrics of every process started with this environment (servers, the worker,
+        # commands) add up in a folder of their own, never the checkout's var/metrics.
+        PROMETHEUS_MULTIPROC_DIR=_metrics_folder(),
     )
     env.update(extra)
     return env
@@ -246,3 +258,67 @@ class RedisServer:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class WorkerProcess:
+    """`manage.py run_worker` in a child process, its log (standard error, where it logs) in a
+    file of its own; started once its "Worker started" line is written. A context manager:
+    leaving it stops the worker with SIGTERM (SIGKILL if it is still there after 30 s)."""
+
+    STARTED = "Worker started"
+
+    def __init__(self, env: dict[str, str], timeout: float = 60):
+        self._log_file = tempfile.NamedTemporaryFile(prefix="executions-worker-", suffix=".log", delete=False)
+        self.log_path = self._log_file.name
+        self._final_log = None
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "run_worker"],
+            cwd=REPO_ROOT,
+            # INFO: the "Worker started" line, and what it did, are what the callers read.
+            env={**env, "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"},
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while self.STARTED not in self.log():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"run_worker exited with {self.process.returncode}: {self.log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"run_worker did not start within {timeout}s: {self.log()}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        """What it logged so far (all of it, once closed)."""
+        if self._final_log is not None:
+            return self._final_log
+        return Path(self.log_path).read_text(errors="replace")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Send `signum` (if it still runs) and wait for it; its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def close(self) -> None:
+        if self._final_log is not None:
+            return
+        self.stop()
+        self._final_log = self.log()
+        self._log_file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.log_path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()

@@ -10,6 +10,8 @@ class ErrorCode:
     EXECUTION_NOT_RUNNING = "EXECUTION_NOT_RUNNING"
     PRECONDITION_FAILED = "PRECONDITION_FAILED"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    MONITOR_NOT_FOUND = "MONITOR_NOT_FOUND"
+    MONITOR_NAME_TAKEN = "MONITOR_NAME_TAKEN"
 
 
 class ExecutionError(Exception):
@@ -76,3 +78,43 @@ class IdempotencyKeyReused(ExecutionError):
         super().__init__(
             "This Idempotency-Key was already used with a different request; use a new key for a new request"
         )
+
+
+class MonitorNotFound(ExecutionError):
+    """The monitor does not exist, or the caller may not see it: the two look the same."""
+
+    error_code = ErrorCode.MONITOR_NOT_FOUND
+
+    def __init__(self):
+        super().__init__("Monitor not found")
+
+
+class MonitorNameTaken(ExecutionError):
+    """The owner already has a monitor of that name."""
+
+    error_code = ErrorCode.MONITOR_NAME_TAKEN
+
+    def __init__(self, name: str):
+        super().__init__(f"A monitor named {name!r} exists already; names are unique per owner")
+        self.name = name
+
+
+# The 422 item types of a `monitor` that names no monitor the caller may use.
+MONITOR_UNKNOWN = "monitor_unknown"
+MONITOR_AMBIGUOUS = "monitor_ambiguous"
+
+
+class UnknownMonitor(Exception):
+    """An execution was created for a monitor that the name does not designate: none of the
+    caller's (or, for a manager, several of other owners'). The API answers it as a 422 item
+    on the body's `monitor` field."""
+
+    def __init__(self, name: str, ambiguous: bool = False):
+        self.name = name
+        self.item_type = MONITOR_AMBIGUOUS if ambiguous else MONITOR_UNKNOWN
+        self.message = (
+            f"Several owners have a monitor named {name!r}: name it by its id"
+            if ambiguous
+            else f"No monitor named {name!r} that you may run"
+        )
+        super().__init__(self.message)

@@ -106,6 +106,44 @@ def executions_stale(executions: QuerySet, stale_after: timedelta, now: datetime
     )
 
 
+def executions_past_deadline(executions: QuerySet, now: datetime) -> QuerySet:
+    """Running executions whose deadline is `now` or before. Matches the partial index on
+    running executions' deadlines (execution_running_deadline_idx)."""
+    return executions.filter(status=ExecutionStatus.RUNNING, deadline_at__isnull=False, deadline_at__lte=now)
+
+
+def running_deadline_soonest() -> datetime | None:
+    """The soonest deadline of a running execution (None: none has one). The first entry of
+    the partial index: the worker's idle sweep is this one question."""
+    running = Execution.objects.filter(status=ExecutionStatus.RUNNING, deadline_at__isnull=False)
+    return running.order_by("deadline_at", "id").values_list("deadline_at", flat=True).first()
+
+
+def running_deadlines_due(now: datetime, limit: int) -> list[datetime]:
+    """The deadlines passed at `now` of running executions, soonest first, at most `limit`:
+    the order in which the worker fails them."""
+    overdue = executions_past_deadline(Execution.objects.all(), now)
+    return list(overdue.order_by("deadline_at", "id").values_list("deadline_at", flat=True)[:limit])
+
+
+def _running_last_seen() -> QuerySet:
+    return Execution.objects.filter(status=ExecutionStatus.RUNNING).annotate(
+        last_seen_at=Coalesce("last_heartbeat_at", "created_at")
+    )
+
+
+def running_last_seen_longest_ago() -> datetime | None:
+    """The oldest sign of life (heartbeat, else creation) of a running execution (None: none
+    runs). The first entry of the partial index the stale rule uses."""
+    return _running_last_seen().order_by("last_seen_at").values_list("last_seen_at", flat=True).first()
+
+
+def running_last_seen_before(cutoff: datetime, limit: int) -> list[datetime]:
+    """Signs of life older than `cutoff` of running executions, oldest first, at most `limit`."""
+    seen = _running_last_seen().filter(last_seen_at__lt=cutoff).order_by("last_seen_at", "id")
+    return list(seen.values_list("last_seen_at", flat=True)[:limit])
+
+
 def _holds_manage_all(user_pk: int) -> bool:
     """Whether the user holds manage_all_executions, by the very SQL that executions_in puts
     in its queries: one source for who sees everything, whatever the path."""

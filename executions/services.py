@@ -24,6 +24,7 @@ from .errors import (
     IdempotencyKeyReused,
     InvalidStatusTransition,
     PreconditionFailed,
+    UnknownMonitor,
 )
 from .models import (
     ChangeChannel,
@@ -31,12 +32,16 @@ from .models import (
     ExecutionStatus,
     ExecutionStatusChange,
     IdempotencyKey,
+    Monitor,
     statuses_that_can_become,
 )
+from .monitors.services import Actor as MonitorActor
+from .monitors.services import monitor_record_start
 from .selectors import (
     ALL,
     Visibility,
     executions_in,
+    executions_past_deadline,
     executions_stale,
     idempotency_key_get,
     parse_execution_id,
@@ -67,9 +72,55 @@ class BulkStatusChangeResult:
     batches: int = 0
 
 
-def execution_create(*, name: str, created_by=None, metadata: dict | None = None) -> Execution:
-    with write_transaction(single_statement=True):
-        return Execution.objects.create(name=name, created_by=created_by, metadata=metadata or {})
+def execution_create(
+    *,
+    name: str,
+    created_by=None,
+    metadata: dict | None = None,
+    max_runtime_seconds: int | None = None,
+    monitor: Monitor | None = None,
+    channel: ChangeChannel = ChangeChannel.API,
+    correlation_id: str = "",
+) -> Execution:
+    """A running execution. With `max_runtime_seconds`, its deadline is fixed now (creation
+    plus that), and the worker fails it if it is still running then.
+
+    With `monitor` (monitors.selectors.monitor_for_run), it is a run of that monitor: its
+    creation is the run's start, in the same transaction (monitors.services.
+    monitor_record_start), and without a max runtime of its own it takes the monitor's.
+    Raises UnknownMonitor if the monitor was deleted meanwhile."""
+    now = timezone.now()
+    if monitor is None:
+        with write_transaction(single_statement=True):
+            return _create_execution(name, created_by, metadata, max_runtime_seconds, None, now)
+    with write_transaction():
+        locked = Monitor.objects.select_for_update().filter(pk=monitor.pk).values_list("max_runtime_seconds")
+        row = locked.first()
+        if row is None:
+            raise UnknownMonitor(monitor.name)
+        if max_runtime_seconds is None:
+            max_runtime_seconds = row[0]
+        execution = _create_execution(name, created_by, metadata, max_runtime_seconds, monitor.pk, now)
+        monitor_record_start(
+            monitor_id=monitor.pk,
+            execution=execution,
+            actor=MonitorActor(created_by, channel, correlation_id),
+        )
+    return execution
+
+
+def _create_execution(name, created_by, metadata, max_runtime_seconds, monitor_id, now) -> Execution:
+    deadline_at = None if max_runtime_seconds is None else now + timedelta(seconds=max_runtime_seconds)
+    return Execution.objects.create(
+        name=name,
+        created_by=created_by,
+        metadata=metadata or {},
+        created_at=now,
+        updated_at=now,
+        max_runtime_seconds=max_runtime_seconds,
+        deadline_at=deadline_at,
+        monitor_id=monitor_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -86,6 +137,10 @@ def execution_create_idempotent(
     name: str,
     created_by,
     metadata: dict | None = None,
+    max_runtime_seconds: int | None = None,
+    monitor: Monitor | None = None,
+    channel: ChangeChannel = ChangeChannel.API,
+    correlation_id: str = "",
     response_body: Callable[[Execution], dict],
 ) -> IdempotentCreateResult:
     """Create an execution once per (created_by, idempotency_key).
@@ -109,7 +164,15 @@ def execution_create_idempotent(
             return replay(existing)
         try:
             with transaction.atomic():
-                execution = execution_create(name=name, created_by=created_by, metadata=metadata)
+                execution = execution_create(
+                    name=name,
+                    created_by=created_by,
+                    metadata=metadata,
+                    max_runtime_seconds=max_runtime_seconds,
+                    monitor=monitor,
+                    channel=channel,
+                    correlation_id=correlation_id,
+                )
                 body = response_body(execution)
                 IdempotencyKey.objects.create(
                     user=created_by,
@@ -434,6 +497,7 @@ def executions_interrupt_stale(
     channel: ChangeChannel,
     threshold_text: str | None = None,
     name: str | None = None,
+    correlation_id: str = "",
     batch_size: int | None = None,
     limit: int | None = None,
     now: datetime | None = None,
@@ -462,7 +526,61 @@ def executions_interrupt_stale(
         status=status,
         channel=channel,
         error_info=why,
+        correlation_id=correlation_id,
         batch_size=batch_size,
         limit=limit,
-        on_batch=on_batch,
+        on_batch=_counting_transitions(STALE_REASON, on_batch),
+    )
+
+
+def _counting_transitions(reason: str, on_batch):
+    """An on_batch that counts each committed batch's changes by `reason`, then calls `on_batch`."""
+    counted = 0
+
+    def counting(result: BulkStatusChangeResult) -> None:
+        nonlocal counted
+        metrics.count_watch_transitions(reason, result.changed - counted)
+        counted = result.changed
+        if on_batch is not None:
+            on_batch(result)
+
+    return counting
+
+
+# Why an execution past its deadline was failed; the database fills in the rest per execution.
+DEADLINE_EXCEEDED_REASON = "deadline_exceeded"
+
+
+def executions_fail_past_deadline(
+    *,
+    now: datetime,
+    detected_by: str,
+    channel: ChangeChannel = ChangeChannel.WORKER,
+    correlation_id: str = "",
+    batch_size: int | None = None,
+    limit: int | None = None,
+    on_batch: Callable[[BulkStatusChangeResult], None] | None = None,
+) -> BulkStatusChangeResult:
+    """Move running executions whose deadline passed at `now` to failed, soonest deadline
+    first, through execution_change_status_bulk. Each gets `error_info` {"reason":
+    "deadline_exceeded", "deadline_at", "max_runtime_seconds", "detected_by"}. The deadline is
+    checked again on the locked rows, so one that finished meanwhile (or that another worker
+    failed first) is skipped, not overwritten: with any number of workers, each fails once."""
+    overdue = executions_past_deadline(Execution.objects.all(), now)
+    why = JSONObject(
+        reason=Value(DEADLINE_EXCEEDED_REASON),
+        deadline_at=UtcIsoformat(F("deadline_at")),
+        max_runtime_seconds=F("max_runtime_seconds"),
+        detected_by=Value(detected_by),
+    )
+    return execution_change_status_bulk(
+        executions=overdue,
+        in_order_of="deadline_at",
+        status=ExecutionStatus.FAILED,
+        channel=channel,
+        error_info=why,
+        correlation_id=correlation_id,
+        batch_size=batch_size,
+        limit=limit,
+        on_batch=_counting_transitions(DEADLINE_EXCEEDED_REASON, on_batch),
     )

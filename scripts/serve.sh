@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: virtual environment, dependencies, migrations, then the
-# service on http://127.0.0.1:8000 with the embedded default database (SQLite in var/).
+# service on http://127.0.0.1:8000 with the embedded default database (SQLite in var/), and
+# beside it the worker (manage.py run_worker: deadlines, stale executions); Ctrl-C stops both.
 # Set DATABASE_URL=postgres://... to use PostgreSQL instead; HOST and PORT to move it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +16,15 @@ if [ ! -f .env ]; then
     echo "Wrote .env (development settings for manage.py in any terminal)"
 fi
 .venv/bin/python manage.py migrate --no-input
-exec .venv/bin/python manage.py runserver "${HOST:-127.0.0.1}:${PORT:-8000}"
+# Both in the background, so that this shell sees a signal at once (it would wait for a
+# foreground child first) and hands it on; when either ends, the other is stopped too.
+.venv/bin/python manage.py run_worker &
+worker=$!
+.venv/bin/python manage.py runserver "${HOST:-127.0.0.1}:${PORT:-8000}" &
+server=$!
+trap 'kill -TERM $server $worker 2>/dev/null' INT TERM
+status=0
+wait -n $server $worker || status=$?
+kill -TERM $server $worker 2>/dev/null || true
+wait $server $worker 2>/dev/null || true
+exit $status

@@ -43,3 +43,10 @@ def api_key_for(user, *, used_just_now: bool = True, **token_fields) -> str:
     if token_fields:
         ApiToken.objects.filter(pk=token.pk).update(**token_fields)
     return key
+
+
+def monitor_for(owner, name="nightly", schedule="every 1h", grace_seconds=60, **fields):
+    """A monitor of `owner` made through the service, as the API makes one."""
+    from executions.monitors.services import monitor_create
+
+    return monitor_create(owner=owner, name=name, schedule=schedule, grace_seconds=grace_seconds, **fields)

@@ -11,6 +11,11 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret")
 # Never the developer's .env (scripts/serve.sh writes one): the suite, and every process it
 # starts, runs with what the environment and the tests say, on any machine alike.
 os.environ["DJANGO_ENV_FILE"] = ""
+# The suite's own process counts its metrics in a folder of this run's own, never in the
+# checkout's var/metrics; the servers and workers the tests start get folders of their own
+# (devtools.servers.service_env).
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="executions-test-metrics-")
+atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 from config.settings import *  # noqa: E402,F403
 from config.settings import DATABASES, REST_FRAMEWORK  # noqa: E402

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_change_status
+from executions.worker.deadlines import fail_executions_past_deadline
 
 from .database_down import database_down  # noqa: F401
 from .factories import ExecutionFactory, UserFactory
@@ -414,3 +415,24 @@ def test_admin_with_the_database_down_is_a_503_page_with_retry_after(operator_cl
         assert response["Content-Type"].startswith("text/html")
         assert int(response["Retry-After"]) > 0
         assert b"Service unavailable" in response.content
+
+
+def test_the_deadline_shows_in_the_list_and_on_the_page_and_the_worker_in_the_audit_trail(operator_client):
+    created = datetime(2026, 11, 29, 3, 12, 44, tzinfo=UTC)
+    execution = ExecutionFactory(
+        created_at=created, max_runtime_seconds=5400, deadline_at=created + timedelta(seconds=5400)
+    )
+    unlimited = ExecutionFactory()
+    fail_executions_past_deadline(timezone.now())
+
+    rows = operator_client.get(CHANGELIST).content.decode()
+    shown = "2026-11-29 04:42:44 UTC (max runtime 1h 30m)"
+    assert f'<td class="field-deadline">{shown}</td>' in rows
+    assert '<td class="field-deadline">-</td>' in rows  # the one without
+
+    page = operator_client.get(change_url(execution)).content.decode()
+    assert re.search(rf"<label>Deadline:</label>\s*<div class=\"readonly\">{re.escape(shown)}</div>", page)
+    assert '<td class="field-channel"><p>Worker</p></td>' in page
+    assert '<td class="field-who"><p>system</p></td>' in page
+    assert "deadline_exceeded" in page
+    assert Execution.objects.get(pk=unlimited.pk).status == "running"

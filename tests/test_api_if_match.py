@@ -64,13 +64,32 @@ def test_two_clients_with_the_same_etag_one_wins_the_other_gets_412(
 
 @pytest.mark.parametrize(
     "if_match",
-    ['W/"{etag}"', "{etag}", '"garbage"', "garbage", '"99999999999999999999"', '"-1"', ""],
+    ['W/"{etag}"', "{etag}", '"garbage"', "garbage", '"99999999999999999999"', '"-1"', '"1", W/"{etag}"'],
 )
-def test_weak_malformed_or_unknown_etags_never_match(owner_client, running_execution, if_match):
+def test_weak_or_unknown_etags_never_match(owner_client, running_execution, if_match):
     etag = etag_of(owner_client, running_execution).strip('"')
     response = patch_status(owner_client, running_execution, HTTP_IF_MATCH=if_match.format(etag=etag))
     assert response.status_code == 412
     assert response.json()["error_code"] == ErrorCode.PRECONDITION_FAILED
+    assert_unchanged(running_execution)
+
+
+@pytest.mark.parametrize("if_match", ["", '"{etag}', '"a" "b"', '"a",', ",", 'W/ "1"'])
+def test_an_if_match_that_is_not_its_syntax_is_a_422_in_the_header(owner_client, running_execution, if_match):
+    """Empty or broken: not a condition anyone can mean (the schema's pattern says
+    so), so a 422 rather than the 412 of a tag that names another version."""
+    etag = etag_of(owner_client, running_execution).strip('"')
+    value = if_match.format(etag=etag)
+    response = patch_status(owner_client, running_execution, HTTP_IF_MATCH=value)
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {
+            "type": "if_match_invalid",
+            "loc": ["header", "If-Match"],
+            "msg": 'If-Match must be * or a list of entity tags ("..." or W/"...")',
+            "input": value,
+        }
+    ]
     assert_unchanged(running_execution)
 
 

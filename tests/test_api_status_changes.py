@@ -149,7 +149,7 @@ def test_filters(owner, owner_client, other_user):
     "params, loc, error_type",
     [
         ({"after": "not a cursor"}, "after", "cursor_invalid"),
-        ({"after": ""}, "after", "cursor_invalid"),
+        ({"after": ""}, "after", "empty"),
         ({"after": "LTEuMQ"}, "after", "cursor_invalid"),  # "-1.1"
         ({"after": "OTIyMzM3MjAzNjg1NDc3NTgwOC4x"}, "after", "cursor_invalid"),  # 2**63, past bigint
         ({"after": "MS4yLjM"}, "after", "cursor_invalid"),  # "1.2.3"

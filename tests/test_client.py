@@ -289,3 +289,11 @@ def test_missing_configuration_is_named(monkeypatch, missing):
     monkeypatch.delenv(missing)
     with pytest.raises(ConfigurationError, match=missing):
         ExecutionsClient()
+
+
+def test_create_names_the_monitor_when_given_one(clock):
+    client = mock_client([created()])
+
+    client.create("nightly", monitor="nightly")
+
+    assert json.loads(client.requests[0].content) == {"name": "nightly", "monitor": "nightly"}

@@ -41,3 +41,35 @@ def test_bad_input_is_a_command_error_and_creates_nothing(args, message):
     with pytest.raises(CommandError, match=message):
         create(*args)
     assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_run_of_a_monitor_is_its_start(owner):
+    from executions.models import MonitorStateChange
+
+    from .factories import monitor_for
+
+    monitor = monitor_for(owner)
+
+    printed = create("--name", "nightly", "--owner", "owner", "--monitor", "nightly")
+
+    execution = Execution.objects.get()
+    assert printed == f"{execution.id}\n"
+    assert execution.monitor_id == monitor.id
+    change = MonitorStateChange.objects.get()
+    assert (change.new_state, change.channel, change.actor) == ("up", "command", owner)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--name", "ok", "--monitor", "nightly"], "--monitor needs --owner"),
+        (["--name", "ok", "--owner", "owner", "--monitor", "unknown"], "No monitor named 'unknown'"),
+        (["--name", "ok", "--owner", "owner", "--monitor", "a\x00"], "--monitor: may not contain NUL"),
+    ],
+)
+def test_a_monitor_that_is_not_the_owners_is_a_command_error(owner, args, message):
+    with pytest.raises(CommandError, match=message):
+        create(*args)
+    assert not Execution.objects.exists()

@@ -10,7 +10,9 @@ import pytest
 from django.test import Client
 
 from executions.api.error_codes import ErrorCode
+from executions.api.filters import ExecutionFilter, StatusChangeFilter
 from executions.api.limits import MAX_JSON_OBJECT_BYTES
+from executions.api.pagination import FeedQuery, PageQuery
 from executions.api.schemas import JSON_TOO_LARGE, MAX_JSON_DEPTH, ErrorResponse, HTTPValidationError
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 
@@ -614,12 +616,51 @@ def test_absurd_page_sizes_get_422(http, execution, page_size):
     assert response.json()["detail"][0]["loc"] == ["query", "page_size"]
 
 
+LIST_PARAMETERS = [*ExecutionFilter.base_filters, *PageQuery.model_fields]
+FEED_PARAMETERS = [*StatusChangeFilter.base_filters, *FeedQuery.model_fields]
+
+
 @pytest.mark.parametrize(
-    "parameter", ["created_after", "created_before", "updated_after", "updated_before", "stale"]
+    "url",
+    [f"/api/v1/executions?{name}=" for name in LIST_PARAMETERS]
+    + [f"/api/v1/status-changes?{name}=" for name in FEED_PARAMETERS],
 )
-def test_list_parameters_given_empty_get_422(http, execution, parameter):
-    """The schema says a time or one of the choices; an empty value is neither (the fuzzer
-    found these ignored)."""
-    response = http.get(f"/api/v1/executions?{parameter}=")
+def test_every_query_parameter_given_empty_gets_422(http, execution, url):
+    """One rule: a parameter given with no value is a 422 `empty`, never a filter ignored
+    (so "?name=" never returns everything) and never a type error of its own."""
+    parameter = url.split("?")[1].rstrip("=")
+    response = http.get(url)
     body = assert_validation_error(response, "empty", ["query", parameter])
-    assert body["detail"][0]["input"] == ""
+    assert body["detail"] == [
+        {
+            "type": "empty",
+            "loc": ["query", parameter],
+            "msg": "Give a value, or leave the parameter out",
+            "input": "",
+        }
+    ]
+
+
+def test_an_empty_parameter_beside_valid_ones_is_still_422(http, execution):
+    response = http.get("/api/v1/executions?status=running&name=&name_contains=job&name=x")
+    body = assert_validation_error(response, "empty", ["query", "name"])
+    assert [item["loc"] for item in body["detail"]] == [["query", "name"]]
+
+
+def test_the_schema_allows_no_empty_text_in_query_parameters(http):
+    """What the API refuses as empty the schema refuses too: every text query parameter has
+    a minLength, a format or an enum that "" does not meet."""
+    schema = http.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    checked = []
+    for path in ("/api/v1/executions", "/api/v1/status-changes"):
+        for parameter in schema["paths"][path]["get"]["parameters"]:
+            value_schema = parameter["schema"]
+            if value_schema.get("type") == "array":
+                value_schema = value_schema["items"]
+            if value_schema.get("type") != "string":
+                continue
+            checked.append(parameter["name"])
+            assert (
+                value_schema.get("minLength", 0) >= 1 or "enum" in value_schema or "format" in value_schema
+            ), (path, parameter)
+    assert {"name", "name_contains", "cursor", "after"} <= set(checked)

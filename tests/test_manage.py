@@ -103,3 +103,54 @@ def test_create_api_user_refuses_a_name_the_admin_would_refuse(db, username):
     with pytest.raises(CommandError, match="Username"):
         call_command("create_api_user", username)
     assert not get_user_model().objects.exists()
+
+
+def run(command: list[str], **env) -> subprocess.CompletedProcess:
+    fresh = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **env}
+    return subprocess.run(
+        [sys.executable, *command], cwd=PROJECT, env=fresh, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("database_url", "says"),
+    [
+        ("postgres://...", "DATABASE_URL names no database"),  # the README's line, copied as it was
+        (
+            "postgres://user:secret@db.example:notaport/executions",
+            "DATABASE_URL is not a database URL this service takes",
+        ),
+        (
+            "mysql://user:secret@db.example/executions",
+            "DATABASE_URL is not a database URL this service takes",
+        ),
+        ("garbage", "DATABASE_URL is not a database URL this service takes"),
+        ("postgres://user:secret@.../executions", "DATABASE_URL names no host"),
+    ],
+)
+def test_a_malformed_database_url_is_one_line_that_shows_the_forms(database_url, says):
+    result = manage("check", DJANGO_ENV_FILE="", DJANGO_SECRET_KEY="x", DATABASE_URL=database_url)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"manage.py: {says}"), result.stderr
+    assert "postgres://user:password@host:5432/name" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "secret" not in result.stderr  # the URL, which may hold a password, is not repeated
+
+
+@pytest.mark.parametrize(
+    ("command", "prefix"),
+    [
+        (["-m", "gunicorn", "--config", "config/gunicorn.conf.py", "--check-config"], "gunicorn: "),
+        (["deploy/serve.py"], "deploy/serve.py: "),
+    ],
+)
+def test_gunicorn_and_the_production_command_say_it_in_one_line_too(command, prefix):
+    result = run(command, DJANGO_ENV_FILE="", DJANGO_SECRET_KEY="x", DATABASE_URL="postgres://...")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"{prefix}DATABASE_URL names no database: postgres://user:password@host:5432/name, "
+        "or sqlite:////absolute/path/db.sqlite3 (unset: SQLite in var/db.sqlite3)\n"
+    )

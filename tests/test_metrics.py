@@ -223,3 +223,32 @@ def test_the_503s_of_a_database_outage_are_counted_and_metrics_still_answer(clie
     assert change(before, after, "executions_database_unavailable_total") == 2
     # The gauges need the database: left out, not wrong.
     assert ("executions_running", ()) not in after
+
+
+def test_monitors_by_state_are_counted_in_the_database_and_transitions_by_reason(
+    client, owner, django_capture_on_commit_callbacks
+):
+    from executions.monitors.services import monitors_mark_missed
+    from executions.services import execution_create
+
+    from .factories import monitor_for
+
+    late = [
+        monitor_for(owner, name=f"late-{number}", schedule="every 1m", grace_seconds=0) for number in range(2)
+    ]
+    running = monitor_for(owner, name="running")
+    monitor_for(owner, name="resting", paused=True)
+    monitor_for(owner, name="waiting", schedule="every 1h")
+    before = scrape(client)
+    with django_capture_on_commit_callbacks(execute=True):
+        execution_create(name="running", created_by=owner, monitor=running, channel=ChangeChannel.API)
+        monitors_mark_missed(now=max(monitor.late_after for monitor in late))
+    after = scrape(client)
+
+    by_state = {
+        state: value(after, "executions_monitors", state=state) for state in ("new", "up", "down", "paused")
+    }
+    assert by_state == {"new": 1, "up": 1, "down": 2, "paused": 1}
+    transitions = "executions_monitor_state_changes_total"
+    assert change(before, after, transitions, new_state="down", reason="missed", channel="worker") == 2
+    assert change(before, after, transitions, new_state="up", reason="", channel="api") == 1

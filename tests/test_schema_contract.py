@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from executions.api.openapi.components import STORABLE_OBJECT
+
 REFERENCE = json.loads(
     (Path(__file__).parent / "fixtures" / "contract" / "reference-openapi.json").read_text()
 )
@@ -93,6 +95,15 @@ def test_component_matches_the_reference(served_schema, name):
     expected = copy.deepcopy(REFERENCE["components"]["schemas"][name])
     if name == "ExecutionStatusUpdateRequest":
         expected["additionalProperties"] = False
+        # The README's rules, stated so that clients and fuzzers can read them: error_info
+        # only with failed (422 otherwise), and only what the database stores (no NUL).
+        expected["anyOf"] = [
+            {"properties": {"status": {"const": "failed"}}},
+            {"properties": {"error_info": {"type": "null"}}},
+        ]
+        error_info_object = expected["properties"]["error_info"]["anyOf"][0]
+        del error_info_object["additionalProperties"]
+        error_info_object.update(STORABLE_OBJECT)
 
     assert differences(expected, served_schema["components"]["schemas"][name]) == []
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from executions import services, tokens
 from executions.models import ApiToken, ChangeChannel, Execution, IdempotencyKey
+from executions.monitors import services as monitors
 from executions.retention import purge
 
 from .factories import ExecutionFactory, UserFactory
@@ -25,13 +26,15 @@ from .test_sqlite_writer_queue import queue_is_free
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "WITH")
-MODULES = [services, tokens, purge]
+# The modules of services, by the label their functions have below.
+MODULES = {"services": services, "tokens": tokens, "purge": purge, "monitors": monitors}
 # Public functions of those modules that never write.
 READERS = {
     "tokens.key_hash",
     "tokens.user_for_key",
     "purge.idempotency_keys_expired",
     "purge.executions_finished_before",
+    "monitors.state_after_run_end",
     "purge.executions_with_history",
 }
 
@@ -80,6 +83,9 @@ WRITERS = {
         channel=ChangeChannel.COMMAND,
         now=timezone.now() + timedelta(hours=1),
     ),
+    "services.executions_fail_past_deadline": lambda ctx: services.executions_fail_past_deadline(
+        now=timezone.now(), detected_by="tests"
+    ),
     "tokens.token_create": lambda ctx: tokens.token_create(user=ctx["user"], name="new"),
     "tokens.token_save_new": lambda ctx: tokens.token_save_new(ApiToken(user=ctx["user"], name="new")),
     "tokens.tokens_revoke": lambda ctx: tokens.tokens_revoke(ApiToken.objects.filter(user=ctx["user"])),
@@ -94,12 +100,25 @@ WRITERS = {
         finished_before=_long_ago(seconds=-60), archive=lambda lines: ctx.setdefault("archived", list(lines))
     ),
     "purge.idempotency_keys_purge_expired": lambda ctx: purge.idempotency_keys_purge_expired(),
+    "monitors.monitor_create": lambda ctx: monitors.monitor_create(
+        owner=ctx["user"], name="new", schedule="every 1h", grace_seconds=60
+    ),
+    "monitors.monitor_update": lambda ctx: monitors.monitor_update(
+        monitor_id=ctx["monitor"].pk, changes={"paused": True}, actor=monitors.Actor(ctx["user"])
+    ),
+    "monitors.monitor_delete": lambda ctx: monitors.monitor_delete(monitor_id=ctx["monitor"].pk),
+    "monitors.monitor_record_start": lambda ctx: services.execution_create(
+        name="run", created_by=ctx["user"], monitor=ctx["monitor"]
+    ),
+    "monitors.monitors_follow_runs": lambda ctx: monitors.monitors_follow_runs(),
+    "monitors.monitors_mark_missed": lambda ctx: monitors.monitors_mark_missed(
+        now=timezone.now() + timedelta(days=1)
+    ),
 }
 
 
 def _public_functions():
-    for module in MODULES:
-        short = module.__name__.rsplit(".", 1)[-1]
+    for short, module in MODULES.items():
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ == module.__name__ and not name.startswith("_"):
                 yield f"{short}.{name}"
@@ -116,12 +135,19 @@ def test_every_write_of_every_service_runs_holding_the_writer_lock(writer):
     token, _ = tokens.token_create(user=user, name="existing")
     running = ExecutionFactory(created_by=user)
     ExecutionFactory(created_by=user, last_heartbeat_at=_long_ago())  # stale
+    ExecutionFactory(created_by=user, max_runtime_seconds=60, deadline_at=_long_ago())  # overdue
     old = _finished_long_ago()
     IdempotencyKey.objects.create(
         user=user, key="old", request_fingerprint="f", execution=ExecutionFactory(), response_body={}
     )
     IdempotencyKey.objects.filter(key="old").update(created_at=_long_ago())
-    context = {"user": user, "token": token, "running": running, "old": old}
+    monitor = monitors.monitor_create(owner=user, name="watched", schedule="every 1m", grace_seconds=0)
+    services.execution_change_status(
+        execution_id=services.execution_create(name="run", created_by=user, monitor=monitor).pk,
+        status="completed",
+        channel=ChangeChannel.API,
+    )
+    context = {"user": user, "token": token, "running": running, "old": old, "monitor": monitor}
 
     writes, unqueued = [], []
 

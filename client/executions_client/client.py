@@ -117,14 +117,27 @@ class ExecutionsClient:
     # --- executions ------------------------------------------------------------------
 
     def create(
-        self, name: str, metadata: dict[str, Any] | None = None, *, idempotency_key: str | None = None
+        self,
+        name: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        max_runtime_seconds: int | None = None,
+        idempotency_key: str | None = None,
+        monitor: str | None = None,
     ) -> Execution:
-        """Create a running execution owned by the caller. Idempotent: the request carries
-        `idempotency_key` (a new random one when not given), so a retry after a lost answer
-        gets the execution the first try created instead of a second one."""
+        """Create a running execution owned by the caller. With `max_runtime_seconds`, the
+        service fails it if it still runs that long after its creation (its heartbeats are
+        then answered 409). Idempotent: the request carries `idempotency_key` (a new random
+        one when not given), so a retry after a lost answer gets the execution the first try
+        created instead of a second one. With `monitor` (a monitor's name), it is a run of
+        that monitor: its start."""
         body: dict[str, Any] = {"name": name}
         if metadata is not None:
             body["metadata"] = metadata
+        if max_runtime_seconds is not None:
+            body["max_runtime_seconds"] = max_runtime_seconds
+        if monitor is not None:
+            body["monitor"] = monitor
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         response = self._request("POST", "/executions", json=body, headers=headers)
         return Execution.from_json(response.json(), etag=response.headers.get("ETag"))

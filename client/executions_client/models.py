@@ -27,6 +27,10 @@ class Execution:
     updated_at: datetime
     finished_at: datetime | None
     last_heartbeat_at: datetime | None
+    # How long it may run, and the moment that makes (created_at + max_runtime_seconds): the
+    # service fails it if it is still running then. None: no limit (or a service without them).
+    max_runtime_seconds: int | None = None
+    deadline_at: datetime | None = None
     # The version from the ETag header, for `update_status(..., if_match=...)`; None in lists.
     etag: str | None = None
 
@@ -43,6 +47,8 @@ class Execution:
             updated_at=_time(body["updated_at"]),
             finished_at=_time(body["finished_at"]),
             last_heartbeat_at=_time(body["last_heartbeat_at"]),
+            max_runtime_seconds=body.get("max_runtime_seconds"),
+            deadline_at=_time(body.get("deadline_at")),
             etag=etag,
         )
 

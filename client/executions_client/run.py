@@ -57,6 +57,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _whole_seconds(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds, 1 or more: {text!r}")
+    return int(text)
+
+
 def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -80,6 +86,20 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--name", help="the execution's name (default: the command's file name)")
     parser.add_argument("--metadata", type=_json_object, default=None, help="a JSON object kept with it")
+    parser.add_argument(
+        "--max-runtime",
+        type=_whole_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how long the command may run: the service fails the execution if it still runs "
+        "then, and the next heartbeat stops the command (default: no limit)",
+    )
+    parser.add_argument(
+        "--monitor",
+        default=None,
+        metavar="NAME",
+        help="make the execution a run of this monitor: its start, and its end the monitor's up or down",
+    )
     parser.add_argument(
         "--heartbeat",
         type=_seconds,
@@ -109,7 +129,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         args.command = args.command[1:]
     if not args.command:
         parser.error("no command given: executions-run [OPTIONS] -- COMMAND [ARGUMENTS...]")
-    args.name = args.name or os.path.basename(args.command[0])
+    args.name = args.name or args.monitor or os.path.basename(args.command[0])
     return args
 
 
@@ -156,6 +176,7 @@ class Job:
     def __init__(self, command: list[str], grace: float, env: dict[str, str] | None = None):
         self.grace = grace
         self._kill_timer: threading.Timer | None = None
+        self._stop_lock = threading.Lock()
         self._tail = bytearray()
         # Its own process group: a stop reaches everything it started, and a Ctrl-C on the
         # terminal reaches only the wrapper, which passes it on (so the run is always reported).
@@ -177,11 +198,15 @@ class Job:
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
         """Send `signum` to the process group; SIGKILL follows after `grace` seconds."""
+        # The timer first: called from the heartbeat thread, the signal can end the command and
+        # wake wait() in the main thread before the next line runs, and wait() must then find
+        # the timer, or the wrapper exits before what the command started is killed.
+        with self._stop_lock:
+            if self._kill_timer is None:
+                self._kill_timer = threading.Timer(self.grace, self._signal_group, (signal.SIGKILL,))
+                self._kill_timer.daemon = True
+                self._kill_timer.start()
         self._signal_group(signum)
-        if self._kill_timer is None:
-            self._kill_timer = threading.Timer(self.grace, self._signal_group, (signal.SIGKILL,))
-            self._kill_timer.daemon = True
-            self._kill_timer.start()
 
     def _signal_group(self, signum: int) -> bool:
         """Whether the group still had a member to signal (signal 0 only asks)."""
@@ -250,7 +275,9 @@ def create_execution(args: argparse.Namespace) -> Execution | None:
     untracked). Raises APIError when the service refused."""
     with ExecutionsClient(args.url, retry_for=args.retry_for) as client:
         try:
-            return client.create(args.name, args.metadata)
+            return client.create(
+                args.name, args.metadata, max_runtime_seconds=args.max_runtime, monitor=args.monitor
+            )
         except ServiceUnavailableError as error:
             note(f"could not create the execution ({error}); running the command untracked")
             return None

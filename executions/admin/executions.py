@@ -160,6 +160,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         "owner",
         "created",
         "last_heartbeat",
+        "deadline",
         "age_or_duration",
     ]
     list_display_links = ["short_id", "name"]
@@ -188,6 +189,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         "updated",
         "finished",
         "last_heartbeat",
+        "deadline",
         "age_or_duration",
         "error_info_pretty",
         "metadata_pretty",
@@ -219,7 +221,10 @@ class ExecutionAdmin(admin.ModelAdmin):
     # --- list columns ------------------------------------------------------------------
     @admin.display(description="id", ordering="id")
     def short_id(self, execution):
-        return str(execution.id)[:8]
+        # The start, which the search takes, and the end: ids are time-ordered (UUIDv7), so
+        # executions made within a minute share their first 8 characters; the end is random.
+        text = str(execution.id)
+        return f"{text[:8]}…{text[-4:]}"
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, execution):
@@ -241,6 +246,14 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.display(description="last heartbeat at", ordering="last_heartbeat_at")
     def last_heartbeat(self, execution):
         return _utc(execution.last_heartbeat_at)
+
+    @admin.display(description="deadline")
+    def deadline(self, execution):
+        """When the worker fails it if it still runs, and the max runtime it comes from."""
+        if execution.deadline_at is None:
+            return "-"
+        runtime = _short_timedelta(timedelta(seconds=execution.max_runtime_seconds))
+        return f"{_utc(execution.deadline_at)} (max runtime {runtime})"
 
     @admin.display(description="updated at")
     def updated(self, execution):

@@ -26,7 +26,10 @@ from ..errors import (
     ExecutionNotRunning,
     IdempotencyKeyReused,
     InvalidStatusTransition,
+    MonitorNameTaken,
+    MonitorNotFound,
     PreconditionFailed,
+    UnknownMonitor,
 )
 from .error_codes import ErrorCode
 from .middleware import current_correlation_id
@@ -43,6 +46,8 @@ DOMAIN_ERROR_STATUS = {
     ExecutionNotRunning: status.HTTP_409_CONFLICT,
     PreconditionFailed: status.HTTP_412_PRECONDITION_FAILED,
     IdempotencyKeyReused: status.HTTP_422_UNPROCESSABLE_ENTITY,
+    MonitorNotFound: status.HTTP_404_NOT_FOUND,
+    MonitorNameTaken: status.HTTP_409_CONFLICT,
 }
 
 
@@ -102,6 +107,11 @@ def api_exception_handler(exc, context):
 
     set_rollback()
     headers = {}
+    if isinstance(exc, UnknownMonitor):
+        # The body's `monitor` names nothing the caller may run: a 422 item like pydantic's.
+        exc = RequestValidationError(
+            [{"type": exc.item_type, "loc": ["body", "monitor"], "msg": exc.message, "input": exc.name}]
+        )
     if isinstance(exc, RequestValidationError):
         return Response({"detail": exc.errors}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, ExecutionError):
@@ -158,6 +168,20 @@ def _json_error(detail: str, error_code: str, status_code: int) -> JsonResponse:
 def api_route_not_found(request, *args, **kwargs):
     """Any /api/ URL that no route takes: JSON, whatever DEBUG says."""
     return _json_error("Not found", ErrorCode.NOT_FOUND, status.HTTP_404_NOT_FOUND)
+
+
+# deploy/nginx.conf hands its 431 here (the request's headers left behind): nginx writes no
+# reason phrase for a status it does not know, gunicorn does.
+HEADERS_TOO_LARGE_PATH = ".errors/headers_too_large"
+
+
+@csrf_exempt
+def headers_too_large(request, *args, **kwargs):
+    return _json_error(
+        "Request header fields too large",
+        ErrorCode.HEADERS_TOO_LARGE,
+        status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE,
+    )
 
 
 def bad_request(request, exception, template_name="400.html"):

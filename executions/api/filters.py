@@ -1,14 +1,14 @@
 """The filters of the executions list: django-filter does the parsing, the SQL and the
 OpenAPI parameters; errors become 422 items located in the query string."""
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pydantic
 from django import forms
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
+from drf_spectacular.utils import extend_schema_field
 
 from ..models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from ..selectors import executions_stale
@@ -33,37 +33,33 @@ class StatusesFilter(filters.MultipleChoiceFilter):
         super().__init__(*args, **kwargs)
 
 
-def _refuse_empty(value):
-    # A parameter given with no value ("?stale=") is not one the schema allows (a time, one
-    # of the choices): 422, rather than the form's "not given" that would ignore it.
-    if value == "":
-        raise ValidationError("Give a value, or leave the parameter out", code="empty")
+# The 422 item of a parameter given with no value ("?name=", "?stale="): one rule for every
+# parameter of the list and the feed, checked before the filters see the query. A form reads
+# an empty value as "not given", so "?name=" would otherwise return everything.
+EMPTY_VALUE = "empty"
+EMPTY_VALUE_MESSAGE = "Give a value, or leave the parameter out"
 
 
-class _NonEmptyChoiceField(forms.ChoiceField):
-    def to_python(self, value):
-        _refuse_empty(value)
-        return super().to_python(value)
-
-
-class NonEmptyChoiceFilter(filters.ChoiceFilter):
-    field_class = _NonEmptyChoiceField
+@extend_schema_field({"type": "string", "minLength": 1})
+class NonEmptyCharFilter(filters.CharFilter):
+    """A text filter whose schema says what the API takes: at least one character."""
 
 
 class _UtcTimeField(IsoDateTimeField):
-    """ISO 8601 times, compared in UTC. Converting here refuses what no database takes (an
-    offset that pushes year 9999 past the end, PostgreSQL's limit of +-15:59 on offsets)
-    with a 422 instead of a database error."""
+    """ISO 8601 times, compared in UTC, so that no offset reaches the database (PostgreSQL
+    takes at most +-15:59). A time the schema allows whose UTC falls outside years 1 to 9999
+    (0001-01-01T01:00:00+19:52) is read as that range's edge: no stored time lies beyond
+    it, so the filter selects the same rows, where converting it failed (once a 500, then a
+    422 for a schema-valid value)."""
 
     def to_python(self, value):
-        _refuse_empty(value)
         value = super().to_python(value)
         if value is None:
             return None
         try:
             return value.astimezone(UTC)
         except OverflowError:
-            raise ValidationError("Enter a time within years 1 to 9999 (UTC)", code="out_of_range") from None
+            return datetime.min.replace(tzinfo=UTC) if value.year == 1 else datetime.max.replace(tzinfo=UTC)
 
 
 class UtcTimeFilter(filters.IsoDateTimeFilter):
@@ -75,8 +71,8 @@ class ExecutionFilter(filters.FilterSet):
         choices=ExecutionStatus.choices,
         help_text="Only these statuses: repeat the parameter or separate them with commas",
     )
-    name = filters.CharFilter(field_name="name", lookup_expr="exact", help_text="Exactly this name")
-    name_contains = filters.CharFilter(
+    name = NonEmptyCharFilter(field_name="name", lookup_expr="exact", help_text="Exactly this name")
+    name_contains = NonEmptyCharFilter(
         field_name="name", lookup_expr="icontains", help_text="Names containing this text (case-insensitive)"
     )
     created_after = UtcTimeFilter(
@@ -92,7 +88,7 @@ class ExecutionFilter(filters.FilterSet):
         field_name="updated_at", lookup_expr="lt", help_text="Updated before this ISO 8601 time"
     )
     # A choice rather than a BooleanFilter, which would silently ignore "stale=maybe".
-    stale = NonEmptyChoiceFilter(
+    stale = filters.ChoiceFilter(
         choices=[("true", "true"), ("false", "false")],
         method="filter_stale",
         help_text="true: running with no sign of life (heartbeat, or creation) for longer than "
@@ -111,20 +107,10 @@ class ExecutionFilter(filters.FilterSet):
         return executions.exclude(pk__in=stale.values("pk"))
 
 
-class _NonEmptyUUIDField(forms.UUIDField):
-    def to_python(self, value):
-        _refuse_empty(value)
-        return super().to_python(value)
-
-
-class NonEmptyUUIDFilter(filters.UUIDFilter):
-    field_class = _NonEmptyUUIDField
-
-
 class StatusChangeFilter(filters.FilterSet):
     """The change feed's filters."""
 
-    execution_id = NonEmptyUUIDFilter(
+    execution_id = filters.UUIDFilter(
         field_name="execution_id", help_text="Only the changes of this execution"
     )
     new_status = StatusesFilter(
@@ -163,10 +149,15 @@ def filter_errors(filterset, query_params) -> list[dict]:
 
 def parse_list_query(query_params, rows, filterset_class, request, page_model=PageQuery):
     """A list's query string as (filtered rows, `page_model` instance), or one 422 that
-    reports every problem: unknown parameters, invalid filter values, bad cursor or page size."""
-    filterset = filterset_class(query_params, queryset=rows, request=request)
+    reports every problem: unknown parameters, empty values, invalid filter values, bad cursor
+    or page size."""
     page_parameters = list(page_model.model_fields)
-    known = {*filterset.filters, *page_parameters}
+    known = {*filterset_class.base_filters, *page_parameters}
+    empty = [name for name in query_params if name in known and "" in query_params.getlist(name)]
+    given = query_params.copy()
+    for name in empty:
+        del given[name]
+    filterset = filterset_class(given, queryset=rows, request=request)
     errors = [
         {
             "type": "extra_forbidden",
@@ -177,13 +168,15 @@ def parse_list_query(query_params, rows, filterset_class, request, page_model=Pa
         for name in query_params
         if name not in known
     ]
+    errors += [
+        {"type": EMPTY_VALUE, "loc": ["query", name], "msg": EMPTY_VALUE_MESSAGE, "input": ""}
+        for name in empty
+    ]
     if not filterset.is_valid():
-        errors += filter_errors(filterset, query_params)
+        errors += filter_errors(filterset, given)
     page = None
     try:
-        page = page_model.model_validate(
-            {name: query_params[name] for name in page_parameters if name in query_params}
-        )
+        page = page_model.model_validate({name: given[name] for name in page_parameters if name in given})
     except pydantic.ValidationError as exc:
         errors += validation_items(exc, "query")
     if errors:

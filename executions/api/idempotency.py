@@ -52,6 +52,10 @@ def parse_idempotency_key(headers) -> str | None:
 
 def request_fingerprint(body: BaseModel) -> str:
     """SHA-256 of the validated body in a canonical form: the same request however its JSON
-    is spelt (key order, spaces, an omitted field that has a default)."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    is spelt (key order, spaces, an omitted field that has a default). An optional field left
+    out or null is not part of it, so that a field added in a later version (max_runtime_seconds)
+    leaves the fingerprints kept for earlier requests as they were."""
+    canonical = json.dumps(
+        body.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()

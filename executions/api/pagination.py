@@ -13,11 +13,17 @@ one row. The change feed's pages are bounded the same way (page_within_json_budg
 
 import base64
 import binascii
+import functools
+import struct
 import uuid
 from datetime import UTC, datetime
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from django.conf import settings
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast, Coalesce, Length
+from django.utils.crypto import salted_hmac
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -26,6 +32,10 @@ from .limits import MAX_PAGE_JSON_BYTES
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 CURSOR_PARAMETER = "cursor"
+# The schema's formats of the two cursors: valid when the API made one, which no pattern can
+# say (tests/fuzz/hooks.py teaches them to the fuzzer).
+PAGE_CURSOR_FORMAT = "executions-page-cursor"
+FEED_CURSOR_FORMAT = "executions-feed-cursor"
 PAGE_SIZE_PARAMETER = "page_size"
 
 
@@ -126,31 +136,57 @@ def newest_first_page(executions: QuerySet, *, page_size: int, cursor: str | Non
 
 
 # --- The change feed's cursor ----------------------------------------------------------
+#
+# A feed position is (transaction_id, id): two counters of the whole system (how many
+# transactions and status changes there have been), which a plain user has no business
+# learning. Its cursor is that position encrypted, with AES-SIV (RFC 5297: deterministic
+# authenticated encryption) under a key derived from SECRET_KEY: it tells nothing of what it
+# holds, a changed cursor never decodes (422 cursor_invalid), and one position always gives
+# the same cursor, so an idle poller is handed back the very cursor it sent. Cursors made
+# under a key in SECRET_KEY_FALLBACKS keep working while the key rotates.
 
 AFTER_PARAMETER = "after"
 _MAX_BIGINT = 2**63 - 1
+_FEED_POSITION = struct.Struct(">QQ")
+_FEED_CURSOR_KEY_SALT = "executions.api.pagination.feed-cursor"
+# 16 bytes of position and 16 of SIV tag, in base64url without padding.
+FEED_CURSOR_LENGTH = 43
+
+
+@functools.lru_cache(maxsize=8)
+def _feed_cursor_cipher(secret: str) -> AESSIV:
+    # 64 bytes: AES-256-SIV. A key of its own, so no other use of SECRET_KEY shares it.
+    key = salted_hmac(_FEED_CURSOR_KEY_SALT, "feed cursor", secret=secret, algorithm="sha512").digest()
+    return AESSIV(key)
 
 
 def encode_feed_cursor(position: tuple[int, int]) -> str:
-    """An opaque cursor for a feed position (transaction_id, id): base64url, no padding."""
-    transaction_id, change_id = position
-    return base64.urlsafe_b64encode(f"{transaction_id}.{change_id}".encode()).decode().rstrip("=")
+    """The opaque cursor of a feed position (transaction_id, id)."""
+    sealed = _feed_cursor_cipher(settings.SECRET_KEY).encrypt(_FEED_POSITION.pack(*position), None)
+    return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
 
 
 def decode_feed_cursor(cursor: str) -> tuple[int, int]:
     """The position a feed cursor names. Raises ValueError for anything encode_feed_cursor
-    did not make (including numbers no bigint column holds)."""
+    did not make with SECRET_KEY or one of SECRET_KEY_FALLBACKS."""
+    if len(cursor) != FEED_CURSOR_LENGTH or not cursor.isascii():
+        raise ValueError("not a feed cursor")
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError("not base64 text") from None
-    parts = text.split(".")
-    if len(parts) != 2 or not all(part.isdigit() and part.isascii() for part in parts):
-        raise ValueError("not two numbers")
-    position = (int(parts[0]), int(parts[1]))
-    if max(position) > _MAX_BIGINT:
-        raise ValueError("out of range")
-    return position
+        sealed = base64.urlsafe_b64decode(cursor + "=")
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64") from None
+    # The last character carries two bits that decoding ignores: one cursor, one spelling.
+    if base64.urlsafe_b64encode(sealed).decode().rstrip("=") != cursor:
+        raise ValueError("not the cursor's own spelling")
+    for secret in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS):
+        try:
+            position = _FEED_POSITION.unpack(_feed_cursor_cipher(secret).decrypt(sealed, None))
+        except InvalidTag:
+            continue
+        if max(position) > _MAX_BIGINT:
+            raise ValueError("out of range")
+        return position
+    raise ValueError("not made by this service")
 
 
 class FeedQuery(BaseModel):

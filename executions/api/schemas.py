@@ -11,10 +11,24 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from ..models import EXECUTION_NAME_MAX_LENGTH, ExecutionStatus
+from ..models import (
+    EXECUTION_NAME_MAX_LENGTH,
+    MAX_RUNTIME_SECONDS_LIMIT,
+    MONITOR_NAME_MAX_LENGTH,
+    ChangeChannel,
+    ExecutionStatus,
+)
 from ..text import has_control_characters
 from .limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES, json_size
 
@@ -25,6 +39,8 @@ JSON_TOO_LARGE = "json_too_large"
 
 StatusValue = Literal["running", "completed", "failed", "cancelled", "interrupted"]
 assert set(StatusValue.__args__) == set(ExecutionStatus.values)
+ChannelValue = Literal["api", "admin", "command", "worker"]
+assert set(ChannelValue.__args__) == set(ChangeChannel.values)
 
 
 def _drop_property_defaults(schema: dict[str, Any]) -> None:
@@ -35,6 +51,16 @@ def _drop_property_defaults(schema: dict[str, Any]) -> None:
 
 class _Body(BaseModel):
     model_config = ConfigDict(json_schema_extra=_drop_property_defaults)
+
+
+def _status_update_request_schema(schema: dict[str, Any]) -> None:
+    _drop_property_defaults(schema)
+    # The contract's rule, which a client (and a fuzzer) can read: error_info only with
+    # status failed; with cancelled or completed it is a 422 (error_info_not_allowed).
+    schema["anyOf"] = [
+        {"properties": {"status": {"const": "failed"}}},
+        {"properties": {"error_info": {"type": "null"}}},
+    ]
 
 
 def _check_size(value: dict) -> None:
@@ -73,7 +99,7 @@ def _check_storable(value: Any, depth: int = 0) -> None:
 class ExecutionStatusUpdateRequest(_Body):
     """Request to update execution status."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_status_update_request_schema)
 
     status: Literal["cancelled", "failed", "completed"] = Field(
         description="Target status ('cancelled', 'failed', or 'completed')"
@@ -178,7 +204,37 @@ class ExecutionCreateRequest(_Body):
         ),
     )
 
-    @field_validator("name", "metadata")
+    max_runtime_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RUNTIME_SECONDS_LIMIT,
+        description=(
+            "How long it may run, in whole seconds: the worker fails it (error_info reason "
+            "deadline_exceeded) if it is still running then; null or absent: no limit"
+        ),
+    )
+
+    monitor: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MONITOR_NAME_MAX_LENGTH,
+        description=(
+            "Make it a run of this monitor (its creation is the run's start): the name of one of "
+            "the caller's monitors; for managers also another owner's, by name if only one owner "
+            "has it, or by id"
+        ),
+    )
+
+    @field_validator("max_runtime_seconds", mode="before")
+    @classmethod
+    def a_number_not_text_or_bool(cls, value):
+        """An integer as JSON Schema has it, a number with no fraction (60, 60.0, 6e1), never
+        the text "60" or `true`, which pydantic's lax mode would read as 60 and 1."""
+        if isinstance(value, bool | str):
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return value
+
+    @field_validator("name", "metadata", "monitor")
     @classmethod
     def storable(cls, value):
         _check_storable(value)
@@ -229,6 +285,15 @@ class Execution(_Body):
     )
     finished_at: datetime | None = Field(description="When it left running")
     last_heartbeat_at: datetime | None = Field(description="Last sign of life from a worker")
+    # Defaults only so that a create's answer kept before these fields existed (an
+    # Idempotency-Key's) is still read back; every answer made now carries both.
+    max_runtime_seconds: int | None = Field(
+        default=None, description="How long it may run, as given at creation; null: no limit"
+    )
+    deadline_at: datetime | None = Field(
+        default=None,
+        description="created_at + max_runtime_seconds: if it is still running then, the worker fails it",
+    )
 
     @classmethod
     def from_model(cls, execution) -> "Execution":
@@ -244,6 +309,8 @@ class Execution(_Body):
             updated_at=execution.updated_at,
             finished_at=execution.finished_at,
             last_heartbeat_at=execution.last_heartbeat_at,
+            max_runtime_seconds=execution.max_runtime_seconds,
+            deadline_at=execution.deadline_at,
         )
 
 
@@ -282,7 +349,9 @@ class ExecutionStatusChange(_Body):
     new_status: StatusValue
     error_info: dict[str, Any] | None
     actor: str | None = Field(description="Username of who asked for it; null when the system did")
-    channel: Literal["api", "admin", "command"]
+    channel: ChannelValue = Field(
+        description="Through what: the API, the admin site, a management command, or the worker (the system)"
+    )
     correlation_id: str = Field(description="The request's X-Request-ID (empty when there was none)")
     created_at: datetime
 

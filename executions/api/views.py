@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from ..models import ChangeChannel, Execution, ExecutionStatusChange
+from ..monitors.selectors import monitor_for_run
 from ..selectors import (
     FEED_START,
     execution_get,
@@ -110,16 +111,29 @@ class ExecutionViewSet(viewsets.GenericViewSet):
     def create(self, request):
         idempotency_key = parse_idempotency_key(request.headers)
         body = parse_body(request, schemas.ExecutionCreateRequest)
+        run_of = {
+            "monitor": monitor_for_run(request.user, body.monitor) if body.monitor else None,
+            "channel": ChangeChannel.API,
+            "correlation_id": request.correlation_id,
+        }
         if idempotency_key is None:
-            execution = execution_create(name=body.name, metadata=body.metadata, created_by=request.user)
+            execution = execution_create(
+                name=body.name,
+                metadata=body.metadata,
+                max_runtime_seconds=body.max_runtime_seconds,
+                created_by=request.user,
+                **run_of,
+            )
             return _created_response(request, _execution_body(execution))
         result = execution_create_idempotent(
             idempotency_key=idempotency_key,
             request_fingerprint=request_fingerprint(body),
             name=body.name,
             metadata=body.metadata,
+            max_runtime_seconds=body.max_runtime_seconds,
             created_by=request.user,
             response_body=_execution_body,
+            **run_of,
         )
         headers = {IDEMPOTENT_REPLAYED_HEADER: "true"} if result.replayed else None
         return _created_response(request, result.response_body, headers)

@@ -4,6 +4,7 @@ from .execution import (
     ALLOWED_TRANSITIONS,
     EXECUTION_NAME_MAX_LENGTH,
     IDEMPOTENCY_KEYS_KEPT_FOR,
+    MAX_RUNTIME_SECONDS_LIMIT,
     ApiToken,
     ChangeChannel,
     Execution,
@@ -12,11 +13,22 @@ from .execution import (
     IdempotencyKey,
     statuses_that_can_become,
 )
+from .monitor import (
+    MONITOR_NAME_MAX_LENGTH,
+    WATCHED_STATES,
+    Monitor,
+    MonitorChangeChannel,
+    MonitorRunFeedPosition,
+    MonitorState,
+    MonitorStateChange,
+    MonitorStateReason,
+)
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "EXECUTION_NAME_MAX_LENGTH",
     "IDEMPOTENCY_KEYS_KEPT_FOR",
+    "MAX_RUNTIME_SECONDS_LIMIT",
     "ApiToken",
     "ChangeChannel",
     "Execution",
@@ -24,4 +36,12 @@ __all__ = [
     "ExecutionStatusChange",
     "IdempotencyKey",
     "statuses_that_can_become",
+    "MONITOR_NAME_MAX_LENGTH",
+    "WATCHED_STATES",
+    "Monitor",
+    "MonitorChangeChannel",
+    "MonitorRunFeedPosition",
+    "MonitorState",
+    "MonitorStateChange",
+    "MonitorStateReason",
 ]

@@ -8,6 +8,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ..db.functions import CurrentTransactionId
+from ..durations import MAX_DURATION
 from ..ids import uuid7
 
 
@@ -43,10 +44,15 @@ class ChangeChannel(models.TextChoices):
     API = "api", "API"
     ADMIN = "admin", "Admin site"
     COMMAND = "command", "Management command"
+    # The system on its own: the worker process (manage.py run_worker), no user asked.
+    WORKER = "worker", "Worker"
 
 
 # The one place the name's length is set: the API's schema and the commands read it here.
 EXECUTION_NAME_MAX_LENGTH = 200
+# The longest max runtime an execution may be given (ten years, as for any duration an
+# operator writes: executions/durations.py); longer is surely a mistake.
+MAX_RUNTIME_SECONDS_LIMIT = int(MAX_DURATION.total_seconds())
 
 
 class Execution(models.Model):
@@ -81,6 +87,26 @@ class Execution(models.Model):
     last_heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life from a worker; empty until one reports."
     )
+    monitor = models.ForeignKey(
+        "executions.Monitor",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        db_index=False,  # execution_monitor_runs_idx below serves it
+        help_text="The monitor this execution is a run of, if any.",
+    )
+    max_runtime_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long it may run, given at creation; empty: no limit."
+    )
+    # Computed once, at creation (created_at + max_runtime_seconds), and indexed, so that the
+    # worker asks one cheap question ("which running executions are past it?") however many
+    # executions there are.
+    deadline_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the worker fails it if it is still running; empty: never.",
+    )
 
     class Meta:
         indexes = [
@@ -95,6 +121,19 @@ class Execution(models.Model):
                 Coalesce("last_heartbeat_at", "created_at"),
                 name="execution_running_seen_idx",
                 condition=models.Q(status="running"),
+            ),
+            # A monitor's runs, newest first (its page, the admin's strip of the last 20).
+            models.Index(
+                fields=["monitor", "-created_at"],
+                name="execution_monitor_runs_idx",
+                condition=models.Q(monitor__isnull=False),
+            ),
+            # The worker's deadline sweep: running executions with a deadline, soonest first
+            # (the id breaks ties, as the bulk change's walk needs). Only those rows: small.
+            models.Index(
+                fields=["deadline_at", "id"],
+                name="execution_running_deadline_idx",
+                condition=models.Q(status="running", deadline_at__isnull=False),
             ),
             # The retention purge walks finished executions oldest first (purge_executions).
             models.Index(

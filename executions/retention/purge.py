@@ -11,12 +11,15 @@ from django.db import connection, router
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from .. import metrics
 from ..models import (
     IDEMPOTENCY_KEYS_KEPT_FOR,
     Execution,
     ExecutionStatus,
     ExecutionStatusChange,
     IdempotencyKey,
+    Monitor,
+    MonitorStateChange,
 )
 from ..statements import write_transaction
 from .lines import ARCHIVED_EXECUTION_FIELDS, ARCHIVED_STATUS_CHANGE_FIELDS, executions_archive_lines
@@ -109,6 +112,8 @@ def executions_purge_finished(
         result.executions += executions
         result.status_changes += status_changes
         result.batches += 1
+        # Counted once the batch committed, whichever process runs the purge (metrics_files.py).
+        metrics.count_purged(executions, status_changes)
         since = batch[-1][1]
         if on_batch is not None:
             on_batch(result)
@@ -174,6 +179,9 @@ def _delete(ids: list) -> tuple[int, int]:
     # An Idempotency-Key still kept for one of them goes with it: a retry after this creates
     # a new execution, as it would after the key expired.
     IdempotencyKey.objects.filter(execution_id__in=ids).delete()
+    # A monitor's last run and its state records name a run without protecting it.
+    Monitor.objects.filter(last_execution_id__in=ids).update(last_execution=None)
+    MonitorStateChange.objects.filter(execution_id__in=ids).update(execution=None)
     executions = Execution.objects.filter(pk__in=ids)._raw_delete(router.db_for_write(Execution))
     return executions, status_changes
 

@@ -29,6 +29,12 @@ WINDOW_WIDTH = 1400
 UTC_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
 
 
+def short_id(execution) -> str:
+    """The id as the list shows it: its first 8 and last 4 characters."""
+    text = str(execution.pk)
+    return f"{text[:8]}…{text[-4:]}"
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not (CHROMIUM and CHROMEDRIVER):
@@ -98,8 +104,8 @@ def test_operator_cancels_two_running_executions(browser, live_server):
     browser.find_element(By.LINK_TEXT, "Running").click()
     assert "status__exact=running" in browser.current_url
     shown = {cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#result_list th.field-short_id")}
-    assert shown == {str(e.pk)[:8] for e in (first, second, untouched)}
-    assert str(finished.pk)[:8] not in shown
+    assert shown == {short_id(e) for e in (first, second, untouched)}
+    assert short_id(finished) not in shown
 
     # Select two, run "Cancel selected".
     for execution in (first, second):
@@ -112,7 +118,7 @@ def test_operator_cancels_two_running_executions(browser, live_server):
     # Back on the running list, only the untouched one is left.
     rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
     assert [row.find_element(By.CSS_SELECTOR, "th.field-short_id").text for row in rows] == [
-        str(untouched.pk)[:8]
+        short_id(untouched)
     ]
     assert rows[0].find_element(By.CSS_SELECTOR, "td.field-status_badge").text == "Running"
 
@@ -124,7 +130,7 @@ def test_operator_cancels_two_running_executions(browser, live_server):
         ).text
         for row in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
     }
-    assert statuses == {str(first.pk)[:8]: "Cancelled", str(second.pk)[:8]: "Cancelled"}
+    assert statuses == {short_id(first): "Cancelled", short_id(second): "Cancelled"}
 
     # And the database has the changes and their audit records.
     assert set(Execution.objects.filter(status="cancelled")) == {first, second}
@@ -259,3 +265,53 @@ def test_the_api_docs_make_no_request_to_another_host(browser, live_server):
         "fetch('/favicon.ico').then(r => done([r.status, r.headers.get('Content-Type')]));"
     )
     assert (status, content_type) == (200, "image/svg+xml")
+
+
+def test_the_monitors_list_shows_each_state_in_colour_and_a_strip_of_the_last_runs(browser, live_server):
+    from django.contrib.auth.models import Permission
+    from selenium.webdriver.common.by import By
+
+    from executions.monitors.services import monitors_mark_missed
+    from executions.services import execution_create
+
+    from ..factories import monitor_for
+
+    owner = UserFactory(username="cron-owner")
+    nightly = monitor_for(owner, name="nightly")
+    statuses = ["completed", "failed", "completed", "cancelled", "completed"] * 5  # 25 runs
+    for status in statuses:
+        run = execution_create(name="nightly", created_by=owner, monitor=nightly)
+        execution_change_status(execution_id=run.id, status=status, channel=ChangeChannel.API)
+    missed = monitor_for(owner, name="forgotten", schedule="every 1m", grace_seconds=0)
+    monitors_mark_missed(now=missed.late_after)
+    operator = log_in_as_operator(browser, live_server)
+    operator.user_permissions.add(*Permission.objects.filter(codename__in=["view_monitor", "change_monitor"]))
+    browser.get(f"{live_server.url}/admin/executions/monitor/")
+
+    rows = {
+        row.find_element(By.CSS_SELECTOR, "th.field-name").text: row
+        for row in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    }
+    assert set(rows) == {"nightly", "forgotten"}
+    state = rows["forgotten"].find_element(By.CSS_SELECTOR, "td.field-state_badge strong")
+    assert state.text == "Down (missed)"
+    assert state.value_of_css_property("color") == "rgba(198, 40, 40, 1)"  # red
+    assert rows["nightly"].find_element(By.CSS_SELECTOR, "td.field-state_badge").text == "Up"
+
+    marks = rows["nightly"].find_elements(By.CSS_SELECTOR, "td.field-last_runs .monitor-run")
+    assert [mark.get_attribute("class").split("-")[-1] for mark in marks] == statuses[-20:]
+    # Each mark is a visible coloured block: a failed run is red, a completed one green.
+    sizes = {(mark.size["width"], mark.size["height"]) for mark in marks}
+    assert sizes == {(8, 16)}
+    colours = {
+        mark.get_attribute("class").split("-")[-1]: mark.value_of_css_property("background-color")
+        for mark in marks
+    }
+    assert colours["failed"] == "rgba(198, 40, 40, 1)"
+    assert colours["completed"] == "rgba(46, 125, 50, 1)"
+    # Oldest on the left: the marks run left to right in the order the runs started.
+    lefts = [mark.location["x"] for mark in marks]
+    assert lefts == sorted(lefts)
+    assert rows["forgotten"].find_element(By.CSS_SELECTOR, "td.field-last_runs").text == "no runs yet"
+    # The whole list fits the window.
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= WINDOW_WIDTH

@@ -171,3 +171,12 @@ def test_create_with_one_key_twice_creates_once(live_client, alice):
     assert raised.value.error_code == ErrorCode.IDEMPOTENCY_KEY_REUSED
     assert raised.value.errors == []
     assert alice.executions.count() == 1
+
+
+def test_a_max_runtime_is_sent_and_the_deadline_read_back(live_client):
+    created = live_client.create("bounded", max_runtime_seconds=90)
+    assert created.max_runtime_seconds == 90
+    assert (created.deadline_at - created.created_at).total_seconds() == 90
+    assert live_client.get(created.id).deadline_at == created.deadline_at
+    unbounded = live_client.create("unbounded")
+    assert (unbounded.max_runtime_seconds, unbounded.deadline_at) == (None, None)

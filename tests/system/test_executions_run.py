@@ -21,7 +21,7 @@ from django.test import Client
 from executions_client.run import EXIT_REFUSED, EXIT_STOPPED, STDERR_TAIL_BYTES
 
 from devtools.net import free_port
-from devtools.servers import Gunicorn, service_env
+from devtools.servers import Gunicorn, WorkerProcess, service_env
 from executions.models import ChangeChannel, Execution, ExecutionStatus
 
 from ..factories import UserFactory, api_key_for
@@ -357,3 +357,39 @@ def test_a_command_that_cannot_be_found_is_reported_failed(service, token, tmp_p
     assert execution.status == ExecutionStatus.FAILED
     assert execution.error_info["exit_code"] == 127
     assert "No such file or directory" in execution.error_info["stderr_tail"]
+
+
+def test_a_passed_deadline_fails_the_execution_and_stops_the_job(service, token, tmp_path):
+    """The whole path: executions-run creates the execution with --max-runtime, the real
+    worker process fails it when its deadline passes, the next heartbeat is answered 409 and
+    the wrapper stops the command."""
+    with WorkerProcess(service.env) as worker:
+        wrapper = Wrapper(
+            service,
+            token,
+            tmp_path,
+            ["--name", "e2e-deadline", "--max-runtime", "2", "--heartbeat", "0.3", "--grace", "1"],
+        )
+        execution = execution_named("e2e-deadline")
+        wait_until(lambda: wrapper.trace("pid"), "job started")
+        code, _, stderr = wrapper.finish()
+
+    assert code == EXIT_STOPPED, stderr
+    assert f"execution {execution.pk} is failed: stopping the command" in stderr
+    assert wrapper.trace("sigterm") == "received"
+    assert process_gone(wrapper.trace("pid"))
+    # Deaf to SIGTERM, SIGKILLed after the grace period, before the wrapper exits.
+    assert process_gone(wrapper.trace("grandchild"))
+    execution.refresh_from_db()
+    assert execution.max_runtime_seconds == 2
+    assert execution.status == ExecutionStatus.FAILED
+    assert execution.error_info == {
+        "reason": "deadline_exceeded",
+        "deadline_at": execution.deadline_at.isoformat(),
+        "max_runtime_seconds": 2,
+        "detected_by": "run_worker",
+    }
+    [change] = execution.status_changes.all()
+    assert (change.channel, change.actor, change.new_status) == (ChangeChannel.WORKER, None, "failed")
+    assert change.correlation_id.endswith(f":{worker.pid}")
+    assert "fail_executions_past_deadline: 1 execution(s) failed past their deadline" in worker.log()

@@ -1,15 +1,17 @@
 """Schema-driven fuzzing: schemathesis reads the live server's own OpenAPI schema and tests
 every operation with it, authenticated with a token, in all its phases (examples, coverage,
-fuzzing, and stateful sequences where the schema links operations), with every check:
-no 5xx, every answer as the schema documents it (status, content type, headers, body),
-every request that the schema forbids answered 4xx, every schema-valid one accepted, auth
-enforced. tests/fuzz/ holds its settings and hooks.
+fuzzing, and stateful sequences along the links it infers, e.g. from a create's Location),
+with its default checks, all of them: no 5xx, every answer as the schema documents it
+(status, content type, headers, body), every request that the schema forbids answered 4xx,
+every schema-valid one accepted, auth enforced. Its default generation too: NUL characters
+included. So the schema states what the API takes.
 
-It runs in the PostgreSQL pass only: the production database, whose column types refuse
-more than SQLite's (NUL in text, invalid JSON), and one pass keeps the suite's time in
-budget. FUZZ_MAX_EXAMPLES (per operation and phase, default 100), FUZZ_MAX_TIME (seconds;
-fuzzing and stateful phases repeat until it is spent) and FUZZ_SEED ("random" for a new
-seed each run) make it run longer; see docs/reliability.md.
+tests/fuzz/ holds its settings (the answers the contract gives to schema-valid requests
+because of the state they meet: 400 and 412 on PATCH, 422 for a reused Idempotency-Key) and
+its hooks, which only teach it the format of the API's opaque cursors; nothing is filtered
+or rewritten. It runs on both databases. FUZZ_MAX_EXAMPLES (per operation and phase, default
+100), FUZZ_MAX_TIME (seconds; fuzzing and stateful phases repeat until it is spent) and
+FUZZ_SEED ("random" for a new seed each run) make it run longer; see docs/reliability.md.
 """
 
 import os
@@ -20,9 +22,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
+from executions.models import Execution, ExecutionStatus, ExecutionStatusChange, Monitor
 
-from ..factories import ExecutionFactory, UserFactory, api_key_for
+from ..factories import ExecutionFactory, UserFactory, api_key_for, monitor_for
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -43,16 +45,14 @@ def schemathesis_command(schema_url: str, token: str) -> list[str]:
         schema_url,
         "--header",
         f"Authorization: Token {token}",
-        "--checks",
-        "all",
-        "--mode",
-        "all",
         "--max-examples",
         os.environ.get("FUZZ_MAX_EXAMPLES", "100"),
         "--generation-database",
         "none",
+        # One: hypothesis describing its strategies from several threads at once tripped
+        # CPython 3.11's parser ("AST constructor recursion depth mismatch").
         "--workers",
-        "2",
+        "1",
         "--request-timeout",
         "30",
     ]
@@ -64,14 +64,15 @@ def schemathesis_command(schema_url: str, token: str) -> list[str]:
     return command
 
 
-@pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
     fuzzer = UserFactory(username="fuzzer")
     token = api_key_for(fuzzer)
-    own = [ExecutionFactory(created_by=fuzzer) for _ in range(300)]
     # Someone else's: the fuzzer must be told 404 for these, and change nothing.
-    others = [ExecutionFactory(created_by=UserFactory(username="someone-else")) for _ in range(20)]
+    someone_else = UserFactory(username="someone-else")
+    others = [ExecutionFactory(created_by=someone_else) for _ in range(20)]
+    # Someone else's monitors: 404 for the fuzzer, never changed or deleted.
+    other_monitors = [monitor_for(someone_else, name=f"theirs-{number}") for number in range(5)]
     port = urlsplit(live_server.url).port
 
     result = subprocess.run(
@@ -79,8 +80,9 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
         env={
             **os.environ,
             "SCHEMATHESIS_HOOKS": str(FUZZ_DIR / "hooks.py"),
-            "PYTHONPATH": str(FUZZ_DIR.parent.parent),  # the hooks read cursors with the API's code
-            "FUZZ_EXECUTION_IDS": " ".join(str(execution.id) for execution in own + others),
+            # The hooks encode cursors with the API's code and the live server's settings.
+            "PYTHONPATH": str(FUZZ_DIR.parent.parent),
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
         },
         cwd=tmp_path,  # where schemathesis keeps its cache
         capture_output=True,
@@ -89,10 +91,9 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
 
-    # The fuzzer reached real executions and changed some of them...
-    changed = Execution.objects.filter(pk__in=[execution.id for execution in own]).exclude(
-        status=ExecutionStatus.RUNNING
-    )
+    # The fuzzer created executions and changed some of them (the stateful phase follows a
+    # create's Location to its PATCH)...
+    changed = Execution.objects.filter(created_by=fuzzer).exclude(status=ExecutionStatus.RUNNING)
     assert changed.exists(), result.stdout[-5000:]
     # ...each exactly once, with its audit record; nobody else's.
     for execution in Execution.objects.all():
@@ -109,3 +110,6 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
         .exclude(status=ExecutionStatus.RUNNING)
         .exists()
     )
+    # Someone else's monitors are as they were.
+    for monitor in other_monitors:
+        assert Monitor.objects.filter(pk=monitor.pk, state="new", name=monitor.name).exists()

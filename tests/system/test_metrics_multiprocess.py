@@ -1,7 +1,8 @@
 """/metrics under gunicorn with four worker processes (prometheus_client's multiprocess
 mode, config/gunicorn.conf.py): after a known load, a scrape over HTTP, whichever worker
 answers it, finds exactly the counts of all of them, and still does after a worker is
-killed and replaced."""
+killed and replaced. What other processes (the worker, the commands) count in the same
+folder: tests/system/test_metrics_every_process.py."""
 
 import os
 import signal
@@ -140,20 +141,30 @@ def test_a_scrape_adds_up_every_worker_and_survives_a_worker_restart(service):
     assert_exact_counts(scrape(gunicorn.port))
 
 
-def test_a_new_server_starts_from_zero(service, tmp_path):
-    """The on_starting hook forgets the values files of a previous run in the same folder."""
+def test_a_new_server_on_the_same_folder_keeps_what_the_last_one_counted(service, tmp_path):
+    """Nothing is wiped when a server starts (the worker and the commands count in the same
+    folder: executions/metrics_files.py): a copy of the folder, taken while the first server
+    runs, read by a second server, gives the same counts; a new folder starts from zero."""
     _, _, values_folder = service
-    stale_file = Path(tmp_path / "prometheus")
-    stale_file.mkdir()
+    copied = Path(tmp_path / "prometheus")
+    copied.mkdir()
     for path in values_folder.glob("*.db"):
-        (stale_file / path.name).write_bytes(path.read_bytes())
+        (copied / path.name).write_bytes(path.read_bytes())
+    database = f"sqlite:///{values_folder.parent / 'db.sqlite3'}"
+    config = "--config config/gunicorn.conf.py"
     env = service_env(
-        f"sqlite:///{values_folder.parent / 'db.sqlite3'}",
-        METRICS_TOKEN=TOKEN,
-        PROMETHEUS_MULTIPROC_DIR=str(stale_file),
-        GUNICORN_CMD_ARGS="--config config/gunicorn.conf.py",
+        database, METRICS_TOKEN=TOKEN, PROMETHEUS_MULTIPROC_DIR=str(copied), GUNICORN_CMD_ARGS=config
     )
     with Gunicorn(env, workers=1, threads=1) as gunicorn:
+        assert_exact_counts(scrape(gunicorn.port))
+
+    fresh = service_env(
+        database,
+        METRICS_TOKEN=TOKEN,
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "fresh"),
+        GUNICORN_CMD_ARGS=config,
+    )
+    with Gunicorn(fresh, workers=1, threads=1) as gunicorn:
         samples = scrape(gunicorn.port)
     assert value(samples, "executions_heartbeats_total", result="accepted") == 0
     assert value(samples, "executions_running") == EXECUTIONS - CANCELLED  # from the database

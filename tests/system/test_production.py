@@ -8,6 +8,8 @@ clients' connections are closed within the test.
 
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -16,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import jsonschema
 import psycopg
 import pytest
 
@@ -37,6 +40,11 @@ WINDOW_SECONDS = 5
 # The issue's bound on how long slow clients may delay an ordinary request.
 AVAILABILITY_BOUND_SECONDS = 1.0
 BODY_LIMIT = 256 * 1024
+METRICS_TOKEN = "production-metrics-token-0123456789"
+CONTRACT = json.loads((Path(__file__).parent.parent / "fixtures/contract/reference-openapi.json").read_text())
+# The contract's ErrorResponse, and its timestamps as Django writes them (pydantic: UTC, Z).
+CONTRACT_ERROR_RESPONSE = CONTRACT["components"]["schemas"]["ErrorResponse"]
+DJANGO_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +82,7 @@ def production(database_url):
         NGINX_CLIENT_HEADER_TIMEOUT=f"{CLIENT_TIMEOUT_SECONDS}s",
         NGINX_CLIENT_BODY_TIMEOUT=f"{CLIENT_TIMEOUT_SECONDS}s",
         DATA_UPLOAD_MAX_MEMORY_SIZE=str(BODY_LIMIT),
+        METRICS_TOKEN=METRICS_TOKEN,
     )
     manage(env, "migrate", "--no-input")
     token = create_user_with_token(env, "worker")
@@ -94,8 +103,9 @@ def create_execution(port: int, token: str) -> str:
 
 
 def raw_request(port: int, data: bytes) -> tuple[int, dict, bytes]:
-    """Send bytes as they are; the answer's status, headers (lower-case names) and body.
-    Reads no further than Content-Length: nginx may reset a connection after its answer."""
+    """Send bytes as they are; the answer's status, headers (lower-case names; the status
+    line's reason phrase as ":reason") and body. Reads no further than Content-Length: nginx
+    may reset a connection after its answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(data)
         answer = b""
@@ -105,15 +115,24 @@ def raw_request(port: int, data: bytes) -> tuple[int, dict, bytes]:
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         fields = (line.partition(":") for line in header_lines)
         headers = {name.lower(): value.strip() for name, _, value in fields}
+        headers[":reason"] = status_line.split(" ", 2)[2] if status_line.count(" ") >= 2 else ""
         while len(body) < int(headers["content-length"]):
-            body += sock.recv(65536)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break  # closed before Content-Length: the caller sees a truncated body
+            body += chunk
     return int(status_line.split()[1]), headers, body
 
 
 def assert_error_json(status: int, headers: dict, body: bytes, expected_status: int, error_code: str) -> dict:
+    """One shape whoever answers, nginx or Django: JSON in the contract's ErrorResponse, its
+    timestamp as Django writes it, and a status line with a reason phrase."""
     assert status == expected_status, body[:300]
     assert headers["content-type"] == "application/json", body[:300]
+    assert headers[":reason"].strip(), headers
     assert set(json.loads(body)) == ERROR_RESPONSE_KEYS, body
+    jsonschema.validate(json.loads(body), CONTRACT_ERROR_RESPONSE, format_checker=jsonschema.FormatChecker())
+    assert DJANGO_TIMESTAMP.fullmatch(json.loads(body)["timestamp"]), body
     parsed = ErrorResponse.model_validate_json(body)
     assert parsed.error_code == error_code
     assert parsed.correlation_id == headers["x-request-id"]
@@ -226,10 +245,12 @@ def test_an_8_kb_request_line_reaches_django(production):
         ),
         ("not HTTP at all", b"GARBAGE\r\n\r\n", 400, ErrorCode.BAD_REQUEST),
         (
-            "TRACE, which nginx refuses",
+            # nginx refuses TRACE and hands it to Django, which answers it as any method it
+            # does not take: no token yet.
+            "TRACE",
             b"TRACE /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-            405,
-            ErrorCode.METHOD_NOT_ALLOWED,
+            401,
+            ErrorCode.NOT_AUTHENTICATED,
         ),
         (
             # Django's answer (gunicorn alone would refuse the method in HTML): no token yet.
@@ -313,6 +334,40 @@ def test_what_nginx_refuses_is_error_response_json(production, name, data, expec
     assert_error_json(*raw_request(server.port, data), expected_status, error_code)
 
 
+def test_trace_is_refused_with_the_methods_of_its_path_in_allow(production):
+    """nginx refuses TRACE; the 405 (Django's) names what the path takes (RFC 9110)."""
+    server, token = production
+    for path, allowed in [
+        ("/api/v1/executions", "GET, POST, HEAD, OPTIONS"),
+        ("/api/v1/executions/x", "GET, PATCH, HEAD, OPTIONS"),
+        ("/api/v1/status-changes", "GET, HEAD, OPTIONS"),
+    ]:
+        status, headers, body = raw_request(
+            server.port,
+            f"TRACE {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token {token}\r\n\r\n".encode(),
+        )
+        assert_error_json(status, headers, body, 405, ErrorCode.METHOD_NOT_ALLOWED)
+        assert headers["allow"] == allowed
+
+
+@pytest.mark.parametrize("line_length", [8180, 8187, 8188, 8189, 8190, 8191, 8192, 8200])
+@pytest.mark.parametrize("header", ["X-Big", "X-Forwarded-For"])
+def test_a_header_line_near_8_kb_is_answered_in_json(production, header, line_length):
+    """A header line that passes nginx also passes gunicorn (which answered 8,189-8,190 bytes
+    with its HTML 431); one nginx refuses is its JSON 431. X-Forwarded-For grows on its way
+    to gunicorn (nginx appends the client's address)."""
+    server, _ = production
+    value = ("1" * (line_length - len(header) - 2)).encode()
+    status, headers, body = raw_request(
+        server.port,
+        b"GET /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\n%s: %s\r\n\r\n" % (header.encode(), value),
+    )
+    if status == 431:
+        assert_error_json(status, headers, body, 431, ErrorCode.HEADERS_TOO_LARGE)
+    else:  # Django's answer: no token
+        assert_error_json(status, headers, body, 401, ErrorCode.NOT_AUTHENTICATED)
+
+
 def test_a_body_of_exactly_the_limit_reaches_django(production):
     """nginx's limit is the service's: the largest body Django takes passes nginx (and is
     then Django's to judge: here a 422, the body being spaces, not JSON)."""
@@ -364,12 +419,48 @@ def test_when_gunicorn_dies_the_whole_server_stops_with_an_error(database_url):
     """deploy/serve.py stops nginx too and exits 1, so that systemd or Kubernetes restarts
     the whole instead of leaving nginx answering 502 forever."""
     with ProductionServer(service_env(database_url, WEB_CONCURRENCY="1", GUNICORN_THREADS="1")) as server:
-        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
-        gunicorn_pid = next(
-            int(pid) for pid in children if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        )
-        os.kill(gunicorn_pid, signal.SIGKILL)
+        os.kill(child_pid(server, b"gunicorn"), signal.SIGKILL)
         assert server.process.wait(timeout=60) == 1
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=5)
+
+
+def child_pid(server, name: bytes) -> int:
+    """The pid of deploy/serve.py's child whose command line holds `name`."""
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    return next(int(pid) for pid in children if name in Path(f"/proc/{pid}/cmdline").read_bytes())
+
+
+def test_the_worker_runs_beside_the_servers_and_its_counts_reach_metrics(production):
+    """An execution with a max runtime of 1 s, created through nginx, is failed by the
+    worker deploy/serve.py runs; the web's /metrics counts what the worker did."""
+    server, token = production
+    auth = {"Authorization": f"Token {token}"}
+    status, _, body = request(
+        server.port, "POST", "/api/v1/executions", {"name": "bounded", "max_runtime_seconds": 1}, auth
+    )
+    assert status == 201, body
+    deadline = time.monotonic() + 60
+    while (answer := request(server.port, "GET", f"/api/v1/executions/{body['id']}", None, auth)[2])[
+        "status"
+    ] == "running":
+        assert time.monotonic() < deadline, "the worker did not fail it"
+        time.sleep(0.2)
+    assert answer["status"] == "failed" and answer["error_info"]["reason"] == "deadline_exceeded"
+    status, _, text = request(
+        server.port, "GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    assert status == 200
+    assert 'executions_watch_transitions_total{reason="deadline_exceeded"} 1.0' in text.decode()
+
+
+def test_when_the_worker_dies_the_whole_server_stops_with_an_error(database_url):
+    """The same as for gunicorn: a worker that died is not left dead behind a serving API,
+    nor restarted in a loop here; the system's supervisor restarts the whole."""
+    with ProductionServer(service_env(database_url, WEB_CONCURRENCY="1", GUNICORN_THREADS="1")) as server:
+        os.kill(child_pid(server, b"run_worker"), signal.SIGKILL)
+        assert server.process.wait(timeout=60) == 1
+        assert "the worker exited with status -9: stopping the others" in server.log()
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", server.port), timeout=5)
 
@@ -396,3 +487,82 @@ def test_gunicorn_down_is_a_json_502(tmp_path):
     finally:
         nginx.terminate()
         nginx.wait(timeout=30)
+
+
+def test_a_worker_killed_mid_answer_gives_the_client_a_json_502(database_url):
+    """The worker dies after it handed gunicorn the answer's status and headers, before the
+    body (tests/fault_urls.py): gunicorn sends a head only with its body
+    (config/gunicorn_response.py), so nginx has nothing yet and answers its JSON 502, not a
+    truncated 201. The execution was committed before: the client retries with an
+    Idempotency-Key to learn it."""
+    require_nginx()
+    env = service_env(
+        database_url, WEB_CONCURRENCY="1", GUNICORN_THREADS="1", DJANGO_SETTINGS_MODULE="tests.fault_settings"
+    )
+    manage(env, "migrate", "--no-input")
+    with ProductionServer(env) as server:
+        status, headers, body = raw_request(
+            server.port, b"GET /api/test-only/create-then-die HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        assert_error_json(status, headers, body, 502, ErrorCode.SERVICE_UNAVAILABLE)
+        # gunicorn replaced the worker: the service answers again.
+        deadline = time.monotonic() + 60
+        while request(server.port, "GET", "/healthz")[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    count = manage(
+        env,
+        "shell",
+        "-c",
+        "from executions.models import Execution;"
+        "print(Execution.objects.filter(name='created-then-killed').count())",
+    )
+    assert count.strip().splitlines()[-1] == "1"
+
+
+def test_nginx_serves_past_a_low_open_file_limit(tmp_path):
+    """Started under `ulimit -n 256` (the soft limit; the hard one allows more), nginx raises
+    its workers' limit to worker_rlimit_nofile and keeps accepting: 1,000 idle connections,
+    and a request after them is still answered (nginx's JSON 502 here: no gunicorn behind)."""
+    require_nginx()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 1200
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"this test opens {needed} connections; the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+    port = free_port()
+    config_path = write_nginx_config(str(tmp_path), f"127.0.0.1:{free_port()}", f"127.0.0.1:{port}")
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    nginx = start_nginx(str(tmp_path), config_path, stderr=subprocess.DEVNULL, preexec_fn=low_limit)
+    idle = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.1)
+        workers = Path(f"/proc/{nginx.pid}/task/{nginx.pid}/children").read_text().split()
+        for worker in workers:
+            limits = Path(f"/proc/{worker}/limits").read_text()
+            soft_limit = next(
+                line for line in limits.splitlines() if line.startswith("Max open files")
+            ).split()[3]
+            assert int(soft_limit) >= 2 * 4096 or int(soft_limit) == hard, limits
+        for _ in range(1000):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        status, headers, body = raw_request(
+            port, b"GET /api/v1/executions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        assert_error_json(status, headers, body, 502, ErrorCode.SERVICE_UNAVAILABLE)
+    finally:
+        for connection in idle:
+            connection.close()
+        nginx.terminate()
+        nginx.wait(timeout=30)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

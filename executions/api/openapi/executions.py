@@ -1,12 +1,17 @@
 """The OpenAPI declarations of the executions resource and of the change feed."""
 
 from drf_spectacular.drainage import set_override
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 
 from .. import schemas
+from ..etags import IF_MATCH_HEADER, IF_MATCH_PATTERN
 from ..idempotency import IDEMPOTENCY_KEY_HEADER, MAX_IDEMPOTENCY_KEY_LENGTH
-from ..pagination import AFTER_PARAMETER, CURSOR_PARAMETER
+from ..pagination import (
+    AFTER_PARAMETER,
+    CURSOR_PARAMETER,
+    FEED_CURSOR_FORMAT,
+    PAGE_CURSOR_FORMAT,
+)
 from ..schemas import (
     ErrorResponse,
     ExecutionStatusUpdateRequest,
@@ -30,13 +35,14 @@ EXECUTION_ID_PARAMETER = OpenApiParameter(
 NOT_FOUND_RESPONSE = {404: OpenApiResponse(ErrorResponse, description="Execution not found")}
 
 IF_MATCH_PARAMETER = OpenApiParameter(
-    "If-Match",
-    OpenApiTypes.STR,
+    IF_MATCH_HEADER,
+    {"type": "string", "minLength": 1, "pattern": IF_MATCH_PATTERN},
     OpenApiParameter.HEADER,
     required=False,
     description=(
         "Change the execution only if it is still the version this ETag names (from GET). "
-        "A strong ETag, or a list of them, or *; weak or unknown tags never match. "
+        "A strong ETag, or a list of them, or *; weak or unknown tags never match (412); "
+        "anything else is a 422. "
         "Without it the change is unconditional."
     ),
 )
@@ -57,7 +63,8 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 LIST_PARAMETERS = [
     OpenApiParameter(
         CURSOR_PARAMETER,
-        OpenApiTypes.STR,
+        # Opaque (a position the API encoded): tests/fuzz/hooks.py teaches the fuzzer the format.
+        {"type": "string", "minLength": 1, "format": PAGE_CURSOR_FORMAT},
         OpenApiParameter.QUERY,
         description="next_cursor of the previous page; absent for the first page",
     ),
@@ -67,7 +74,7 @@ LIST_PARAMETERS = [
 FEED_PARAMETERS = [
     OpenApiParameter(
         AFTER_PARAMETER,
-        OpenApiTypes.STR,
+        {"type": "string", "minLength": 1, "format": FEED_CURSOR_FORMAT},
         OpenApiParameter.QUERY,
         description="next_cursor of the previous page; absent to start from the oldest change",
     ),
