@@ -16,6 +16,7 @@ if [ -n "${QUICK:-}" ]; then
     pages_args=(--executions 100000 --depth 1000 --requests 50)
     admin_args=(--executions 100000 --requests 5)
     worker_args=(--size 100000 --running 1000 --backlog 2000)
+    notify_args=(--changes 10000 --floor-requests 5000)
 else
     patch_args=()
     cleanup_args=()
@@ -23,6 +24,7 @@ else
     pages_args=()
     admin_args=()
     worker_args=()
+    notify_args=()
 fi
 for database in sqlite postgresql; do
     run=()
@@ -39,4 +41,6 @@ for database in sqlite postgresql; do
     env -u DATABASE_URL "${run[@]}" $python bench/admin_changelist.py "${admin_args[@]}"
     echo "=== $database: the worker (promptness, idle sweep, backlog)"
     env -u DATABASE_URL "${run[@]}" $python bench/worker_promptness.py "${worker_args[@]}"
+    echo "=== $database: notifications, a backlog drained by one worker"
+    env -u DATABASE_URL "${run[@]}" $python bench/notifications_throughput.py "${notify_args[@]}"
 done

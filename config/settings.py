@@ -290,6 +290,9 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
         # django-axes announces itself at INFO in every process, every manage.py command.
         "axes": {"level": "WARNING"},
+        # httpx logs every request of the notifications' delivery at INFO; the delivery log
+        # (the database) has each attempt already.
+        "httpx": {"level": "WARNING"},
     },
 }
 
@@ -343,6 +346,24 @@ EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=5000)
 # is stale: `?stale=true` lists it, the cleanup interrupts it. Duration text: 90s, 30m, 6h, 2d.
 EXECUTIONS_STALE_AFTER = env_duration("EXECUTIONS_STALE_AFTER", default="30m")
 
+# --- Email ---------------------------------------------------------------------------
+# Notifications to email endpoints (and the owner of an endpoint disabled after failing) go
+# through Django's SMTP backend with these. Port 587 with EMAIL_USE_TLS=true (STARTTLS) is the
+# usual submission setup; EMAIL_USE_SSL=true is TLS from the first byte (port 465).
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL: set one of them, not both")
+# Django's default is no timeout at all: an SMTP server that stops answering would hold a
+# delivery for ever.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="executions@localhost")
+
 # --- Worker (manage.py run_worker) ---------------------------------------------------------
 # The longest the worker sleeps between two looks at what is due, in seconds: a deadline or
 # a monitor due at any moment is acted on within this (plus one sweep), so 1 s keeps the 2 s
@@ -352,6 +373,21 @@ WORKER_IDLE_INTERVAL = env.float("WORKER_IDLE_INTERVAL", default=1.0)
 # one (and that other writers wait on SQLite's write lock for little), large enough to catch
 # up quickly after a long stop.
 WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", default=1000)
+
+# --- Notifications (executions/notifications/) ----------------------------------------------
+# Where users reach this service: the links in notifications (to an execution, its history,
+# the admin page) start with it.
+EXECUTIONS_PUBLIC_URL = env.str("EXECUTIONS_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Webhooks and Slack go only to public addresses (loopback, private, link-local, metadata...
+# refused, on the address actually connected to: docs/security.md); true lets them reach this
+# machine and its network, for receivers run there (and the tests' own, on 127.0.0.1).
+NOTIFICATIONS_ALLOW_PRIVATE_TARGETS = env.bool("NOTIFICATIONS_ALLOW_PRIVATE_TARGETS", default=False)
+# How long a worker's claim on a message lasts: a worker killed mid-send leaves its messages
+# to be sent again after this. Longer than a send can take (15 s timeouts).
+NOTIFICATIONS_CLAIM_LEASE = env_duration("NOTIFICATIONS_CLAIM_LEASE", default="60s")
+# Delivered and given-up messages, with their delivery log, are kept this long after they
+# finished; the purge (manage.py purge_executions) deletes older ones.
+NOTIFICATIONS_KEPT_FOR = env_duration("NOTIFICATIONS_KEPT_FOR", default="30d")
 
 # --- Metrics ---------------------------------------------------------------------------
 # GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; without a

@@ -16,6 +16,10 @@ os.environ["DJANGO_ENV_FILE"] = ""
 # (devtools.servers.service_env).
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="executions-test-metrics-")
 atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+# The tests' webhook receivers listen on 127.0.0.1, which the SSRF guard refuses by default;
+# the SSRF tests turn it back on (tests/test_notification_ssrf.py). Set in the environment,
+# so the worker processes the tests start inherit it.
+os.environ.setdefault("NOTIFICATIONS_ALLOW_PRIVATE_TARGETS", "true")
 
 from config.settings import *  # noqa: E402,F403
 from config.settings import DATABASES, REST_FRAMEWORK  # noqa: E402

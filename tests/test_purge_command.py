@@ -99,7 +99,9 @@ def idempotency_key(execution, key: str, age: timedelta) -> IdempotencyKey:
         request_fingerprint="0" * 64,
         execution=execution,
         response_body={"id": str(execution.id)},
-        created_at=NOW - age,
+        # Now, not NOW (the module's import): the purge compares with its own clock, and a
+        # suite that takes over a minute to get here made a key kept for 1 minute more expired.
+        created_at=timezone.now() - age,
     )
 
 

@@ -16,8 +16,20 @@ from django.db import connection
 from django.utils import timezone
 
 from executions import services, tokens
-from executions.models import ApiToken, ChangeChannel, Execution, IdempotencyKey
+from executions.models import (
+    ApiToken,
+    ChangeChannel,
+    Execution,
+    IdempotencyKey,
+    MessageState,
+    NotificationEndpoint,
+    NotificationMessage,
+)
 from executions.monitors import services as monitors
+from executions.notifications import deletion, delivery, fanout
+from executions.notifications import services as notification_services
+from executions.notifications.transports import Answer
+from executions.retention import notifications as notification_retention
 from executions.retention import purge
 
 from .factories import ExecutionFactory, UserFactory
@@ -27,7 +39,17 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "WITH")
 # The modules of services, by the label their functions have below.
-MODULES = {"services": services, "tokens": tokens, "purge": purge, "monitors": monitors}
+MODULES = {
+    "services": services,
+    "tokens": tokens,
+    "purge": purge,
+    "monitors": monitors,
+    "notifications.services": notification_services,
+    "notifications.fanout": fanout,
+    "notifications.delivery": delivery,
+    "notifications.retention": notification_retention,
+    "notifications.deletion": deletion,
+}
 # Public functions of those modules that never write.
 READERS = {
     "tokens.key_hash",
@@ -36,6 +58,13 @@ READERS = {
     "purge.executions_finished_before",
     "monitors.state_after_run_end",
     "purge.executions_with_history",
+    "notifications.services.check_endpoint_fields",
+    "notifications.delivery.earliest_pending_of_its_subject",
+    "notifications.delivery.secrets_in_use",
+    "notifications.delivery.look_for_new_messages",
+    "notifications.fanout.monitor_event_type",
+    "notifications.delivery.tell_owner_endpoint_disabled",  # reads, then sends an email
+    "notifications.retention.notification_messages_expired",
 }
 
 
@@ -100,6 +129,39 @@ WRITERS = {
         finished_before=_long_ago(seconds=-60), archive=lambda lines: ctx.setdefault("archived", list(lines))
     ),
     "purge.idempotency_keys_purge_expired": lambda ctx: purge.idempotency_keys_purge_expired(),
+    "notifications.services.notification_endpoint_create": lambda ctx: (
+        notification_services.notification_endpoint_create(
+            owner=ctx["user"], kind="email", emails=["a@example.com"], events=["execution.failed"]
+        )
+    ),
+    "notifications.services.notification_endpoint_update": lambda ctx: (
+        notification_services.notification_endpoint_update(ctx["endpoint"], name_prefix="nightly-")
+    ),
+    "notifications.services.notification_endpoint_set_enabled": lambda ctx: (
+        notification_services.notification_endpoint_set_enabled(ctx["endpoint"], False)
+    ),
+    "notifications.services.notification_endpoint_rotate_secret": lambda ctx: (
+        notification_services.notification_endpoint_rotate_secret(ctx["endpoint"])
+    ),
+    "notifications.services.notification_endpoint_send_test": lambda ctx: (
+        notification_services.notification_endpoint_send_test(ctx["endpoint"])
+    ),
+    "notifications.services.notification_message_replay": lambda ctx: (
+        notification_services.notification_message_replay(ctx["failed_message"])
+    ),
+    "notifications.services.notification_messages_replay_failed": lambda ctx: (
+        notification_services.notification_messages_replay_failed(ctx["endpoint"], since=_long_ago())
+    ),
+    "notifications.fanout.fan_out_execution_changes": lambda ctx: fanout.fan_out_execution_changes(),
+    "notifications.fanout.notifications_fan_out": lambda ctx: fanout.notifications_fan_out(timezone.now()),
+    "notifications.fanout.fan_out_monitor_changes": lambda ctx: fanout.fan_out_monitor_changes(),
+    "notifications.delivery.NotificationDelivery": lambda ctx: _deliver_one(),
+    "notifications.deletion.notification_endpoint_delete": lambda ctx: deletion.notification_endpoint_delete(
+        ctx["endpoint"]
+    ),
+    "notifications.retention.notification_messages_purge_expired": lambda ctx: (
+        notification_retention.notification_messages_purge_expired()
+    ),
     "monitors.monitor_create": lambda ctx: monitors.monitor_create(
         owner=ctx["user"], name="new", schedule="every 1h", grace_seconds=60
     ),
@@ -115,6 +177,30 @@ WRITERS = {
         now=timezone.now() + timedelta(days=1)
     ),
 }
+
+
+def _deliver_one():
+    """The delivery's claim, then the record of its answer (a transport that answers 200)."""
+    task = delivery.NotificationDelivery(send=lambda client, outgoing: Answer(True, 200))
+    task(timezone.now())
+    while task.in_flight:
+        task(timezone.now())
+
+
+def _notification_context(user) -> dict:
+    """An email endpoint (no network), a failed message and one finished long ago."""
+    endpoint = NotificationEndpoint.objects.create(
+        owner=user, kind="email", emails=["a@example.com"], events=["execution.failed"]
+    )
+
+    def message(**fields):
+        return NotificationMessage.objects.create(
+            endpoint=endpoint, event_type="execution.failed", occurred_at=timezone.now(), payload={}, **fields
+        )
+
+    message(subject_id="due")
+    message(subject_id="old", state=MessageState.DELIVERED, finished_at=_long_ago())
+    return {"endpoint": endpoint, "failed_message": message(subject_id="x", state=MessageState.FAILED)}
 
 
 def _public_functions():
@@ -147,7 +233,14 @@ def test_every_write_of_every_service_runs_holding_the_writer_lock(writer):
         status="completed",
         channel=ChangeChannel.API,
     )
-    context = {"user": user, "token": token, "running": running, "old": old, "monitor": monitor}
+    context = {
+        "user": user,
+        "token": token,
+        "running": running,
+        "old": old,
+        "monitor": monitor,
+        **_notification_context(user),
+    }
 
     writes, unqueued = [], []
 

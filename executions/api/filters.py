@@ -10,7 +10,17 @@ from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
 
-from ..models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
+from ..models import (
+    ChangeChannel,
+    EndpointKind,
+    EventType,
+    Execution,
+    ExecutionStatus,
+    ExecutionStatusChange,
+    MessageState,
+    NotificationEndpoint,
+    NotificationMessage,
+)
 from ..selectors import executions_stale
 from .pagination import PageQuery
 from .validation import RequestValidationError, validation_items
@@ -182,3 +192,43 @@ def parse_list_query(query_params, rows, filterset_class, request, page_model=Pa
     if errors:
         raise RequestValidationError(errors)
     return filterset.qs, page
+
+
+class NotificationEndpointFilter(filters.FilterSet):
+    """The notification endpoints list's filters."""
+
+    kind = StatusesFilter(
+        choices=EndpointKind.choices,
+        help_text="Only these kinds: repeat the parameter or separate them with commas",
+    )
+    enabled = filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        method="filter_enabled",
+        help_text="true: only the enabled ones; false: only the disabled ones",
+    )
+
+    class Meta:
+        model = NotificationEndpoint
+        fields = []
+
+    # `value: str`: the schema's type for the parameter (not the model field's boolean, which
+    # would tell clients to send what the choice refuses).
+    def filter_enabled(self, endpoints, name, value: str):
+        return endpoints.filter(enabled=value == "true")
+
+
+class NotificationDeliveryFilter(filters.FilterSet):
+    """The deliveries list's filters."""
+
+    state = StatusesFilter(
+        choices=MessageState.choices,
+        help_text="Only messages in these states: repeat the parameter or separate them with commas",
+    )
+    event_type = StatusesFilter(
+        choices=EventType.choices,
+        help_text="Only these event types: repeat the parameter or separate them with commas",
+    )
+
+    class Meta:
+        model = NotificationMessage
+        fields = []

@@ -9,6 +9,8 @@ is called at least once per idle interval.
 """
 
 from ..monitors.services import monitors_follow_runs, monitors_mark_missed
+from ..notifications.delivery import NotificationDelivery
+from ..notifications.fanout import notifications_fan_out
 from .deadlines import fail_executions_past_deadline
 from .stale import interrupt_stale_executions
 
@@ -19,4 +21,8 @@ TASKS = [
     # then the missed starts (a monitor whose run just failed is down/failed, not missed).
     monitors_follow_runs,
     monitors_mark_missed,
+    # The outbox after them, so that a monitor's change of this round is fanned out in it,
+    # and fanned out before the delivery, so that it is sent in the same round too.
+    notifications_fan_out,
+    NotificationDelivery(),
 ]

@@ -6,6 +6,10 @@ from django.utils import timezone
 
 from executions.durations import parse_duration
 from executions.retention.archive import ArchiveError, GzipJsonLinesArchive
+from executions.retention.notifications import (
+    notification_messages_expired,
+    notification_messages_purge_expired,
+)
 from executions.retention.purge import (
     executions_finished_before,
     executions_purge_finished,
@@ -62,6 +66,8 @@ class Command(BatchCommand):
             # for. (Sessions: `manage.py clearsessions`; django-axes' login logs: `manage.py
             # axes_reset_logs --age N`; see docs/operations.md, Retention.)
             summary["would_delete_idempotency_keys"] = idempotency_keys_expired().count()
+            # And finished notification messages past NOTIFICATIONS_KEPT_FOR, with their log.
+            summary["would_delete_notification_messages"] = notification_messages_expired().count()
         return executions_finished_before(self.cutoff), summary
 
     def sample(self, candidates, size):
@@ -117,6 +123,9 @@ class Command(BatchCommand):
             summary["error"] = error
             return f"stopped after {done['deleted']} deleted: {error}"
         summary["deleted_idempotency_keys"] = idempotency_keys_purge_expired(batch_size=options["batch_size"])
+        summary["deleted_notification_messages"] = notification_messages_purge_expired(
+            batch_size=options["batch_size"]
+        )
         return None
 
     def dry_run_text(self, summary):
@@ -136,5 +145,7 @@ class Command(BatchCommand):
             f"Deleted {summary['deleted']} execution(s) and {summary['deleted_status_changes']} audit "
             f"record(s) in {summary['batches']} batch(es), elapsed {summary['elapsed_seconds']:.2f}s "
             f"(finished before {summary['cutoff']}); "
-            f"{summary.get('deleted_idempotency_keys', 0)} expired Idempotency-Key(s) deleted."
+            f"{summary.get('deleted_idempotency_keys', 0)} expired Idempotency-Key(s) and "
+            f"{summary.get('deleted_notification_messages', 0)} notification message(s) past "
+            "NOTIFICATIONS_KEPT_FOR deleted."
         )
