@@ -113,7 +113,7 @@ def seed_finished_executions(count: int, newest_finished_at, big_rows: bool = Fa
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             finished_at = "created_at + interval '1 hour'"
-            json_value = "%s::jsonb"
+            json_value = "%s::json"
         else:
             finished_at = "strftime('%Y-%m-%d %H:%M:%f', created_at, '+1 hour')"
             json_value = "%s"

@@ -19,6 +19,7 @@ from unittest import mock
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 
 from devtools.servers import REPO_ROOT, service_env
 from executions.models import IDEMPOTENCY_KEYS_KEPT_FOR, Execution, ExecutionStatusChange, IdempotencyKey
@@ -226,6 +227,26 @@ def test_each_line_is_the_execution_with_its_history_as_the_orm_reads_it(tmp_pat
     changes = [change["new_status"] for change in written["status_changes"]]
     assert changes == ["running", "failed", "cancelled", "cancelled"]
     assert expected[str(ownerless.pk)]["created_by_username"] is None
+
+
+@pytest.mark.django_db
+def test_json_written_around_the_service_with_line_breaks_still_makes_one_line(tmp_path):
+    """JSON text the service never writes, put in by SQL: line breaks as whitespace (both
+    databases take them there). The execution is still one line, with its value."""
+    spaced = finished(120)
+    table = connection.ops.quote_name(Execution._meta.db_table)
+    cast = "::json" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET metadata = %s{cast} WHERE id = %s",
+            ['{"a":\r\n  [1,\n 2]}', Execution._meta.pk.get_db_prep_value(spaced.pk, connection)],
+        )
+    archive = tmp_path / "purged.jsonl.gz"
+
+    assert purge_json("--finished-before", "90d", "--archive", str(archive))["deleted"] == 1
+
+    [record] = zcat_records(archive)
+    assert record["metadata"] == {"a": [1, 2]}
 
 
 @pytest.mark.parametrize(
