@@ -128,7 +128,7 @@ def test_search_by_the_start_of_the_name_and_of_the_id(operator_client):
 
 def test_the_name_search_is_answered_from_the_name_index(operator_client):
     """Migration 0007's index, which a table rebuild on SQLite (0008) had dropped: without
-    it every search read the whole table (migration 0013). A later migration that rebuilds the
+    it every search read the whole table (migration 0014). A later migration that rebuilds the
     table on SQLite drops it again: this test says so."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -24,7 +24,7 @@ def create_index(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("executions", "0012_json_stored_as_sent")]
+    dependencies = [("executions", "0013_notification_payload_as_sent")]
 
     # Going back leaves the index: 0007 (which drops it going back) owns it.
     operations = [migrations.RunPython(create_index, migrations.RunPython.noop, elidable=False)]
