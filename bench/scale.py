@@ -254,9 +254,7 @@ def generation_sql(
         return f"'{text}'::json" if postgres else f"'{text}'"
 
     shard = (
-        f"json_build_object('shard', {mod('n', 16)})"
-        if postgres
-        else f"json_object('shard', {mod('n', 16)})"
+        f"json_build_object('shard', {mod('n', 16)})" if postgres else f"json_object('shard', {mod('n', 16)})"
     )
     uuid = harness.uuid7_sql(vendor, "ms", with_parameters=False)
     columns = (

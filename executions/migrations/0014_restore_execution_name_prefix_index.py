@@ -2,9 +2,9 @@
 0008's AlterField of the id rebuilt the table (Django's SQLite schema editor copies a table
 to alter a column), and a rebuilt table keeps only the indexes the models declare, so the
 raw-SQL index of 0007 was gone and every search scanned the whole table (1.2 s at 300,000
-rows, bench/scale.py); 0012's AlterFields rebuild it again. IF NOT EXISTS: PostgreSQL still
-has it. A later migration that rebuilds the table on SQLite must create it again:
-tests/test_admin.py::test_the_name_search_is_answered_from_the_name_index fails until it does."""
+rows, bench/scale.py). IF NOT EXISTS: PostgreSQL still has it. A later migration that
+rebuilds the table on SQLite must create it again: tests/test_admin.py::
+test_the_name_search_is_answered_from_the_name_index fails until it does."""
 
 from django.db import migrations
 
