@@ -7,24 +7,21 @@ a slow client. What gunicorn still checks on its own would answer with its HTML 
 limits are set at or above nginx's so that they never trigger before nginx's JSON answers.
 
 Metrics under several worker processes (executions/metrics.py): every worker writes its
-counters to files in PROMETHEUS_MULTIPROC_DIR and a scrape adds them up. prometheus_client
-chooses that mode when it is first imported, so the folder is set here, in the master,
-before any import of it; the workers inherit it. Unset, a folder of this server's own is made.
+counters to files in PROMETHEUS_MULTIPROC_DIR (by default the checkout's var/metrics, which
+the worker process and the commands share) and a scrape adds them up. prometheus_client
+chooses that mode when it is first imported: importing executions.metrics here, in the
+master, settles the folder before anything else imports it; the workers inherit it.
 """
 
 import multiprocessing
 import os
 import sys
-import tempfile
 
 from django.core.exceptions import ImproperlyConfigured
 
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="executions-metrics-")
-
-from config import gunicorn_response  # noqa: E402
-from executions.metrics import gunicorn_child_exit as child_exit  # noqa: E402,F401
-from executions.metrics import gunicorn_on_starting as on_starting  # noqa: E402,F401
+from config import gunicorn_response
+from executions.metrics import gunicorn_child_exit as child_exit  # noqa: F401
+from executions.metrics import gunicorn_on_starting as on_starting  # noqa: F401
 
 # A response's head leaves with its body, never alone (config/gunicorn_response.py), so that
 # a worker killed mid-answer gives the client nginx's JSON 502, not a truncated answer.

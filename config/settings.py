@@ -15,6 +15,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from executions.durations import parse_duration
+from executions.metrics_files import configured_folder
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -345,6 +346,24 @@ EXECUTIONS_BULK_BATCH_SIZE = env.int("EXECUTIONS_BULK_BATCH_SIZE", default=5000)
 # is stale: `?stale=true` lists it, the cleanup interrupts it. Duration text: 90s, 30m, 6h, 2d.
 EXECUTIONS_STALE_AFTER = env_duration("EXECUTIONS_STALE_AFTER", default="30m")
 
+# --- Email ---------------------------------------------------------------------------
+# Notifications to email endpoints (and the owner of an endpoint disabled after failing) go
+# through Django's SMTP backend with these. Port 587 with EMAIL_USE_TLS=true (STARTTLS) is the
+# usual submission setup; EMAIL_USE_SSL=true is TLS from the first byte (port 465).
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL: set one of them, not both")
+# Django's default is no timeout at all: an SMTP server that stops answering would hold a
+# delivery for ever.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="executions@localhost")
+
 # --- Worker (manage.py run_worker) ---------------------------------------------------------
 # The longest the worker sleeps between two looks at what is due, in seconds: a deadline or
 # a monitor due at any moment is acted on within this (plus one sweep), so 1 s keeps the 2 s
@@ -375,3 +394,7 @@ NOTIFICATIONS_KEPT_FOR = env_duration("NOTIFICATIONS_KEPT_FOR", default="30d")
 # token the endpoint is off (404). Several worker processes: see PROMETHEUS_MULTIPROC_DIR in
 # docs/operations.md.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Where every process (the web's, the worker, the commands) counts for /metrics:
+# PROMETHEUS_MULTIPROC_DIR, by default var/metrics (executions/metrics_files.py). Settled here,
+# before anything imports prometheus_client, which reads it once, when first imported.
+METRICS_FOLDER = configured_folder()

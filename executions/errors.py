@@ -10,6 +10,8 @@ class ErrorCode:
     EXECUTION_NOT_RUNNING = "EXECUTION_NOT_RUNNING"
     PRECONDITION_FAILED = "PRECONDITION_FAILED"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    NOTIFICATION_ENDPOINT_NOT_FOUND = "NOTIFICATION_ENDPOINT_NOT_FOUND"
+    DELIVERY_NOT_FOUND = "DELIVERY_NOT_FOUND"
     MONITOR_NOT_FOUND = "MONITOR_NOT_FOUND"
     MONITOR_NAME_TAKEN = "MONITOR_NAME_TAKEN"
 
@@ -78,6 +80,24 @@ class IdempotencyKeyReused(ExecutionError):
         super().__init__(
             "This Idempotency-Key was already used with a different request; use a new key for a new request"
         )
+
+
+class NotificationEndpointNotFound(ExecutionError):
+    """The endpoint does not exist, or the caller may not see it: the two look the same."""
+
+    error_code = ErrorCode.NOTIFICATION_ENDPOINT_NOT_FOUND
+
+    def __init__(self):
+        super().__init__("Notification endpoint not found")
+
+
+class DeliveryNotFound(ExecutionError):
+    """No message of this endpoint has that id (webhook-id)."""
+
+    error_code = ErrorCode.DELIVERY_NOT_FOUND
+
+    def __init__(self):
+        super().__init__("Delivery not found")
 
 
 class MonitorNotFound(ExecutionError):

@@ -18,7 +18,6 @@ from .metrics_files import archive_ended_processes, configured_folder, folder_lo
 METRICS_FOLDER = configured_folder()
 
 from prometheus_client import (  # noqa: E402
-    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -178,8 +177,6 @@ _database_registry.register(ExecutionsCollector())
 
 def exposition() -> bytes:
     """The text a scrape answers: the counters of every process, then the gauges."""
-    if not METRICS_FOLDER:
-        return generate_latest(REGISTRY) + generate_latest(_database_registry)
     with folder_lock(METRICS_FOLDER):
         archive_ended_processes(METRICS_FOLDER)
         registry = CollectorRegistry()
@@ -194,9 +191,8 @@ def exposition() -> bytes:
 def gunicorn_on_starting(server) -> None:
     """Before the first worker starts: archive what processes that ended counted (nothing is
     wiped: the worker and the commands count in the same folder, see metrics_files.py)."""
-    if METRICS_FOLDER:
-        with folder_lock(METRICS_FOLDER):
-            archive_ended_processes(METRICS_FOLDER)
+    with folder_lock(METRICS_FOLDER):
+        archive_ended_processes(METRICS_FOLDER)
 
 
 def gunicorn_child_exit(server, worker) -> None:

@@ -31,9 +31,9 @@ from pathlib import Path
 # is first imported, so not before configured_folder() has run.
 
 VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-# Unset: the checkout's var/metrics, so that the development server, the worker and the
-# commands share one without configuration. Set to a path: that folder. Set empty: none, this
-# process counts alone (the test suite's own process).
+# Unset (or empty): the checkout's var/metrics, so that the development server, the worker and
+# the commands share one without configuration. Set to a path: that folder. (prometheus_client
+# would read an empty value as the current directory.)
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "var" / "metrics"
 
 ARCHIVED_TYPES = ("counter", "histogram")
@@ -45,15 +45,16 @@ _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]*_(?P<pid>[0-9]+)\.db")
 
 
 def configured_folder() -> str:
-    """The folder this process's environment names, after applying the default (see above).
-    Must run before prometheus_client is first imported: it reads the variable then."""
-    if VARIABLE not in os.environ:
+    """The folder this process's environment names, the default applied (see above) in the
+    environment too, so that the processes it starts count in the same one. Must run before
+    prometheus_client is first imported: it reads the variable then (config/settings.py, and
+    executions/metrics.py for gunicorn's master, which imports it before the settings)."""
+    if not os.environ.get(VARIABLE):
         os.environ[VARIABLE] = str(DEFAULT_FOLDER)
     folder = os.environ[VARIABLE]
-    if folder:
-        # Each metric opens its file when it is created: a folder named but missing (a fresh
-        # host, a command run with the servers' environment) would make every import fail.
-        os.makedirs(folder, exist_ok=True)
+    # Each metric opens its file when it is created: a folder named but missing (a fresh
+    # host, a command run with the servers' environment) would make every import fail.
+    os.makedirs(folder, exist_ok=True)
     return folder
 
 

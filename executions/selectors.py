@@ -152,7 +152,7 @@ def _holds_manage_all(user_pk: int) -> bool:
         return bool(cursor.fetchone()[0])
 
 
-def _sees_all_executions(user) -> bool | None:
+def sees_all_executions(user) -> bool | None:
     """True for superusers and holders of manage_all_executions, False for other active
     users, None for those who see nothing (anonymous, inactive): visibility_of's rule, with
     the permission resolved here rather than in the query."""
@@ -167,7 +167,7 @@ def executions_listable_by(user) -> QuerySet:
     before the query (one lookup, with the same SQL) so that an owner's list is a plain
     `created_by = user` that the per-owner index serves, page after page."""
     executions = Execution.objects.all()
-    sees_all = _sees_all_executions(user)
+    sees_all = sees_all_executions(user)
     if sees_all is None:
         return executions.none()
     return executions if sees_all else executions.filter(created_by=user.pk)
@@ -176,7 +176,7 @@ def executions_listable_by(user) -> QuerySet:
 def status_changes_visible_to(user) -> QuerySet:
     """The audit records of the executions `user` may see (executions_listable_by)."""
     changes = ExecutionStatusChange.objects.all()
-    sees_all = _sees_all_executions(user)
+    sees_all = sees_all_executions(user)
     if sees_all is None:
         return changes.none()
     return changes if sees_all else changes.filter(execution__created_by=user.pk)

@@ -52,7 +52,16 @@ _SENTINEL_ID = uuid.UUID(int=0)
 _SENTINEL_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 # Shapes differ by the visibility, the changed fields and the number of If-Match versions; a
 # client decides the last one, so the cache of statements is bounded, not keyed without end.
+# That number is also rounded up to a power of two (padded_versions): a client's hundreds of
+# tag counts are then a dozen shapes, which cannot push the few every PATCH uses out of it.
 STATEMENT_SHAPES_CACHED = 64
+
+
+def padded_versions(versions: list[datetime]) -> list[datetime]:
+    """`versions` with its last one repeated up to the next power of two in length: the same
+    `updated_at IN (...)` condition (a repeat matches nothing more) in one of few shapes."""
+    padded_length = 1 << (len(versions) - 1).bit_length()
+    return versions + versions[-1:] * (padded_length - len(versions))
 
 
 def compare_and_set_query(
@@ -111,6 +120,8 @@ def compare_and_set(
     wins."""
     if visibility.kind == NONE or expected_updated_at == []:
         return 0  # nothing can match
+    if expected_updated_at is not None:
+        expected_updated_at = padded_versions(list(expected_updated_at))
     shape = (
         connection.alias,
         visibility.kind,

@@ -11,10 +11,11 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret")
 # Never the developer's .env (scripts/serve.sh writes one): the suite, and every process it
 # starts, runs with what the environment and the tests say, on any machine alike.
 os.environ["DJANGO_ENV_FILE"] = ""
-# The suite's own process counts its metrics alone (prometheus_client's registry), never in
-# the checkout's var/metrics; the servers and workers the tests start get a folder of their
-# own (devtools.servers.service_env).
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = ""
+# The suite's own process counts its metrics in a folder of this run's own, never in the
+# checkout's var/metrics; the servers and workers the tests start get folders of their own
+# (devtools.servers.service_env).
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="executions-test-metrics-")
+atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 # The tests' webhook receivers listen on 127.0.0.1, which the SSRF guard refuses by default;
 # the SSRF tests turn it back on (tests/test_notification_ssrf.py). Set in the environment,
 # so the worker processes the tests start inherit it.

@@ -42,3 +42,23 @@ def test_hostile_query_strings_are_never_a_server_error(owner_client, query):
     assert response["Content-Type"] == "application/json"
     if response.status_code == 422:
         assert all(item["loc"][0] == "query" for item in response.json()["detail"])
+
+
+@pytest.mark.parametrize(
+    "query, matches",
+    [
+        # Valid ISO 8601 whose UTC is in year 0 or 10000: read as the edge of years 1-9999.
+        ("created_after=0001-01-01T01:00:00%2B19:52", True),
+        ("created_before=0001-01-01T01:00:00%2B19:52", False),
+        ("created_after=9999-12-31T23:00:00-19:52", False),
+        ("created_before=9999-12-31T23:00:00-19:52", True),
+    ],
+)
+def test_a_time_beyond_years_1_to_9999_in_utc_filters_as_the_edge_of_that_range(
+    owner_client, running_execution, query, matches
+):
+    response = owner_client.get(f"{URL}?{query}")
+    assert response.status_code == 200, response.content
+    assert [row["id"] for row in response.json()["results"]] == (
+        [str(running_execution.id)] if matches else []
+    )

@@ -3,6 +3,7 @@ import threading
 import pytest
 from django.db import connection
 
+from executions import statements
 from executions.api.error_codes import ErrorCode
 from executions.models import Execution, ExecutionStatusChange
 
@@ -165,3 +166,31 @@ def test_concurrent_conditional_patches_exactly_one_wins(client_for, owner):
     assert sorted(statuses) == [200] + [412] * (len(clients) - 1)
     assert ExecutionStatusChange.objects.filter(execution=execution).count() == 1
     assert Execution.objects.get(pk=execution.pk).status != "running"
+
+
+# Stale versions, as ETags: never the execution's current one.
+def stale_tags(count: int) -> list[str]:
+    return [f'"{946684800000000 + number}"' for number in range(count)]
+
+
+def test_if_match_lists_of_every_length_leave_the_statement_cache_small(owner_client, running_execution):
+    """The SQL of a PATCH is built once per shape and kept; the number of If-Match tags is part
+    of the shape, and a client chooses it: 2,320 PATCHes with 1 to 1,160 tags once grew a
+    worker by 45 MB for good. Lengths share shapes by powers of two (1, 2, 4, ... 256 for up
+    to 200 tags: 9), so the cache stays small and the shapes ordinary PATCHes use stay in it."""
+    one_statement = connection.vendor == "postgresql"  # the change and its audit record
+    cached = statements.change_and_audit_sql if one_statement else statements.compare_and_set_sql
+    cached.cache_clear()
+
+    for count in range(1, 201):
+        response = patch_status(owner_client, running_execution, HTTP_IF_MATCH=", ".join(stale_tags(count)))
+        assert response.status_code == 412, (count, response.content)
+
+    assert cached.cache_info().currsize == 9
+    assert_unchanged(running_execution)
+    # Padding a list changes nothing it matches: the current version among 150 others wins.
+    current = etag_of(owner_client, running_execution)
+    tags = ", ".join([*stale_tags(75), current, *stale_tags(150)[75:]])
+    response = patch_status(owner_client, running_execution, HTTP_IF_MATCH=tags)
+    assert (response.status_code, response.json()["success"]) == (200, True)
+    assert cached.cache_info().currsize == 9  # 151 tags: the shape of 256, made above

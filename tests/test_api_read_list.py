@@ -7,9 +7,9 @@ from django.contrib.auth.models import Group, Permission
 from django.test import override_settings
 from django.utils import timezone
 
-from executions.api.limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES
+from executions.api.limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_BYTES
 from executions.api.pagination import MAX_PAGE_SIZE
-from executions.models import ExecutionStatus
+from executions.models import Execution, ExecutionStatus
 
 from .factories import ExecutionFactory, UserFactory
 
@@ -351,31 +351,62 @@ def test_options_describes_every_route_without_error(owner_client, running_execu
 # --- Bounded pages ---------------------------------------------------------------------
 
 
-def all_pages(client, url, params):
-    pages, response = [], client.get(url, params)
+def all_answers(client, url, params):
+    """Every page's answer, following `next` from the first page."""
+    answers = [client.get(url, params)]
     while True:
-        assert response.status_code == 200, response.content
-        pages.append(response.json())
-        if pages[-1]["next"] is None:
-            return pages
-        response = client.get(pages[-1]["next"])
+        assert answers[-1].status_code == 200, answers[-1].content[:300]
+        if answers[-1].json()["next"] is None:
+            return answers
+        answers.append(client.get(answers[-1].json()["next"]))
 
 
-def test_a_page_ends_early_at_its_json_budget_and_the_next_pages_have_the_rest(owner_client, owner):
+def all_pages(client, url, params):
+    return [answer.json() for answer in all_answers(client, url, params)]
+
+
+def assert_each_row_once_in_pages_of_at_most_the_budget(answers, executions):
+    assert len(answers) > 1
+    assert [len(answer.content) <= MAX_PAGE_BYTES for answer in answers] == [True] * len(answers)
+    listed = [item["id"] for answer in answers for item in answer.json()["results"]]
+    assert sorted(listed) == sorted(as_ids(executions))  # each exactly once
+
+
+def test_a_page_ends_early_at_its_byte_budget_and_the_next_pages_have_the_rest(owner_client, owner):
     # Each as large as the API takes: 70 of them are more than one page's budget.
     metadata = {"blob": "x" * (MAX_JSON_OBJECT_BYTES - 20)}
     error_info = {"log": "y" * (MAX_JSON_OBJECT_BYTES - 20)}
     executions = ExecutionFactory.create_batch(70, created_by=owner, metadata=metadata, error_info=error_info)
 
-    pages = all_pages(owner_client, URL, {"page_size": MAX_PAGE_SIZE})
+    answers = all_answers(owner_client, URL, {"page_size": MAX_PAGE_SIZE})
 
-    assert len(pages) > 1
-    assert len(pages[0]["results"]) < 70 and pages[0]["next_cursor"] is not None
-    for page in pages:
-        carried = sum(len(str(item["metadata"])) + len(str(item["error_info"])) for item in page["results"])
-        assert carried <= MAX_PAGE_JSON_BYTES
-    listed = [item["id"] for page in pages for item in page["results"]]
-    assert sorted(listed) == sorted(as_ids(executions))  # each exactly once
+    first = answers[0].json()
+    assert len(first["results"]) < 70 and first["next_cursor"] is not None
+    assert_each_row_once_in_pages_of_at_most_the_budget(answers, executions)
+
+
+def test_the_budget_counts_the_bytes_sent_not_the_characters_stored(owner_client, owner):
+    """4,094 emoji are 16 KiB in UTF-8 (what the API takes) and 48 KiB as the API sends them
+    (each a 12-byte escape, \\ud83d\\ude00): counted as PostgreSQL's characters, 520 such rows
+    made 12.5 MB pages."""
+    metadata = {"e": "\U0001f600" * 4094}
+    executions = ExecutionFactory.create_batch(60, created_by=owner, metadata=metadata)
+
+    answers = all_answers(owner_client, URL, {"page_size": MAX_PAGE_SIZE})
+
+    assert_each_row_once_in_pages_of_at_most_the_budget(answers, executions)
+    assert len(answers[0].content) > MAX_PAGE_BYTES * 0.9  # full pages, not tiny ones
+
+
+def test_the_budget_counts_every_field_of_a_row_not_only_its_json(owner_client, owner):
+    # 200 emoji: a name the API takes, 2.4 KB as sent; 500 of them are 1.3 MB.
+    executions = Execution.objects.bulk_create(
+        Execution(name="\U0001f680" * 200, created_by=owner) for _ in range(MAX_PAGE_SIZE + 20)
+    )
+
+    answers = all_answers(owner_client, URL, {"page_size": MAX_PAGE_SIZE})
+
+    assert_each_row_once_in_pages_of_at_most_the_budget(answers, executions)
 
 
 def test_a_row_larger_than_the_budget_is_a_page_of_its_own(owner_client, owner):

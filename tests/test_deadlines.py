@@ -77,9 +77,10 @@ def test_without_a_max_runtime_there_is_no_deadline(owner_client, body):
         (-5, "greater_than_equal"),
         (MAX_RUNTIME_SECONDS_LIMIT + 1, "less_than_equal"),
         (10**30, "less_than_equal"),
-        (1.5, "int_type"),
-        (60.0, "int_type"),
+        (1.5, "int_from_float"),
+        (0.0, "greater_than_equal"),
         ("60", "int_type"),
+        ("", "int_type"),
         (True, "int_type"),
         ([60], "int_type"),
         ({"seconds": 60}, "int_type"),
@@ -91,6 +92,13 @@ def test_a_bad_max_runtime_is_a_422_and_creates_nothing(owner_client, value, err
     [item] = response.json()["detail"]
     assert (item["loc"], item["type"]) == (["body", "max_runtime_seconds"], error_type)
     assert not Execution.objects.exists()
+
+
+def test_a_whole_number_written_with_a_fraction_is_taken(owner_client):
+    """JSON Schema's integer (the schema's type) is any number without a fraction: 60.0 too."""
+    response = owner_client.post(URL, {"name": "x", "max_runtime_seconds": 60.0}, format="json")
+    assert response.status_code == 201
+    assert response.json()["max_runtime_seconds"] == 60
 
 
 def test_the_longest_max_runtime_is_accepted(owner_client):

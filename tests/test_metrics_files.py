@@ -150,5 +150,8 @@ def test_the_default_folder_is_the_checkouts_var_metrics(monkeypatch):
     assert metrics_files.configured_folder() == str(
         Path(metrics_files.__file__).parent.parent / "var" / "metrics"
     )
+    # Empty is the default too (prometheus_client would take it for the current directory).
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
-    assert metrics_files.configured_folder() == ""
+    assert metrics_files.configured_folder() == str(
+        Path(metrics_files.__file__).parent.parent / "var" / "metrics"
+    )

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from executions.models import ExecutionStatus
 
 from .database_down import database_down  # noqa: F401
-from .factories import ExecutionFactory, monitor_for
+from .factories import ExecutionFactory, NotificationEndpointFactory, NotificationMessageFactory, monitor_for
 
 EXECUTIONS = "/api/v1/executions"
 ONE = "/api/v1/executions/{execution_id}"
@@ -241,6 +241,99 @@ CASES = {
 }
 
 
+# --- Notification endpoints and their deliveries -------------------------------------------
+ENDPOINTS = "/api/v1/notification-endpoints"
+ENDPOINT = f"{ENDPOINTS}/{{endpoint_id}}"
+DELIVERIES = f"{ENDPOINT}/deliveries"
+DELIVERY = f"{DELIVERIES}/{{message_id}}"
+NEW_WEBHOOK = {"kind": "webhook", "url": "https://hooks.example.com/x", "events": ["execution.failed"]}
+SINCE = {"since": "2026-01-01T00:00:00Z"}
+
+
+def _common_errors(method: str, path: str, url, body=None) -> dict:
+    """The cases every operation documents: 401, 406, 429, 503, and for unsafe methods 403
+    (a session without its CSRF token). `url(ctx)` is the request's URL."""
+
+    def send(client, ctx, **extra):
+        call = getattr(client, method.lower())
+        if body is None:
+            return call(url(ctx), **extra)
+        return call(url(ctx), body, format="json", **extra)
+
+    cases = {
+        (method, path, 401): lambda ctx: send(ctx.anonymous, ctx),
+        (method, path, 406): lambda ctx: send(ctx.owner, ctx, **NOT_JSON),
+        (method, path, 429): lambda ctx: _throttled(ctx, lambda: send(ctx.owner, ctx)),
+        (method, path, 503): lambda ctx: ctx.down() or send(ctx.anonymous, ctx, **TOKEN),
+    }
+    if method != "GET":
+        cases[(method, path, 403)] = lambda ctx: send(ctx.session_without_csrf, ctx)
+    return cases
+
+
+NOTIFICATION_CASES = {
+    **_common_errors("GET", ENDPOINTS, lambda ctx: ENDPOINTS),
+    ("GET", ENDPOINTS, 200): lambda ctx: ctx.owner.get(ENDPOINTS, {"page_size": 1}),
+    ("GET", ENDPOINTS, 422): lambda ctx: ctx.owner.get(ENDPOINTS, {"kind": "pager", "cursor": "x"}),
+    **_common_errors("POST", ENDPOINTS, lambda ctx: ENDPOINTS, NEW_WEBHOOK),
+    ("POST", ENDPOINTS, 201): lambda ctx: ctx.owner.post(ENDPOINTS, NEW_WEBHOOK, format="json"),
+    ("POST", ENDPOINTS, 413): lambda ctx: ctx.owner.post(
+        ENDPOINTS, {**NEW_WEBHOOK, **_big_body(ctx)}, format="json"
+    ),
+    ("POST", ENDPOINTS, 415): lambda ctx: ctx.owner.post(
+        ENDPOINTS, "kind=webhook", content_type="text/plain"
+    ),
+    ("POST", ENDPOINTS, 422): lambda ctx: ctx.owner.post(ENDPOINTS, {"kind": "webhook"}, format="json"),
+    **_common_errors("GET", ENDPOINT, lambda ctx: ctx.endpoint),
+    ("GET", ENDPOINT, 200): lambda ctx: ctx.owner.get(ctx.endpoint),
+    ("GET", ENDPOINT, 404): lambda ctx: ctx.other.get(ctx.endpoint),
+    **_common_errors("PATCH", ENDPOINT, lambda ctx: ctx.endpoint, {"enabled": False}),
+    ("PATCH", ENDPOINT, 200): lambda ctx: ctx.owner.patch(ctx.endpoint, {"enabled": False}, format="json"),
+    ("PATCH", ENDPOINT, 404): lambda ctx: ctx.other.patch(ctx.endpoint, {"enabled": False}, format="json"),
+    ("PATCH", ENDPOINT, 413): lambda ctx: ctx.owner.patch(ctx.endpoint, _big_body(ctx), format="json"),
+    ("PATCH", ENDPOINT, 415): lambda ctx: ctx.owner.patch(
+        ctx.endpoint, "enabled=0", content_type="text/plain"
+    ),
+    ("PATCH", ENDPOINT, 422): lambda ctx: ctx.owner.patch(ctx.endpoint, {"events": []}, format="json"),
+    **_common_errors("DELETE", ENDPOINT, lambda ctx: ctx.endpoint),
+    ("DELETE", ENDPOINT, 204): lambda ctx: ctx.owner.delete(ctx.endpoint),
+    ("DELETE", ENDPOINT, 404): lambda ctx: ctx.other.delete(ctx.endpoint),
+    **_common_errors("POST", f"{ENDPOINT}/rotate-secret", lambda ctx: f"{ctx.endpoint}/rotate-secret"),
+    ("POST", f"{ENDPOINT}/rotate-secret", 200): lambda ctx: ctx.owner.post(f"{ctx.endpoint}/rotate-secret"),
+    ("POST", f"{ENDPOINT}/rotate-secret", 404): lambda ctx: ctx.other.post(f"{ctx.endpoint}/rotate-secret"),
+    **_common_errors("POST", f"{ENDPOINT}/test", lambda ctx: f"{ctx.endpoint}/test"),
+    ("POST", f"{ENDPOINT}/test", 202): lambda ctx: ctx.owner.post(f"{ctx.endpoint}/test"),
+    ("POST", f"{ENDPOINT}/test", 404): lambda ctx: ctx.other.post(f"{ctx.endpoint}/test"),
+    **_common_errors("POST", f"{ENDPOINT}/replay", lambda ctx: f"{ctx.endpoint}/replay", SINCE),
+    ("POST", f"{ENDPOINT}/replay", 202): lambda ctx: ctx.owner.post(
+        f"{ctx.endpoint}/replay", SINCE, format="json"
+    ),
+    ("POST", f"{ENDPOINT}/replay", 404): lambda ctx: ctx.other.post(
+        f"{ctx.endpoint}/replay", SINCE, format="json"
+    ),
+    ("POST", f"{ENDPOINT}/replay", 413): lambda ctx: ctx.owner.post(
+        f"{ctx.endpoint}/replay", {**SINCE, **_big_body(ctx)}, format="json"
+    ),
+    ("POST", f"{ENDPOINT}/replay", 415): lambda ctx: ctx.owner.post(
+        f"{ctx.endpoint}/replay", "since=now", content_type="text/plain"
+    ),
+    ("POST", f"{ENDPOINT}/replay", 422): lambda ctx: ctx.owner.post(
+        f"{ctx.endpoint}/replay", {}, format="json"
+    ),
+    **_common_errors("GET", DELIVERIES, lambda ctx: f"{ctx.endpoint}/deliveries"),
+    ("GET", DELIVERIES, 200): lambda ctx: ctx.owner.get(f"{ctx.endpoint}/deliveries"),
+    ("GET", DELIVERIES, 404): lambda ctx: ctx.other.get(f"{ctx.endpoint}/deliveries"),
+    ("GET", DELIVERIES, 422): lambda ctx: ctx.owner.get(f"{ctx.endpoint}/deliveries", {"state": "lost"}),
+    **_common_errors("GET", DELIVERY, lambda ctx: ctx.delivery),
+    ("GET", DELIVERY, 200): lambda ctx: ctx.owner.get(ctx.delivery),
+    ("GET", DELIVERY, 404): lambda ctx: ctx.owner.get(f"{ctx.endpoint}/deliveries/msg_none"),
+    **_common_errors("POST", f"{DELIVERY}/replay", lambda ctx: f"{ctx.delivery}/replay"),
+    ("POST", f"{DELIVERY}/replay", 202): lambda ctx: ctx.owner.post(f"{ctx.delivery}/replay"),
+    ("POST", f"{DELIVERY}/replay", 404): lambda ctx: ctx.other.post(f"{ctx.delivery}/replay"),
+}
+CASES.update(NOTIFICATION_CASES)
+
+
 def test_every_documented_response_has_a_case_and_every_case_is_documented(openapi):
     assert documented_responses(openapi) == set(CASES)
 
@@ -253,6 +346,8 @@ def ctx(request, owner, other_user, client_for, settings):
     session_without_csrf = APIClient(enforce_csrf_checks=True)
     session_without_csrf.force_login(owner)
     assert ExecutionStatus.CANCELLED == type(finished).objects.get(pk=finished.pk).status
+    endpoint = NotificationEndpointFactory(owner=owner)
+    message = NotificationMessageFactory(endpoint=endpoint, attempts_made=1)
     monitor = monitor_for(owner, name="watched")
     monitor_for(owner, name="other-name")
     return SimpleNamespace(
@@ -262,6 +357,8 @@ def ctx(request, owner, other_user, client_for, settings):
         session_without_csrf=session_without_csrf,
         one=f"{EXECUTIONS}/{execution.id}",
         finished_one=f"{EXECUTIONS}/{finished.id}",
+        endpoint=f"{ENDPOINTS}/{endpoint.id}",
+        delivery=f"{ENDPOINTS}/{endpoint.id}/deliveries/{message.webhook_id}",
         monitor=f"{MONITORS}/{monitor.id}",
         settings=settings,
         down=lambda: request.getfixturevalue("database_down") and None,
@@ -275,7 +372,10 @@ def test_documented_response_is_what_the_endpoint_returns(openapi, ctx, case):
 
     assert response.status_code == code, response.content
     if code == 204:
-        assert response.content == b""
+        assert (
+            response.content == b""
+            and "content" not in openapi["paths"][path][method.lower()]["responses"]["204"]
+        )
         return
     assert response["Content-Type"] == "application/json"
     schema = body_schema(openapi, method, path, code)
@@ -309,8 +409,12 @@ def test_docs_pages_use_only_local_assets_and_they_load(client, db, page):
 def test_every_method_a_path_does_not_document_is_the_405_the_description_promises(openapi, ctx):
     assert "405" in openapi["info"]["description"]
     for path, operations in openapi["paths"].items():
-        url = path.replace("{execution_id}", ctx.one.rsplit("/", 1)[1])
-        url = url.replace("{monitor_id}", ctx.monitor.rsplit("/", 1)[1])
+        url = (
+            path.replace("{execution_id}", ctx.one.rsplit("/", 1)[1])
+            .replace("{monitor_id}", ctx.monitor.rsplit("/", 1)[1])
+            .replace("{endpoint_id}", ctx.endpoint.rsplit("/", 1)[1])
+            .replace("{message_id}", ctx.delivery.rsplit("/", 1)[1])
+        )
         for method in {"get", "post", "put", "patch", "delete"} - set(operations):
             response = getattr(ctx.owner, method)(url)
             assert response.status_code == 405, (method, path)

@@ -98,6 +98,27 @@ def test_metrics_are_off_without_a_token():
     assert read_settings("repr(settings.METRICS_TOKEN)", DJANGO_SECRET_KEY="s3cret").stdout.strip() == "''"
 
 
+def test_smtp_comes_from_the_environment():
+    result = read_settings(
+        "settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD,"
+        " settings.EMAIL_USE_TLS, settings.DEFAULT_FROM_EMAIL, settings.EMAIL_TIMEOUT",
+        DJANGO_SECRET_KEY="x",
+        EMAIL_HOST="smtp.example.com",
+        EMAIL_PORT="587",
+        EMAIL_HOST_USER="alerts",
+        EMAIL_HOST_PASSWORD="pw",
+        EMAIL_USE_TLS="true",
+        DEFAULT_FROM_EMAIL="Executions <alerts@example.com>",
+    )
+    assert result.stdout.strip() == ("smtp.example.com 587 alerts pw True Executions <alerts@example.com> 15")
+
+
+def test_smtp_refuses_tls_and_ssl_at_once():
+    result = read_settings("settings.EMAIL_HOST", DJANGO_SECRET_KEY="x", EMAIL_USE_TLS="1", EMAIL_USE_SSL="1")
+    assert result.returncode != 0
+    assert "EMAIL_USE_TLS and EMAIL_USE_SSL" in result.stderr
+
+
 def test_notifications_go_only_to_public_addresses_unless_the_environment_says_otherwise():
     defaults = read_settings(
         "settings.NOTIFICATIONS_ALLOW_PRIVATE_TARGETS, settings.NOTIFICATIONS_CLAIM_LEASE,"

@@ -26,7 +26,7 @@ from executions.models import (
     NotificationMessage,
 )
 from executions.monitors import services as monitors
-from executions.notifications import delivery, fanout
+from executions.notifications import deletion, delivery, fanout
 from executions.notifications import services as notification_services
 from executions.notifications.transports import Answer
 from executions.retention import notifications as notification_retention
@@ -48,6 +48,7 @@ MODULES = {
     "notifications.fanout": fanout,
     "notifications.delivery": delivery,
     "notifications.retention": notification_retention,
+    "notifications.deletion": deletion,
 }
 # Public functions of those modules that never write.
 READERS = {
@@ -122,6 +123,11 @@ WRITERS = {
     "purge.executions_purge_finished": lambda ctx: purge.executions_purge_finished(
         finished_before=_long_ago(seconds=-60)
     ),
+    # With an archive, SQLite reads and archives a batch before it takes the lock: the
+    # DELETEs still run under it.
+    "purge.executions_purge_finished (archived)": lambda ctx: purge.executions_purge_finished(
+        finished_before=_long_ago(seconds=-60), archive=lambda lines: ctx.setdefault("archived", list(lines))
+    ),
     "purge.idempotency_keys_purge_expired": lambda ctx: purge.idempotency_keys_purge_expired(),
     "notifications.services.notification_endpoint_create": lambda ctx: (
         notification_services.notification_endpoint_create(
@@ -150,6 +156,9 @@ WRITERS = {
     "notifications.fanout.notifications_fan_out": lambda ctx: fanout.notifications_fan_out(timezone.now()),
     "notifications.fanout.fan_out_monitor_changes": lambda ctx: fanout.fan_out_monitor_changes(),
     "notifications.delivery.NotificationDelivery": lambda ctx: _deliver_one(),
+    "notifications.deletion.notification_endpoint_delete": lambda ctx: deletion.notification_endpoint_delete(
+        ctx["endpoint"]
+    ),
     "notifications.retention.notification_messages_purge_expired": lambda ctx: (
         notification_retention.notification_messages_purge_expired()
     ),

@@ -14,7 +14,20 @@ from .errors import (
     ServiceUnavailableError,
     UnprocessableEntityError,
 )
-from .models import Execution, ExecutionPage, Heartbeat, StatusChange, StatusChangePage, StatusUpdate
+from .models import (
+    Execution,
+    ExecutionPage,
+    Heartbeat,
+    NotificationDelivery,
+    NotificationDeliveryAttempt,
+    NotificationDeliveryPage,
+    NotificationEndpoint,
+    NotificationEndpointPage,
+    StatusChange,
+    StatusChangePage,
+    StatusUpdate,
+)
+from .webhooks import WebhookVerificationError, verify_webhook, webhook_signature
 
 __all__ = [
     "APIError",
@@ -28,6 +41,11 @@ __all__ = [
     "ExecutionsError",
     "Heartbeat",
     "NotFoundError",
+    "NotificationDelivery",
+    "NotificationDeliveryAttempt",
+    "NotificationDeliveryPage",
+    "NotificationEndpoint",
+    "NotificationEndpointPage",
     "PermissionDeniedError",
     "PreconditionFailedError",
     "ServiceUnavailableError",
@@ -36,4 +54,7 @@ __all__ = [
     "StatusChangeStream",
     "StatusUpdate",
     "UnprocessableEntityError",
+    "WebhookVerificationError",
+    "verify_webhook",
+    "webhook_signature",
 ]

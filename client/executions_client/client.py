@@ -21,7 +21,18 @@ from typing import Any, Self
 import httpx
 
 from .errors import ConfigurationError, ServiceUnavailableError, error_for
-from .models import Execution, ExecutionPage, Heartbeat, StatusChange, StatusChangePage, StatusUpdate
+from .models import (
+    Execution,
+    ExecutionPage,
+    Heartbeat,
+    NotificationDelivery,
+    NotificationDeliveryPage,
+    NotificationEndpoint,
+    NotificationEndpointPage,
+    StatusChange,
+    StatusChangePage,
+    StatusUpdate,
+)
 
 logger = logging.getLogger("executions_client")
 
@@ -40,6 +51,11 @@ RETRY_STATUSES = frozenset({429, 503})
 # Failures where the request may not have reached the service, or its answer did not come
 # back whole (a restart closes connections). A wrong URL or scheme is not among them.
 RETRY_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+# For a request that must not run twice (it has no idempotency key): only failures where it
+# certainly never reached the service.
+UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
+# An update's argument left out (None clears a field: it is sent as null).
+UNCHANGED: Any = object()
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -67,6 +83,14 @@ def _one_or_many(value: str | list[str] | None) -> str | None:
 
 def _time_parameter(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
+
+
+def _endpoint_path(endpoint_id: str) -> str:
+    return f"/notification-endpoints/{urllib.parse.quote(str(endpoint_id), safe='')}"
+
+
+def _delivery_path(endpoint_id: str, delivery_id: str) -> str:
+    return f"{_endpoint_path(endpoint_id)}/deliveries/{urllib.parse.quote(str(delivery_id), safe='')}"
 
 
 class ExecutionsClient:
@@ -262,6 +286,147 @@ class ExecutionsClient:
         returned iterator's `cursor` is where to resume from (see StatusChangeStream)."""
         return StatusChangeStream(self, after, poll_every, filters)
 
+    # --- notification endpoints ------------------------------------------------------
+
+    def create_notification_endpoint(
+        self,
+        kind: str,
+        events: list[str],
+        *,
+        url: str | None = None,
+        emails: list[str] | None = None,
+        name_prefix: str | None = None,
+        monitor: str | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+    ) -> NotificationEndpoint:
+        """A new endpoint owned by the caller: `kind` webhook or slack with a `url`, or email
+        with `emails`; `events` among execution.completed, execution.failed,
+        execution.cancelled, execution.interrupted, monitor.down, monitor.up. The result's
+        `secret` is the only time the service shows it: keep it to verify webhooks.
+
+        Unlike the other calls, a create is retried only when it certainly never reached the
+        service (a refused connection, 429, 503): it has no idempotency key, and a retry after
+        a lost answer could make a second endpoint."""
+        body: dict[str, Any] = {"kind": kind, "events": events}
+        optional = {
+            "url": url,
+            "emails": emails,
+            "name_prefix": name_prefix,
+            "monitor": monitor,
+            "description": description,
+            "enabled": enabled,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        response = self._request("POST", "/notification-endpoints", json=body, idempotent=False)
+        return NotificationEndpoint.from_json(response.json())
+
+    def list_notification_endpoints(
+        self,
+        *,
+        kind: str | list[str] | None = None,
+        enabled: bool | None = None,
+        page_size: int | None = None,
+        cursor: str | None = None,
+    ) -> NotificationEndpointPage:
+        """One page of the caller's endpoints (every endpoint, for managers), newest first."""
+        params = {
+            "kind": _one_or_many(kind),
+            "enabled": None if enabled is None else str(enabled).lower(),
+            "page_size": page_size,
+            "cursor": cursor,
+        }
+        body = self._request("GET", "/notification-endpoints", params=params).json()
+        return NotificationEndpointPage(
+            results=[NotificationEndpoint.from_json(item) for item in body["results"]],
+            next_cursor=body["next_cursor"],
+        )
+
+    def get_notification_endpoint(self, endpoint_id: str) -> NotificationEndpoint:
+        return NotificationEndpoint.from_json(self._request("GET", _endpoint_path(endpoint_id)).json())
+
+    def update_notification_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = UNCHANGED,
+        emails: list[str] | None = UNCHANGED,
+        events: list[str] = UNCHANGED,
+        name_prefix: str | None = UNCHANGED,
+        monitor: str | None = UNCHANGED,
+        description: str = UNCHANGED,
+        enabled: bool = UNCHANGED,
+    ) -> NotificationEndpoint:
+        """Change the fields given (name_prefix=None or monitor=None clears that filter);
+        `enabled=True` also enables an endpoint the service disabled after failing."""
+        given = {
+            "url": url,
+            "emails": emails,
+            "events": events,
+            "name_prefix": name_prefix,
+            "monitor": monitor,
+            "description": description,
+            "enabled": enabled,
+        }
+        body = {key: value for key, value in given.items() if value is not UNCHANGED}
+        response = self._request("PATCH", _endpoint_path(endpoint_id), json=body)
+        return NotificationEndpoint.from_json(response.json())
+
+    def delete_notification_endpoint(self, endpoint_id: str) -> None:
+        """Delete the endpoint and its delivery log. A retry after a lost answer gets
+        NotFoundError: the first try deleted it."""
+        self._request("DELETE", _endpoint_path(endpoint_id))
+
+    def rotate_notification_secret(self, endpoint_id: str) -> NotificationEndpoint:
+        """A new signing secret (in the result's `secret`, shown this once); for 24 hours the
+        service signs with the previous one too (`previous_secret_valid_until`). Retried only
+        when it never reached the service: a second rotation would drop the first's secret."""
+        response = self._request("POST", f"{_endpoint_path(endpoint_id)}/rotate-secret", idempotent=False)
+        return NotificationEndpoint.from_json(response.json())
+
+    def send_test_notification(self, endpoint_id: str) -> NotificationDelivery:
+        """Queue a notification.test event for the endpoint; follow it with get_notification_delivery."""
+        response = self._request("POST", f"{_endpoint_path(endpoint_id)}/test")
+        return NotificationDelivery.from_json(response.json())
+
+    def list_notification_deliveries(
+        self,
+        endpoint_id: str,
+        *,
+        state: str | list[str] | None = None,
+        event_type: str | list[str] | None = None,
+        page_size: int | None = None,
+        cursor: str | None = None,
+    ) -> NotificationDeliveryPage:
+        """One page of the endpoint's deliveries (messages and their attempts), newest first."""
+        params = {
+            "state": _one_or_many(state),
+            "event_type": _one_or_many(event_type),
+            "page_size": page_size,
+            "cursor": cursor,
+        }
+        body = self._request("GET", f"{_endpoint_path(endpoint_id)}/deliveries", params=params).json()
+        return NotificationDeliveryPage(
+            results=[NotificationDelivery.from_json(item) for item in body["results"]],
+            next_cursor=body["next_cursor"],
+        )
+
+    def get_notification_delivery(self, endpoint_id: str, delivery_id: str) -> NotificationDelivery:
+        """One delivery, by its id (the webhook-id its receiver saw)."""
+        return NotificationDelivery.from_json(
+            self._request("GET", _delivery_path(endpoint_id, delivery_id)).json()
+        )
+
+    def replay_notification_delivery(self, endpoint_id: str, delivery_id: str) -> NotificationDelivery:
+        """Send a delivered or failed message again (same webhook-id, a new retry schedule)."""
+        response = self._request("POST", f"{_delivery_path(endpoint_id, delivery_id)}/replay")
+        return NotificationDelivery.from_json(response.json())
+
+    def replay_failed_notifications(self, endpoint_id: str, since: datetime) -> int:
+        """Send again every failed message of the endpoint created since `since`; how many."""
+        body = {"since": since.isoformat()}
+        return self._request("POST", f"{_endpoint_path(endpoint_id)}/replay", json=body).json()["replayed"]
+
     # --- the one place requests are made -----------------------------------------------
 
     def _request(
@@ -272,6 +437,7 @@ class ExecutionsClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         headers: dict[str, str] | None = None,
+        idempotent: bool = True,
     ) -> httpx.Response:
         if params is not None:
             params = {key: value for key, value in params.items() if value is not None}
@@ -283,6 +449,11 @@ class ExecutionsClient:
             try:
                 response = self._http.request(method, path, params=params, json=json, headers=headers)
             except RETRY_ERRORS as error:
+                if not idempotent and not isinstance(error, UNSENT_ERRORS):
+                    raise ServiceUnavailableError(
+                        f"{method} {API_PREFIX}{path}: {type(error).__name__}: {error}; not retried, as it "
+                        "may have been done: look before trying again",
+                    ) from error
                 failure: BaseException | None = error
                 problem = f"{type(error).__name__}: {error}"
                 wait = None

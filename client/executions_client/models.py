@@ -137,3 +137,128 @@ class StatusChangePage:
     results: list[StatusChange]
     next_cursor: str
     has_more: bool
+
+
+# --- Notifications ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotificationEndpoint:
+    """Where the service tells someone about changes: a webhook, a Slack incoming webhook, or
+    email addresses. `secret` (whsec_...) is set only in what create and rotate return: the
+    one time the service shows it."""
+
+    id: str
+    kind: str
+    description: str
+    url: str | None
+    emails: list[str] | None
+    events: list[str]
+    name_prefix: str | None
+    monitor: str | None
+    enabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    failing_since: datetime | None
+    previous_secret_valid_until: datetime | None
+    owner: str
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> "NotificationEndpoint":
+        return cls(
+            id=body["id"],
+            kind=body["kind"],
+            description=body["description"],
+            url=body["url"],
+            emails=body["emails"],
+            events=body["events"],
+            name_prefix=body["name_prefix"],
+            monitor=body["monitor"],
+            enabled=body["enabled"],
+            disabled_reason=body["disabled_reason"],
+            disabled_at=_time(body["disabled_at"]),
+            failing_since=_time(body["failing_since"]),
+            previous_secret_valid_until=_time(body["previous_secret_valid_until"]),
+            owner=body["owner"],
+            created_at=_time(body["created_at"]),
+            updated_at=_time(body["updated_at"]),
+            secret=body.get("secret"),
+        )
+
+
+@dataclass(frozen=True)
+class NotificationEndpointPage:
+    """One page of endpoints, newest first; `next_cursor` is None on the last page."""
+
+    results: list[NotificationEndpoint]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class NotificationDeliveryAttempt:
+    """One try to deliver a message: `status_code` is None when no answer came."""
+
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: int
+    succeeded: bool
+    error: str | None
+    response_body: str
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> "NotificationDeliveryAttempt":
+        return cls(
+            attempted_at=_time(body["attempted_at"]),
+            status_code=body["status_code"],
+            latency_ms=body["latency_ms"],
+            succeeded=body["succeeded"],
+            error=body["error"],
+            response_body=body["response_body"],
+        )
+
+
+@dataclass(frozen=True)
+class NotificationDelivery:
+    """One message to an endpoint (`id` is its webhook-id) and every try to deliver it,
+    newest first. `state`: pending, delivered or failed."""
+
+    id: str
+    event_type: str
+    subject_id: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    occurred_at: datetime
+    created_at: datetime
+    finished_at: datetime | None
+    data: dict[str, Any]
+    delivery_attempts: list[NotificationDeliveryAttempt]
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> "NotificationDelivery":
+        return cls(
+            id=body["id"],
+            event_type=body["event_type"],
+            subject_id=body["subject_id"],
+            state=body["state"],
+            attempts=body["attempts"],
+            next_attempt_at=_time(body["next_attempt_at"]),
+            occurred_at=_time(body["occurred_at"]),
+            created_at=_time(body["created_at"]),
+            finished_at=_time(body["finished_at"]),
+            data=body["data"],
+            delivery_attempts=[
+                NotificationDeliveryAttempt.from_json(item) for item in body["delivery_attempts"]
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class NotificationDeliveryPage:
+    """One page of an endpoint's deliveries, newest first; `next_cursor` is None on the last."""
+
+    results: list[NotificationDelivery]
+    next_cursor: str | None

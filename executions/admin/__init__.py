@@ -1,3 +1,3 @@
 """The admin site's pages, one module per concern; importing them registers them."""
 
-from . import executions, monitors  # noqa: F401
+from . import executions, monitors, notifications, users  # noqa: F401

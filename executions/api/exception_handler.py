@@ -21,6 +21,7 @@ from rest_framework.views import set_rollback
 
 from .. import metrics
 from ..errors import (
+    DeliveryNotFound,
     ExecutionError,
     ExecutionNotFound,
     ExecutionNotRunning,
@@ -28,9 +29,11 @@ from ..errors import (
     InvalidStatusTransition,
     MonitorNameTaken,
     MonitorNotFound,
+    NotificationEndpointNotFound,
     PreconditionFailed,
     UnknownMonitor,
 )
+from ..notifications.services import InvalidEndpoint
 from .error_codes import ErrorCode
 from .middleware import current_correlation_id
 from .parsers import PayloadTooLarge
@@ -46,6 +49,8 @@ DOMAIN_ERROR_STATUS = {
     ExecutionNotRunning: status.HTTP_409_CONFLICT,
     PreconditionFailed: status.HTTP_412_PRECONDITION_FAILED,
     IdempotencyKeyReused: status.HTTP_422_UNPROCESSABLE_ENTITY,
+    NotificationEndpointNotFound: status.HTTP_404_NOT_FOUND,
+    DeliveryNotFound: status.HTTP_404_NOT_FOUND,
     MonitorNotFound: status.HTTP_404_NOT_FOUND,
     MonitorNameTaken: status.HTTP_409_CONFLICT,
 }
@@ -114,6 +119,11 @@ def api_exception_handler(exc, context):
         )
     if isinstance(exc, RequestValidationError):
         return Response({"detail": exc.errors}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    if isinstance(exc, InvalidEndpoint):
+        # The service's own check of an endpoint as a whole (the body's fields are checked
+        # before it): an item located at the field it names.
+        item = {"type": "invalid_endpoint", "loc": ["body", exc.field], "msg": str(exc), "input": None}
+        return Response({"detail": [item]}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     if isinstance(exc, ExecutionError):
         body = {**error_body(exc.detail, exc.error_code), **exc.extra_fields()}
         return Response(body, status=DOMAIN_ERROR_STATUS[type(exc)])

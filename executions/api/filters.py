@@ -1,17 +1,26 @@
 """The filters of the executions list: django-filter does the parsing, the SQL and the
 OpenAPI parameters; errors become 422 items located in the query string."""
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pydantic
 from django import forms
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
 
-from ..models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
+from ..models import (
+    ChangeChannel,
+    EndpointKind,
+    EventType,
+    Execution,
+    ExecutionStatus,
+    ExecutionStatusChange,
+    MessageState,
+    NotificationEndpoint,
+    NotificationMessage,
+)
 from ..selectors import executions_stale
 from .pagination import PageQuery
 from .validation import RequestValidationError, validation_items
@@ -47,9 +56,11 @@ class NonEmptyCharFilter(filters.CharFilter):
 
 
 class _UtcTimeField(IsoDateTimeField):
-    """ISO 8601 times, compared in UTC. Converting here refuses what no database takes (an
-    offset that pushes year 9999 past the end, PostgreSQL's limit of +-15:59 on offsets)
-    with a 422 instead of a database error."""
+    """ISO 8601 times, compared in UTC, so that no offset reaches the database (PostgreSQL
+    takes at most +-15:59). A time the schema allows whose UTC falls outside years 1 to 9999
+    (0001-01-01T01:00:00+19:52) is read as that range's edge: no stored time lies beyond
+    it, so the filter selects the same rows, where converting it failed (once a 500, then a
+    422 for a schema-valid value)."""
 
     def to_python(self, value):
         value = super().to_python(value)
@@ -58,7 +69,7 @@ class _UtcTimeField(IsoDateTimeField):
         try:
             return value.astimezone(UTC)
         except OverflowError:
-            raise ValidationError("Enter a time within years 1 to 9999 (UTC)", code="out_of_range") from None
+            return datetime.min.replace(tzinfo=UTC) if value.year == 1 else datetime.max.replace(tzinfo=UTC)
 
 
 class UtcTimeFilter(filters.IsoDateTimeFilter):
@@ -181,3 +192,43 @@ def parse_list_query(query_params, rows, filterset_class, request, page_model=Pa
     if errors:
         raise RequestValidationError(errors)
     return filterset.qs, page
+
+
+class NotificationEndpointFilter(filters.FilterSet):
+    """The notification endpoints list's filters."""
+
+    kind = StatusesFilter(
+        choices=EndpointKind.choices,
+        help_text="Only these kinds: repeat the parameter or separate them with commas",
+    )
+    enabled = filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        method="filter_enabled",
+        help_text="true: only the enabled ones; false: only the disabled ones",
+    )
+
+    class Meta:
+        model = NotificationEndpoint
+        fields = []
+
+    # `value: str`: the schema's type for the parameter (not the model field's boolean, which
+    # would tell clients to send what the choice refuses).
+    def filter_enabled(self, endpoints, name, value: str):
+        return endpoints.filter(enabled=value == "true")
+
+
+class NotificationDeliveryFilter(filters.FilterSet):
+    """The deliveries list's filters."""
+
+    state = StatusesFilter(
+        choices=MessageState.choices,
+        help_text="Only messages in these states: repeat the parameter or separate them with commas",
+    )
+    event_type = StatusesFilter(
+        choices=EventType.choices,
+        help_text="Only these event types: repeat the parameter or separate them with commas",
+    )
+
+    class Meta:
+        model = NotificationMessage
+        fields = []

@@ -16,7 +16,6 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
-    StrictInt,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -31,7 +30,7 @@ from ..models import (
     ExecutionStatus,
 )
 from ..text import has_control_characters
-from .limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_JSON_BYTES, json_size
+from .limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_BYTES, json_size
 
 # Deeper JSON than this is refused: nobody needs it, and it is how recursion limits are hit.
 MAX_JSON_DEPTH = 32
@@ -205,7 +204,7 @@ class ExecutionCreateRequest(_Body):
         ),
     )
 
-    max_runtime_seconds: StrictInt | None = Field(
+    max_runtime_seconds: int | None = Field(
         default=None,
         ge=1,
         le=MAX_RUNTIME_SECONDS_LIMIT,
@@ -225,6 +224,15 @@ class ExecutionCreateRequest(_Body):
             "has it, or by id"
         ),
     )
+
+    @field_validator("max_runtime_seconds", mode="before")
+    @classmethod
+    def a_number_not_text_or_bool(cls, value):
+        """An integer as JSON Schema has it, a number with no fraction (60, 60.0, 6e1), never
+        the text "60" or `true`, which pydantic's lax mode would read as 60 and 1."""
+        if isinstance(value, bool | str):
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return value
 
     @field_validator("name", "metadata", "monitor")
     @classmethod
@@ -313,8 +321,8 @@ class ExecutionList(_Body):
     next_cursor: str | None = Field(
         description=(
             "Pass as `cursor` to get the next page; null on the last page. A page may hold fewer "
-            "than page_size rows and still have a next one: it ends once its rows' metadata and "
-            f"error_info add up to {MAX_PAGE_JSON_BYTES} bytes of JSON"
+            "than page_size rows and still have a next one: it ends where the answer would pass "
+            f"{MAX_PAGE_BYTES} bytes (unless its one row is larger)"
         )
     )
     next: str | None = Field(description="URL of the next page, with the same filters; null on the last page")
@@ -387,8 +395,8 @@ class StatusChangeFeed(_Body):
     has_more: bool = Field(
         description=(
             "More changes are ready now: ask again without waiting. A page may hold fewer than "
-            f"page_size changes and still have more: it ends once their error_info add up to "
-            f"{MAX_PAGE_JSON_BYTES} bytes of JSON"
+            "page_size changes and still have more: it ends where the answer would pass "
+            f"{MAX_PAGE_BYTES} bytes (unless its one change is larger)"
         )
     )
 

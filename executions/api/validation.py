@@ -60,8 +60,11 @@ def decode_json(raw: bytes) -> Any:
     )
 
 
-def validate_body(model: type[pydantic.BaseModel], data: Any) -> pydantic.BaseModel:
-    """Validate decoded JSON against `model`, reporting every problem at once."""
+def validate_body(
+    model: type[pydantic.BaseModel], data: Any, context: dict | None = None
+) -> pydantic.BaseModel:
+    """Validate decoded JSON against `model`, reporting every problem at once. `context`
+    reaches the model's validators (what they check against: the resource being changed)."""
     if data is None:
         raise RequestValidationError(
             [{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}]
@@ -69,7 +72,7 @@ def validate_body(model: type[pydantic.BaseModel], data: Any) -> pydantic.BaseMo
     try:
         # from_attributes, as FastAPI validates bodies: a non-object body is then
         # "model_attributes_type", the item the contract shows.
-        return model.model_validate(data, from_attributes=True)
+        return model.model_validate(data, from_attributes=True, context=context)
     except pydantic.ValidationError as exc:
         raise RequestValidationError(validation_items(exc, "body")) from None
 
@@ -90,8 +93,11 @@ def validation_items(exc: pydantic.ValidationError, location: str) -> list[dict[
     return errors
 
 
-def parse_body(request, model: type[pydantic.BaseModel]) -> pydantic.BaseModel:
-    """The request's body as `model`. A request with no body at all is a missing body."""
+def parse_body(
+    request, model: type[pydantic.BaseModel], context: dict | None = None, *, optional: bool = False
+) -> pydantic.BaseModel:
+    """The request's body as `model`. A request with no body at all is a missing body, or, for
+    an `optional` one (a model whose every field is optional), an empty object."""
     if request.META.get("CONTENT_LENGTH", "") in ("", "0"):
-        return validate_body(model, None)
-    return validate_body(model, request.data)
+        return validate_body(model, {} if optional else None, context)
+    return validate_body(model, request.data, context)

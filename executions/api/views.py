@@ -37,9 +37,8 @@ from .pagination import (
     CURSOR_PARAMETER,
     FeedQuery,
     decode_feed_cursor,
-    encode_feed_cursor,
+    feed_page,
     newest_first_page,
-    page_within_json_budget,
 )
 from .schemas import (
     ExecutionStatusUpdateRequest,
@@ -145,22 +144,17 @@ class ExecutionViewSet(viewsets.GenericViewSet):
         executions, page = parse_list_query(
             request.query_params, executions_listable_by(request.user), self.filterset_class, request
         )
-        rows, next_cursor = newest_first_page(
+        url = request.build_absolute_uri()
+        body = newest_first_page(
             # The owners in a second query: with a join, SQLite's planner scans and sorts the
             # whole table instead of walking the newest-first index.
             executions.prefetch_related("created_by"),
             page_size=page.page_size,
             cursor=page.cursor,
+            item=_execution_body,
+            next_url=lambda cursor: replace_query_param(url, CURSOR_PARAMETER, cursor),
         )
-        next_url = None
-        if next_cursor is not None:
-            next_url = replace_query_param(request.build_absolute_uri(), CURSOR_PARAMETER, next_cursor)
-        body = schemas.ExecutionList(
-            results=[schemas.Execution.from_model(row) for row in rows],
-            next_cursor=next_cursor,
-            next=next_url,
-        )
-        return Response(body.model_dump(mode="json"))
+        return Response(body)
 
     @action(detail=True, methods=["post"])
     def heartbeat(self, request, execution_id):
@@ -202,16 +196,11 @@ class StatusChangeFeedViewSet(viewsets.GenericViewSet):
             FeedQuery,
         )
         position = FEED_START if page.after is None else decode_feed_cursor(page.after)
-        rows, last, has_more = page_within_json_budget(
-            status_changes_after(changes, position),
-            page_size=page.page_size,
-            position_fields=["transaction_id", "id"],
-            json_fields=["error_info"],
+        return Response(
+            feed_page(
+                status_changes_after(changes, position),
+                after=position,
+                page_size=page.page_size,
+                item=lambda change: schemas.StatusChangeFeedItem.from_model(change).model_dump(mode="json"),
+            )
         )
-        position = last or position
-        body = schemas.StatusChangeFeed(
-            results=[schemas.StatusChangeFeedItem.from_model(row) for row in rows],
-            next_cursor=encode_feed_cursor(position),
-            has_more=has_more,
-        )
-        return Response(body.model_dump(mode="json"))

@@ -22,7 +22,7 @@ def start_the_run_feed_at_its_end(apps, schema_editor):
     )
     transaction_id, change_id = last or (0, 0)
     MonitorRunFeedPosition.objects.using(schema_editor.connection.alias).create(
-        transaction_id=transaction_id, change_id=change_id
+        pk=1, transaction_id=transaction_id, change_id=change_id
     )
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 from ..db.functions import CurrentTransactionId
 from ..durations import MAX_DURATION
 from ..ids import uuid7
+from .fields import ExactJSONField
 
 
 class ExecutionStatus(models.TextChoices):
@@ -69,10 +70,10 @@ class Execution(models.Model):
         default=ExecutionStatus.RUNNING,
         db_index=True,
     )
-    error_info = models.JSONField(
+    error_info = ExactJSONField(
         null=True, blank=True, help_text="Why it failed or was stopped, as a JSON object."
     )
-    metadata = models.JSONField(default=dict, blank=True, help_text="Free-form data the creator attached.")
+    metadata = ExactJSONField(default=dict, blank=True, help_text="Free-form data the creator attached.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -157,7 +158,7 @@ class ExecutionStatusChange(models.Model):
     execution = models.ForeignKey(Execution, on_delete=models.PROTECT, related_name="status_changes")
     previous_status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
     new_status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
-    error_info = models.JSONField(null=True, blank=True)
+    error_info = ExactJSONField(null=True, blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -233,7 +234,7 @@ class IdempotencyKey(models.Model):
         max_length=64, help_text="SHA-256 of the validated request body: tells a retry from a reuse."
     )
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="+")
-    response_body = models.JSONField(help_text="The original 201's body, answered again to a retry.")
+    response_body = ExactJSONField(help_text="The original 201's body, answered again to a retry.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -8,13 +8,13 @@ from django.db.models.functions import RowNumber
 
 from ..errors import MonitorNotFound, UnknownMonitor
 from ..models import Execution, Monitor, MonitorStateChange
-from ..selectors import _sees_all_executions
+from ..selectors import sees_all_executions
 
 
 def monitors_visible_to(user) -> QuerySet:
     """The monitors `user` may see and change."""
     monitors = Monitor.objects.all()
-    sees_all = _sees_all_executions(user)
+    sees_all = sees_all_executions(user)
     if sees_all is None:
         return monitors.none()
     return monitors if sees_all else monitors.filter(owner=user.pk)
@@ -88,7 +88,7 @@ def monitor_state_changes_visible_to(user) -> QuerySet:
     """The state changes of the monitors `user` may see: with selectors.status_changes_after
     (which takes any queryset of records with transaction_id and id), a feed to follow."""
     changes = MonitorStateChange.objects.all()
-    sees_all = _sees_all_executions(user)
+    sees_all = sees_all_executions(user)
     if sees_all is None:
         return changes.none()
     return changes if sees_all else changes.filter(monitor__owner=user.pk)

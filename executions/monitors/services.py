@@ -42,6 +42,9 @@ WATCH_BATCH_SIZE = 1000
 # How often the worker looks for run ends when it found none (they are not scheduled).
 FOLLOW_RUNS_EVERY = 0.5
 
+# The one row of MonitorRunFeedPosition (migration 0010 makes it, with this id).
+FEED_POSITION_ID = 1
+
 # The fields of a monitor a person may change (the API's writable fields but `paused`).
 EDITABLE_FIELDS = ("name", "schedule", "timezone", "grace_seconds", "max_runtime_seconds")
 
@@ -242,9 +245,16 @@ def _feed_position() -> MonitorRunFeedPosition | None:
     """The position row, locked; None when another worker holds it (PostgreSQL: SKIP LOCKED,
     so that workers do not queue on it, each holding a transaction id that would hold the
     feed back). Created at the start of the feed if there is none (a test flushed the tables)."""
-    position = MonitorRunFeedPosition.objects.select_for_update(skip_locked=True).order_by("pk").first()
-    if position is None and not MonitorRunFeedPosition.objects.exists():
-        position = MonitorRunFeedPosition.objects.create()
+    position = (
+        MonitorRunFeedPosition.objects.select_for_update(skip_locked=True).filter(pk=FEED_POSITION_ID).first()
+    )
+    if position is None and not MonitorRunFeedPosition.objects.filter(pk=FEED_POSITION_ID).exists():
+        try:
+            # One fixed id: of several workers creating it at once, one wins, the others skip.
+            with transaction.atomic():
+                position = MonitorRunFeedPosition.objects.create(pk=FEED_POSITION_ID)
+        except IntegrityError:
+            return None
     return position
 
 

@@ -27,7 +27,7 @@ from ..models import (
     NotificationFeedPosition,
     NotificationMessage,
 )
-from ..selectors import _sees_all_executions, status_changes_after
+from ..selectors import sees_all_executions, status_changes_after
 from ..statements import write_transaction
 from .delivery import look_for_new_messages
 from .events import EVENT_OF_EXECUTION_STATUS, execution_event_data, monitor_event_data
@@ -104,13 +104,13 @@ class _Subscriber:
 
 def _subscribers(event_prefix: str) -> list[_Subscriber]:
     """The enabled endpoints subscribed to some event starting with `event_prefix`, whose
-    owners may see something (selectors._sees_all_executions: not an inactive owner)."""
+    owners may see something (selectors.sees_all_executions: not an inactive owner)."""
     subscribers = []
     for endpoint in NotificationEndpoint.objects.filter(enabled=True).select_related("owner"):
         events = frozenset(endpoint.events)
         if not any(event.startswith(event_prefix) for event in events):
             continue
-        sees_all = _sees_all_executions(endpoint.owner)
+        sees_all = sees_all_executions(endpoint.owner)
         if sees_all is None:
             continue  # an inactive owner sees nothing
         subscribers.append(

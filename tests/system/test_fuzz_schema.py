@@ -22,9 +22,23 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from executions.models import Execution, ExecutionStatus, ExecutionStatusChange, Monitor
+from executions.models import (
+    Execution,
+    ExecutionStatus,
+    ExecutionStatusChange,
+    Monitor,
+    NotificationEndpoint,
+    NotificationMessage,
+)
 
-from ..factories import ExecutionFactory, UserFactory, api_key_for, monitor_for
+from ..factories import (
+    ExecutionFactory,
+    NotificationEndpointFactory,
+    NotificationMessageFactory,
+    UserFactory,
+    api_key_for,
+    monitor_for,
+)
 
 # A system test (real servers, processes or a browser): outside the quick loop, `pytest -m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -73,6 +87,11 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
     others = [ExecutionFactory(created_by=someone_else) for _ in range(20)]
     # Someone else's monitors: 404 for the fuzzer, never changed or deleted.
     other_monitors = [monitor_for(someone_else, name=f"theirs-{number}") for number in range(5)]
+    # Someone else's notification endpoints, with a failed delivery each (replayable): the same.
+    other_endpoints = [NotificationEndpointFactory(owner=someone_else) for _ in range(3)]
+    for endpoint in other_endpoints:
+        NotificationMessageFactory(endpoint=endpoint, attempts_made=1, state="failed")
+    other_endpoints_before = _notification_rows(other_endpoints)
     port = urlsplit(live_server.url).port
 
     result = subprocess.run(
@@ -113,3 +132,13 @@ def test_schemathesis_finds_nothing_wrong(live_server, tmp_path):
     # Someone else's monitors are as they were.
     for monitor in other_monitors:
         assert Monitor.objects.filter(pk=monitor.pk, state="new", name=monitor.name).exists()
+    # Someone else's endpoints and deliveries are as they were.
+    assert _notification_rows(other_endpoints) == other_endpoints_before
+
+
+def _notification_rows(endpoints) -> tuple:
+    ids = [endpoint.pk for endpoint in endpoints]
+    return (
+        list(NotificationEndpoint.objects.filter(pk__in=ids).order_by("pk").values()),
+        list(NotificationMessage.objects.filter(endpoint__in=ids).order_by("pk").values()),
+    )
