@@ -132,7 +132,9 @@ def test_the_purge_archive_holds_the_values_as_sent(http, tmp_path):
 @pytest.mark.postgres_only
 @pytest.mark.django_db
 def test_postgresql_columns_keep_the_json_text_rather_than_jsonb():
-    """jsonb is where the numbers and the key order were lost (migration 0012)."""
+    """jsonb is where the numbers and the key order were lost (migration 0012): every column
+    that holds JSON a client sent, or a copy of it (a notification's data), is `json`. The
+    jsonb ones hold lists the service checked itself (an endpoint's emails and events)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT table_name, column_name, data_type FROM information_schema.columns"
@@ -144,4 +146,7 @@ def test_postgresql_columns_keep_the_json_text_rather_than_jsonb():
         ("executions_execution", "metadata", "json"),
         ("executions_executionstatuschange", "error_info", "json"),
         ("executions_idempotencykey", "response_body", "json"),
+        ("executions_notificationendpoint", "emails", "jsonb"),
+        ("executions_notificationendpoint", "events", "jsonb"),
+        ("executions_notificationmessage", "payload", "json"),
     ]

@@ -1,14 +1,18 @@
 """manage.py purge_executions: what it deletes and keeps, its archive, its output, its
 errors; killed mid-run and run again; two runs at once."""
 
+import contextlib
+import errno
 import gzip
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from unittest import mock
 
@@ -19,41 +23,23 @@ from django.utils import timezone
 
 from devtools.servers import REPO_ROOT, service_env
 from executions.models import IDEMPOTENCY_KEYS_KEPT_FOR, Execution, ExecutionStatusChange, IdempotencyKey
-from executions.retention.archive import GzipJsonLinesArchive, json_default, read_archive
+from executions.retention.archive import GzipJsonLinesArchive, read_archive
 from executions.retention.purge import executions_with_history
-from executions.services import execution_change_status
 
 from .factories import ExecutionFactory
-
-COMMAND = "purge_executions"
-NOW = timezone.now()
-
-
-def purge(*args) -> str:
-    out = StringIO()
-    call_command(COMMAND, *args, stdout=out)
-    return out.getvalue()
-
-
-def purge_json(*args) -> dict:
-    return json.loads(purge(*args, "--json"))
-
-
-def finished(days_ago: float, status="completed", **fields) -> Execution:
-    """An execution that finished `days_ago`, through the service (so with its audit record)."""
-    execution = ExecutionFactory(created_at=NOW - timedelta(days=days_ago + 1), **fields)
-    with mock.patch("django.utils.timezone.now", return_value=NOW - timedelta(days=days_ago)):
-        execution_change_status(execution_id=execution.id, status=status, channel="api")
-    return execution
-
-
-def as_archived(records: list[dict]) -> list[dict]:
-    """Records as the archive stores them (JSON), to compare with what it read back."""
-    return json.loads(json.dumps(records, default=json_default))
-
-
-def remaining(*executions) -> list[bool]:
-    return [Execution.objects.filter(pk=e.pk).exists() for e in executions]
+from .purging import (
+    COMMAND,
+    NOW,
+    archived_records,
+    as_archived,
+    database_url_of_this_test,
+    finished,
+    purge,
+    purge_json,
+    remaining,
+    zcat_records,
+)
+from .test_sqlite_writer_queue import queue_is_free
 
 
 @pytest.mark.django_db
@@ -162,7 +148,7 @@ def test_archive_holds_each_execution_with_its_history_and_a_rerun_appends(tmp_p
 
     summary = purge_json("--finished-before", "90d", "--archive", str(archive), "--batch-size", "2")
     assert (summary["deleted"], summary["batches"]) == (3, 2)
-    records = list(read_archive(str(archive)))
+    records = archived_records(archive)
     assert sorted(records, key=lambda r: r["id"]) == sorted(expected_first, key=lambda r: r["id"])
     record = records[0]
     assert record["status"] == "failed" and len(record["status_changes"]) == 1
@@ -177,55 +163,429 @@ def test_archive_holds_each_execution_with_its_history_and_a_rerun_appends(tmp_p
     later = finished(95)
     expected_later = as_archived(executions_with_history([later.pk]))
     purge_json("--finished-before", "90d", "--archive", str(archive))
-    assert list(read_archive(str(archive))) == records + expected_later
+    assert archived_records(archive) == records + expected_later
     with gzip.open(archive, "rt") as lines:  # any gzip reader: zcat, gzip.open
         assert len(lines.read().splitlines()) == 4
 
 
 @pytest.mark.django_db
-def test_an_archive_that_cannot_be_written_deletes_nothing(tmp_path):
+def test_each_line_is_the_execution_with_its_history_as_the_orm_reads_it(tmp_path):
+    """The database writes the lines (lines.py); the ORM's reading of the same rows
+    (executions_with_history) is what they must hold, value for value, whatever the rows hold."""
+    hostile = {
+        "text": 'é 😀 \x1b[2J \n\r\t\x0b\x0c\x1c "quoted" \\ \u2028 \u2029 \x85 \u202e',
+        '"key"\n': [
+            1,
+            -2,
+            1.5,
+            2**60,
+            -(2**62),
+            1e-7,
+            True,
+            False,
+            None,
+            {},
+            [],
+            {"deep": [[{"a": [0.25]}]]},
+        ],
+    }
+    with_everything = finished(
+        120, status="failed", metadata=hostile, error_info={"exit_code": 3, "tail": "ü\n"}
+    )
+    ownerless = finished(110, created_by=None, metadata={})
+    whole_second = finished(100, status="cancelled")
+    Execution.objects.filter(pk=whole_second.pk).update(
+        created_at=datetime(2026, 1, 1, 10, 0, tzinfo=UTC),
+        last_heartbeat_at=datetime(2026, 1, 1, 10, 5, 0, 1, UTC),
+    )
+    # Audit records as older versions may have left them: several, two at the same moment.
+    at = NOW - timedelta(days=130)
+    for new_status, when in (("failed", at), ("cancelled", at), ("running", at - timedelta(seconds=1))):
+        ExecutionStatusChange.objects.create(
+            execution=whole_second,
+            previous_status="running",
+            new_status=new_status,
+            error_info={"why": "é\x00"[:1], "n": 1.0},
+            actor_username="ö\n",
+            channel="admin",
+            correlation_id="c-1",
+            created_at=when,
+        )
+    ids = [with_everything.pk, ownerless.pk, whole_second.pk]
+    expected = {record["id"]: record for record in as_archived(executions_with_history(ids))}
+    archive = tmp_path / "purged.jsonl.gz"
+
+    assert purge_json("--finished-before", "90d", "--archive", str(archive))["deleted"] == 3
+
+    records = zcat_records(archive)
+    assert records == archived_records(archive)
+    assert {record["id"]: record for record in records} == expected
+    assert len(records) == 3
+    written = {record["id"]: record for record in read_archive(str(archive))}[str(whole_second.pk)]
+    assert written["created_at"] == "2026-01-01T10:00:00+00:00"  # ISO 8601, UTC, no fraction at zero
+    assert written["last_heartbeat_at"] == "2026-01-01T10:05:00.000001+00:00"
+    changes = [change["new_status"] for change in written["status_changes"]]
+    assert changes == ["running", "failed", "cancelled", "cancelled"]
+    assert expected[str(ownerless.pk)]["created_by_username"] is None
+
+
+@pytest.mark.django_db
+def test_json_written_around_the_service_with_line_breaks_still_makes_one_line(tmp_path):
+    """JSON text the service never writes, put in by SQL: line breaks as whitespace (both
+    databases take them there). The execution is still one line, with its value."""
+    spaced = finished(120)
+    table = connection.ops.quote_name(Execution._meta.db_table)
+    cast = "::json" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET metadata = %s{cast} WHERE id = %s",
+            ['{"a":\r\n  [1,\n 2]}', Execution._meta.pk.get_db_prep_value(spaced.pk, connection)],
+        )
+    archive = tmp_path / "purged.jsonl.gz"
+
+    assert purge_json("--finished-before", "90d", "--archive", str(archive))["deleted"] == 1
+
+    [record] = zcat_records(archive)
+    assert record["metadata"] == {"a": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "make_path, message",
+    [
+        (lambda tmp: "", "the path is empty"),
+        (lambda tmp: "  ", "the path is empty"),
+        (lambda tmp: str(tmp), "is a directory"),
+        (lambda tmp: f"{tmp}/new-folder/", "names a folder, not a file"),
+        (lambda tmp: f"{tmp}/missing-folder/a.gz", "no folder"),
+        (lambda tmp: f"{tmp}/notes.txt/a.gz", "Not a directory"),
+        (lambda tmp: "/dev/null", "is not a regular file"),
+        (lambda tmp: f"{tmp}/notes.txt", "is not a gzip file"),
+    ],
+    ids=[
+        "empty",
+        "blank",
+        "directory",
+        "folder-name",
+        "missing-folder",
+        "under-a-file",
+        "device",
+        "not-gzip",
+    ],
+)
+@pytest.mark.django_db
+def test_an_archive_path_that_cannot_hold_the_archive_is_refused_before_anything_is_deleted(
+    tmp_path, make_path, message
+):
     execution = finished(100)
-    not_gzip = tmp_path / "notes.txt"
-    not_gzip.write_text("my notes\n")
-    with pytest.raises(CommandError, match="is not a gzip file"):
-        purge("--finished-before", "90d", "--archive", str(not_gzip))
-    assert not_gzip.read_text() == "my notes\n"
-    with pytest.raises(CommandError, match="--archive: cannot open"):
-        purge("--finished-before", "90d", "--archive", str(tmp_path / "missing-folder" / "a.gz"))
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    before = sorted(path.name for path in tmp_path.rglob("*"))
+    path = make_path(tmp_path)
+
+    with pytest.raises(CommandError, match=f"^--archive: .*{message}") as refused:
+        purge("--finished-before", "90d", "--archive", path)
+
+    assert "\n" not in str(refused.value)
+    assert remaining(execution) == [True]
+    assert sorted(path.name for path in tmp_path.rglob("*")) == before
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"
+
+
+@pytest.mark.django_db
+def test_an_empty_archive_path_with_dry_run_is_refused_too():
+    with pytest.raises(CommandError, match="--archive has nothing to write with --dry-run"):
+        purge("--finished-before", "90d", "--dry-run", "--archive", "")
+
+
+@pytest.mark.django_db
+def test_an_archive_another_purge_is_writing_is_refused(tmp_path):
+    import fcntl
+
+    execution = finished(100)
+    archive = tmp_path / "purged.jsonl.gz"
+    archive.write_bytes(gzip.compress(b'{"id": "x"}\n'))
+    before = archive.read_bytes()
+    with open(archive, "rb") as other_purge:
+        fcntl.flock(other_purge, fcntl.LOCK_EX)
+        with pytest.raises(CommandError, match="^--archive: another purge is writing to"):
+            purge("--finished-before", "90d", "--archive", str(archive))
+    assert archive.read_bytes() == before
     assert remaining(execution) == [True]
 
 
 @pytest.mark.django_db
-def test_a_failure_mid_run_exits_non_zero_keeps_the_batches_before_and_rolls_back_its_own(tmp_path):
-    executions = [finished(200 - n) for n in range(6)]
-    real_append = GzipJsonLinesArchive.append
+def test_an_archive_that_cannot_be_read_is_refused_before_anything_is_deleted(tmp_path):
+    execution = finished(100)
+    archive = tmp_path / "purged.jsonl.gz"
+    archive.write_bytes(gzip.compress(b'{"id": "x"}\n'))
+    before = archive.read_bytes()
+    with mock.patch("os.pread", side_effect=OSError(errno.EIO, os.strerror(errno.EIO))):
+        with pytest.raises(CommandError, match="^--archive: cannot check .*: Input/output error$"):
+            purge("--finished-before", "90d", "--archive", str(archive))
+    assert archive.read_bytes() == before
+    assert remaining(execution) == [True]
+
+
+@pytest.mark.django_db
+def test_a_purge_with_nothing_to_purge_leaves_no_file_and_an_archive_as_it_was(tmp_path):
+    finished(10)  # too recent
+    new = tmp_path / "new.jsonl.gz"
+    assert purge_json("--finished-before", "90d", "--archive", str(new))["deleted"] == 0
+    assert not new.exists()
+
+    left_empty = tmp_path / "left-empty.jsonl.gz"  # as a run killed before its first write leaves it
+    left_empty.touch()
+    purge_json("--finished-before", "90d", "--archive", str(left_empty))
+    assert not left_empty.exists()
+
+    existing = tmp_path / "existing.jsonl.gz"
+    existing.write_bytes(gzip.compress(b'{"id": "x"}\n'))
+    before = existing.read_bytes()
+    purge_json("--finished-before", "90d", "--archive", str(existing))
+    assert existing.read_bytes() == before
+
+
+@pytest.mark.django_db
+def test_a_rerun_cuts_off_what_an_interrupted_run_left_and_says_so(tmp_path):
+    first = finished(120)
+    archive = tmp_path / "purged.jsonl.gz"
+    purge_json("--finished-before", "90d", "--archive", str(archive))
+    complete = archive.read_bytes()
+    interrupted = gzip.compress(b'{"id": "never deleted"}\n' * 50)[:-5]  # killed before its trailer
+    archive.write_bytes(complete + interrupted)
+    second = finished(110)
+
+    out = purge("--finished-before", "90d", "--archive", str(archive))
+
+    assert out.splitlines()[0] == (
+        f"Cut off {len(interrupted)} byte(s) an interrupted run left at the end of {archive} "
+        "(an incomplete gzip member: its batch was not deleted)."
+    )
+    assert out.splitlines()[1].startswith("Deleted 1 execution(s)")
+    assert archive.read_bytes().startswith(complete)
+    assert [record["id"] for record in zcat_records(archive)] == [str(first.pk), str(second.pk)]
+
+
+@pytest.mark.django_db
+def test_a_file_damaged_before_its_end_is_refused_unchanged_and_the_docs_say_how_to_read_it(tmp_path):
+    """As an earlier version left a file after a full disk and a rerun: a complete member, an
+    incomplete one, complete ones after it."""
+    execution = finished(100)
+    first, broken, last = (gzip.compress(f'{{"n": {n}}}\n'.encode() * 100) for n in range(3))
+    broken = broken[: len(broken) // 2]
+    archive = tmp_path / "purged.jsonl.gz"
+    archive.write_bytes(first + broken + last)
+    start, end = len(first), len(first) + len(broken)
+
+    with pytest.raises(
+        CommandError, match=f"^--archive: .* is damaged: bytes {start} to {end} are not a complete"
+    ):
+        purge("--finished-before", "90d", "--archive", str(archive))
+    assert archive.read_bytes() == first + broken + last
+    assert remaining(execution) == [True]
+
+    # docs/operations.md: the members before and after the damage, as a file zcat reads.
+    repaired = tmp_path / "repaired.jsonl.gz"
+    subprocess.run(
+        f"head -c {start} {archive} > {repaired} && tail -c +{end + 1} {archive} >> {repaired}",
+        shell=True,
+        check=True,
+    )
+    assert [record["n"] for record in zcat_records(repaired)] == [0] * 100 + [2] * 100
+
+
+class FullDisk:
+    """os.pwrite as on a filesystem with room for `room` bytes of a file: a write reaching past
+    that is cut short, and one starting there fails with ENOSPC (truncating makes room)."""
+
+    def __init__(self, room: int):
+        self.room = room
+        self.real_pwrite = os.pwrite
+
+    def __call__(self, fd, data, offset):
+        space = self.room - offset
+        if space <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.real_pwrite(fd, bytes(data[:space]), offset)
+
+
+def failing(call, error: int, *, from_call: int = 1):
+    """`call` (os.fsync, os.ftruncate) failing with `error` from its `from_call`th call on a
+    regular file (the archive) on."""
     calls = []
 
-    def append_failing_the_second_time(self, records):
-        calls.append(len(records))
-        if len(calls) == 2:
-            raise OSError(28, "No space left on device")
-        real_append(self, records)
+    def fail(fd, *args):
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            calls.append(fd)
+            if len(calls) >= from_call:
+                raise OSError(error, os.strerror(error))
+        return call(fd, *args)
 
+    return fail
+
+
+def purge_failing(archive, *patches) -> tuple[dict, str]:
+    """A purge (batches of 20) with `patches` applied: its JSON summary, and its error."""
     out = StringIO()
-    with mock.patch.object(GzipJsonLinesArchive, "append", append_failing_the_second_time):
-        with pytest.raises(CommandError, match=r"stopped after 2 deleted: OSError: \[Errno 28\] No space"):
+    with contextlib.ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
+        with pytest.raises(CommandError) as failed:
             call_command(
                 COMMAND,
                 "--finished-before",
                 "90d",
                 "--archive",
-                str(tmp_path / "a.gz"),
+                str(archive),
                 "--batch-size",
-                "2",
+                "20",
                 "--json",
                 stdout=out,
             )
-    summary = json.loads(out.getvalue())
-    assert (summary["deleted"], summary["batches"]) == (2, 1)
-    assert "No space left on device" in summary["error"]
-    assert remaining(*executions) == [False, False, True, True, True, True]
-    assert len(list(read_archive(str(tmp_path / "a.gz")))) == 2
+    return json.loads(out.getvalue()), str(failed.value)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        "disk full in the second member",
+        "disk full in the first member",
+        "fsync fails",
+        "cutting back fails too",
+    ],
+)
+@pytest.mark.django_db
+def test_a_full_disk_or_an_io_error_leaves_a_readable_archive_and_deletes_only_what_it_holds(
+    tmp_path, failure
+):
+    """The batch being written when the disk fills (or its fsync fails) is cut off the file
+    at once and not deleted: right after the failure, the file is whole members holding
+    exactly what was deleted; after room is made, a rerun archives the rest, each once."""
+    # Incompressible metadata: a member of 20 takes some 7 KB.
+    executions = [finished(200 - n, metadata={"noise": os.urandom(150).hex()}) for n in range(60)]
+    before = {
+        record["id"]: record for record in as_archived(executions_with_history([e.pk for e in executions]))
+    }
+    archive = tmp_path / "purged.jsonl.gz"
+    fsync, ftruncate = os.fsync, os.ftruncate
+    patches = {
+        "disk full in the second member": [mock.patch("os.pwrite", FullDisk(room=10_000))],
+        "disk full in the first member": [mock.patch("os.pwrite", FullDisk(room=3_000))],
+        "fsync fails": [mock.patch("os.fsync", failing(fsync, errno.EIO, from_call=2))],
+        "cutting back fails too": [
+            mock.patch("os.pwrite", FullDisk(room=10_000)),
+            mock.patch("os.ftruncate", failing(ftruncate, errno.EIO)),
+        ],
+    }[failure]
+
+    summary, error = purge_failing(archive, *patches)
+
+    reason = "Input/output error" if failure == "fsync fails" else "No space left on device"
+    assert reason in error and reason in summary["error"]
+    deleted = {str(e.pk) for e in executions if not Execution.objects.filter(pk=e.pk).exists()}
+    assert summary["deleted"] == len(deleted) == (0 if failure == "disk full in the first member" else 20)
+    if failure == "cutting back fails too":
+        assert archive.stat().st_size == 10_000  # the incomplete member is still there...
+    elif deleted:
+        assert {record["id"] for record in zcat_records(archive)} == deleted  # ...here it is cut off
+    else:
+        assert not archive.exists()
+
+    rerun = purge_json("--finished-before", "90d", "--archive", str(archive), "--batch-size", "20")
+
+    assert rerun["deleted"] == 60 - len(deleted)
+    assert ("archive_cut_bytes" in rerun) == (failure == "cutting back fails too")
+    records = zcat_records(archive)
+    assert len(records) == 60
+    assert {record["id"]: record for record in records} == before
+    assert not Execution.objects.filter(pk__in=[e.pk for e in executions]).exists()
+
+
+@pytest.mark.django_db
+def test_each_batch_is_durable_in_the_archive_before_its_rows_are_deleted(tmp_path):
+    """fsync of the file (and, for the new file, of its folder) before a batch's DELETEs."""
+    for n in range(4):
+        finished(200 - n)
+    events = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        events.append("fsync file" if stat.S_ISREG(os.fstat(fd).st_mode) else "fsync folder")
+        real_fsync(fd)
+
+    def record_deletes(execute, sql, params, many, context):
+        if sql.startswith("DELETE") and events[-1:] != ["delete"]:
+            events.append("delete")
+        return execute(sql, params, many, context)
+
+    with mock.patch("os.fsync", fsync), connection.execute_wrapper(record_deletes):
+        purge_json("--finished-before", "90d", "--archive", str(tmp_path / "a.gz"), "--batch-size", "2")
+
+    # (The last DELETE: the expired Idempotency-Keys, after the batches.)
+    assert events == ["fsync file", "fsync folder", "delete", "fsync file", "delete"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sqlite_other_writers_go_on_while_a_batch_is_archived(tmp_path):
+    """On SQLite a batch is read and archived before the write lock is taken: while the
+    archive is written, another process could write; while the batch is deleted, not."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL locks rows, not the database")
+    for n in range(4):
+        finished(200 - n)
+    free_while_archiving, free_while_deleting = [], []
+    real_append = GzipJsonLinesArchive.append
+
+    def append(self, lines):
+        free_while_archiving.append(queue_is_free())
+        real_append(self, lines)
+
+    def record_deletes(execute, sql, params, many, context):
+        if sql.startswith("DELETE"):
+            free_while_deleting.append(queue_is_free())
+        return execute(sql, params, many, context)
+
+    with (
+        mock.patch.object(GzipJsonLinesArchive, "append", append),
+        connection.execute_wrapper(record_deletes),
+    ):
+        summary = purge_json(
+            "--finished-before", "90d", "--archive", str(tmp_path / "a.gz"), "--batch-size", "2"
+        )
+
+    assert summary["deleted"] == 4
+    assert free_while_archiving == [True, True]
+    assert free_while_deleting and not any(free_while_deleting)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sqlite_a_row_gone_or_changed_once_archived_is_not_deleted_by_that_batch(tmp_path):
+    """SQLite archives a batch before it takes the write lock; what happens to its rows
+    meanwhile (another purge deleting one; one changing, which a finished execution never
+    does today) is seen under the lock: only rows still there unchanged are deleted and
+    counted. The changed one stays, and the next run archives it again, as it now is."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL archives a batch under its row locks")
+    changed, gone, *others = [finished(200 - n) for n in range(4)]
+    archive = tmp_path / "a.gz"
+    real_append = GzipJsonLinesArchive.append
+    later = NOW + timedelta(seconds=1)
+
+    def append_then_change_the_rows(self, lines):
+        real_append(self, lines)
+        if Execution.objects.filter(pk=gone.pk).exists():
+            Execution.objects.filter(pk=changed.pk).update(updated_at=later)
+            ExecutionStatusChange.objects.filter(execution=gone).delete()
+            Execution.objects.filter(pk=gone.pk).delete()
+
+    with mock.patch.object(GzipJsonLinesArchive, "append", append_then_change_the_rows):
+        summary = purge_json("--finished-before", "90d", "--archive", str(archive), "--batch-size", "4")
+
+    assert (summary["deleted"], summary["deleted_status_changes"]) == (2, 2)
+    assert remaining(changed, gone, *others) == [True, False, False, False]
+    assert purge_json("--finished-before", "90d", "--archive", str(archive))["deleted"] == 1
+    records = zcat_records(archive)
+    assert [record["id"] for record in records] == [str(e.pk) for e in (changed, gone, *others, changed)]
+    assert records[-1]["updated_at"] == later != records[0]["updated_at"]
 
 
 @pytest.mark.parametrize(
@@ -249,17 +609,6 @@ def test_bad_arguments_are_a_command_error(args, message):
     assert Execution.objects.count() == 1
 
 
-def _database_url_of_this_test() -> str:
-    """The test database as a DATABASE_URL, for a command in a process of its own."""
-    settings_dict = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings_dict['NAME']}"
-    return (
-        f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD'] or ''}@{settings_dict['HOST']}:"
-        f"{settings_dict['PORT']}/{settings_dict['NAME']}"
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_killed_mid_run_and_rerun_every_execution_is_archived_exactly_as_it_was(tmp_path):
@@ -274,7 +623,7 @@ def test_killed_mid_run_and_rerun_every_execution_is_archived_exactly_as_it_was(
     keep = finished(10)
     archive = tmp_path / "purged.jsonl.gz"
     marker = tmp_path / "paused"
-    env = service_env(_database_url_of_this_test())
+    env = service_env(database_url_of_this_test())
     args = [
         "purge_executions",
         "--finished-before",
@@ -310,7 +659,7 @@ def test_killed_mid_run_and_rerun_every_execution_is_archived_exactly_as_it_was(
 
     assert remaining(*executions) == [False] * 20 + [True] * 25
     assert ExecutionStatusChange.objects.filter(execution_id__in=ids).count() == 25
-    archived_at_kill = list(read_archive(str(archive)))
+    archived_at_kill = archived_records(archive)
     assert [record["id"] for record in archived_at_kill] == [str(pk) for pk in ids[:30]]
 
     rerun = subprocess.run(
@@ -327,7 +676,7 @@ def test_killed_mid_run_and_rerun_every_execution_is_archived_exactly_as_it_was(
     assert remaining(*executions) == [False] * 45
     assert remaining(keep) == [True]
 
-    archived = list(read_archive(str(archive)))
+    archived = archived_records(archive)
     assert [record["id"] for record in archived] == [str(pk) for pk in ids[:30] + ids[20:]]
     for record in archived:
         assert record == before[record["id"]]

@@ -123,6 +123,11 @@ WRITERS = {
     "purge.executions_purge_finished": lambda ctx: purge.executions_purge_finished(
         finished_before=_long_ago(seconds=-60)
     ),
+    # With an archive, SQLite reads and archives a batch before it takes the lock: the
+    # DELETEs still run under it.
+    "purge.executions_purge_finished (archived)": lambda ctx: purge.executions_purge_finished(
+        finished_before=_long_ago(seconds=-60), archive=lambda lines: ctx.setdefault("archived", list(lines))
+    ),
     "purge.idempotency_keys_purge_expired": lambda ctx: purge.idempotency_keys_purge_expired(),
     "notifications.services.notification_endpoint_create": lambda ctx: (
         notification_services.notification_endpoint_create(

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from ..ids import uuid7
 from ..notifications.signing import new_signing_secret, new_webhook_id
+from .fields import ExactJSONField
 from .monitor import Monitor
 
 
@@ -131,7 +132,9 @@ class NotificationMessage(models.Model):
     # are delivered in order.
     subject_id = models.CharField(max_length=64)
     occurred_at = models.DateTimeField(help_text="When the change happened: the body's timestamp.")
-    payload = models.JSONField(help_text="The event's data: the body's `data`, before any trimming.")
+    # The execution's metadata and error_info as they were sent (ExactJSONField: not jsonb,
+    # which would change their numbers and key order in what receivers get).
+    payload = ExactJSONField(help_text="The event's data: the body's `data`, before any trimming.")
     state = models.CharField(max_length=16, choices=MessageState.choices, default=MessageState.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts made so far.")
     next_attempt_at = models.DateTimeField(

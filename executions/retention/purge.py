@@ -2,12 +2,12 @@
 cutoff, with their audit records (optionally archived first: retention/archive.py), and
 Idempotency-Keys past the time they are answered for."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import router
+from django.db import connection, router
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -22,6 +22,7 @@ from ..models import (
     MonitorStateChange,
 )
 from ..statements import write_transaction
+from .lines import ARCHIVED_EXECUTION_FIELDS, ARCHIVED_STATUS_CHANGE_FIELDS, executions_archive_lines
 
 
 def idempotency_keys_expired(now: datetime | None = None) -> QuerySet:
@@ -36,34 +37,11 @@ def executions_finished_before(cutoff: datetime) -> QuerySet:
     return Execution.objects.filter(finished_at__lt=cutoff).exclude(status=ExecutionStatus.RUNNING)
 
 
-ARCHIVED_EXECUTION_FIELDS = (
-    "id",
-    "name",
-    "status",
-    "error_info",
-    "metadata",
-    "created_by_id",
-    "created_at",
-    "updated_at",
-    "finished_at",
-    "last_heartbeat_at",
-)
-ARCHIVED_STATUS_CHANGE_FIELDS = (
-    "id",
-    "previous_status",
-    "new_status",
-    "error_info",
-    "actor_id",
-    "actor_username",
-    "channel",
-    "correlation_id",
-    "created_at",
-)
-
-
 def executions_with_history(execution_ids: list) -> list[dict]:
     """Each execution of `execution_ids` as a dict of its fields (with its owner's username as
-    `created_by_username`), with its audit records oldest first under `status_changes`."""
+    `created_by_username`), with its audit records oldest first under `status_changes`: the
+    ORM's reading of what an archive line holds (lines.executions_archive_lines has the
+    database write the same JSON; tests/test_purge_command.py compares the two)."""
     executions = {
         row["id"]: {**row, "status_changes": []}
         for row in Execution.objects.filter(pk__in=execution_ids)
@@ -92,58 +70,120 @@ def executions_purge_finished(
     finished_before: datetime,
     batch_size: int | None = None,
     limit: int | None = None,
-    archive: Callable[[list[dict]], None] | None = None,
+    archive: Callable[[Iterable[str]], None] | None = None,
     on_batch: Callable[[PurgeResult], None] | None = None,
 ) -> PurgeResult:
     """Delete executions that finished before `finished_before`, with their audit records,
     oldest first, `batch_size` per transaction, at most `limit` in all. Never a running one.
 
-    Each batch: lock its rows (on PostgreSQL skipping rows that another purge holds, so that
-    runs on several hosts share the work instead of queueing), hand them with their history
-    to `archive` (executions_with_history), which must have stored them durably when it
-    returns, then delete. A batch that fails, or is killed, is rolled back whole: nothing
-    of it is deleted, and a run after it starts over with it.
+    With `archive`, each batch's lines (executions_archive_lines) are handed to it first, and
+    only the executions whose lines it took are deleted, once it returns: it must have stored
+    them durably by then (GzipJsonLinesArchive.append). A batch that fails, or is killed,
+    deletes nothing; a run after it starts over with it.
+
+    On PostgreSQL a batch's transaction locks its rows first, skipping rows that another purge
+    holds, so that runs on several hosts share the work instead of queueing. SQLite has one
+    write lock for the whole database: there each batch is read and archived before the lock
+    is taken, and under it only the rows still there unchanged (the same updated_at) are
+    deleted, so that other writers wait for the DELETEs only, not for the archive.
     """
     batch_size = batch_size or settings.EXECUTIONS_BULK_BATCH_SIZE
+    archive_before_locking = archive is not None and connection.vendor == "sqlite"
     result = PurgeResult()
     since = None  # the last batch's newest finished_at: the next starts its index walk there
     while limit is None or result.executions < limit:
         size = batch_size if limit is None else min(batch_size, limit - result.executions)
-        with write_transaction():
-            candidates = executions_finished_before(finished_before)
-            if since is not None:
-                candidates = candidates.filter(finished_at__gte=since)
-            rows = list(
-                candidates.order_by("finished_at")
-                .select_for_update(skip_locked=True)
-                .values_list("pk", "finished_at")[:size]
-            )
-            if not rows:
+        if archive_before_locking:
+            batch = _next_batch(finished_before, since, size)
+            if not batch:
                 break
-            ids = [pk for pk, _ in rows]
-            if archive is not None:
-                archive(executions_with_history(ids))
-            # The audit records first: their foreign key protects the executions. Then one
-            # DELETE: QuerySet.delete() would load every execution into Python first, to look
-            # for the (now deleted) protected records and to send delete signals nobody
-            # listens to, and that was three quarters of the purge's time.
-            status_changes, _ = ExecutionStatusChange.objects.filter(execution_id__in=ids).delete()
-            # An Idempotency-Key still kept for one of them goes with it: a retry after this
-            # creates a new execution, as it would after the key expired.
-            IdempotencyKey.objects.filter(execution_id__in=ids).delete()
-            # A monitor's last run and its state records name a run without protecting it.
-            Monitor.objects.filter(last_execution_id__in=ids).update(last_execution=None)
-            MonitorStateChange.objects.filter(execution_id__in=ids).update(execution=None)
-            executions = Execution.objects.filter(pk__in=ids)._raw_delete(router.db_for_write(Execution))
+            archived = _archive(archive, [pk for pk, _ in batch])
+            with write_transaction():
+                executions, status_changes = _delete(_still_as_archived(archived))
+        else:
+            with write_transaction():
+                batch = _next_batch(finished_before, since, size)
+                if not batch:
+                    break
+                ids = [pk for pk, _ in batch]
+                if archive is not None:
+                    ids = list(_archive(archive, ids))
+                executions, status_changes = _delete(ids)
         result.executions += executions
         result.status_changes += status_changes
         result.batches += 1
         # Counted once the batch committed, whichever process runs the purge (metrics_files.py).
         metrics.count_purged(executions, status_changes)
-        since = rows[-1][1]
+        since = batch[-1][1]
         if on_batch is not None:
             on_batch(result)
     return result
+
+
+def _next_batch(finished_before: datetime, since: datetime | None, size: int) -> list[tuple]:
+    """The next `size` executions to purge, oldest first, as (id, finished_at); in a write
+    transaction on PostgreSQL, locked (skipping rows another purge holds)."""
+    candidates = executions_finished_before(finished_before)
+    if since is not None:
+        candidates = candidates.filter(finished_at__gte=since)
+    return list(
+        candidates.order_by("finished_at")
+        .select_for_update(skip_locked=True)
+        .values_list("pk", "finished_at")[:size]
+    )
+
+
+def _archive(archive: Callable[[Iterable[str]], None], ids: list) -> dict:
+    """Hand the lines of `ids` to `archive`; {id: updated_at} of those it took, as the
+    database gives them."""
+    archived = {}
+
+    def lines():
+        for pk, version, line in executions_archive_lines(ids):
+            archived[pk] = version
+            yield line
+
+    archive(lines())
+    return archived
+
+
+def _still_as_archived(archived: dict) -> list:
+    """Of the archived executions ({id: updated_at} as the database gave them), those still
+    there with that updated_at. Under the write lock nothing changes them before they are
+    deleted. (A finished execution never changes; this keeps the archive true if one ever
+    did.) Plain SQL on the values as stored: no conversion while others wait for the lock."""
+    if not archived:
+        return []
+    quote = connection.ops.quote_name
+    opts = Execution._meta
+    execution_id = quote(opts.pk.column)
+    sql = (
+        f"SELECT {execution_id}, {quote(opts.get_field('updated_at').column)} FROM {quote(opts.db_table)}"
+        f" WHERE {execution_id} IN ({', '.join(['%s'] * len(archived))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(archived))
+        return [pk for pk, updated_at in cursor.fetchall() if archived.get(pk) == updated_at]
+
+
+def _delete(ids: list) -> tuple[int, int]:
+    """Delete the executions `ids` with their audit records and Idempotency-Keys; how many
+    executions and audit records went."""
+    if not ids:  # (another purge took them all: _raw_delete would answer None)
+        return 0, 0
+    # The audit records first: their foreign key protects the executions. Then one DELETE:
+    # QuerySet.delete() would load every execution into Python first, to look for the (now
+    # deleted) protected records and to send delete signals nobody listens to, and that was
+    # three quarters of the purge's time.
+    status_changes, _ = ExecutionStatusChange.objects.filter(execution_id__in=ids).delete()
+    # An Idempotency-Key still kept for one of them goes with it: a retry after this creates
+    # a new execution, as it would after the key expired.
+    IdempotencyKey.objects.filter(execution_id__in=ids).delete()
+    # A monitor's last run and its state records name a run without protecting it.
+    Monitor.objects.filter(last_execution_id__in=ids).update(last_execution=None)
+    MonitorStateChange.objects.filter(execution_id__in=ids).update(execution=None)
+    executions = Execution.objects.filter(pk__in=ids)._raw_delete(router.db_for_write(Execution))
+    return executions, status_changes
 
 
 def idempotency_keys_purge_expired(*, batch_size: int | None = None) -> int:

@@ -51,7 +51,7 @@ class Command(BatchCommand):
             age = parse_duration(options["finished_before"])
         except ValueError as error:
             raise CommandError(f"--finished-before: {error}") from None
-        if options["dry_run"] and options["archive"]:
+        if options["dry_run"] and options["archive"] is not None:
             raise CommandError("--archive has nothing to write with --dry-run")
         self.cutoff = timezone.now() - age
         summary = {
@@ -84,11 +84,15 @@ class Command(BatchCommand):
 
     def run(self, options, summary, advance_to):
         archive = None
-        if options["archive"]:
+        if options["archive"] is not None:
+            # Before anything is deleted: a path that cannot hold the archive is refused here,
+            # and what an interrupted run left at the end of the file is cut off.
             try:
                 archive = GzipJsonLinesArchive(options["archive"])
             except ArchiveError as error:
-                raise CommandError(f"--archive: {error}") from None
+                raise CommandError(f"--archive: {printable(str(error))}") from None
+            if archive.cut_bytes:
+                summary["archive_cut_bytes"] = archive.cut_bytes
         done = {"deleted": 0, "deleted_status_changes": 0, "batches": 0}
 
         def on_batch(result):
@@ -105,10 +109,10 @@ class Command(BatchCommand):
                 finished_before=self.cutoff,
                 batch_size=options["batch_size"],
                 limit=options["limit"],
-                archive=archive.append if archive else None,
+                archive=archive.append if archive is not None else None,
                 on_batch=on_batch,
             )
-        except (DatabaseError, OSError) as failure:
+        except (DatabaseError, OSError, ArchiveError) as failure:
             # The failed batch was rolled back whole; the ones before it stay done.
             error = f"{type(failure).__name__}: {printable(str(failure))}"
         finally:
@@ -131,7 +135,13 @@ class Command(BatchCommand):
         )
 
     def run_text(self, summary):
-        return (
+        repaired = ""
+        if summary.get("archive_cut_bytes"):
+            repaired = (
+                f"Cut off {summary['archive_cut_bytes']} byte(s) an interrupted run left at the end of "
+                f"{printable(summary['archive'])} (an incomplete gzip member: its batch was not deleted).\n"
+            )
+        return repaired + (
             f"Deleted {summary['deleted']} execution(s) and {summary['deleted_status_changes']} audit "
             f"record(s) in {summary['batches']} batch(es), elapsed {summary['elapsed_seconds']:.2f}s "
             f"(finished before {summary['cutoff']}); "
