@@ -48,16 +48,17 @@ def parse_options(doc: str, **defaults) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def bench_database():
+def bench_database(suffix: str = ""):
     """DATABASE_URL of a fresh, migrated database, and a temporary folder; both removed
     afterwards. On PostgreSQL (DATABASE_URL given, e.g. by scripts/with-postgres.sh) a new
     database is created on that server, so the one named in DATABASE_URL is left alone;
-    otherwise a SQLite file in the temporary folder."""
+    otherwise a SQLite file in the temporary folder. `suffix` tells apart the databases one
+    benchmark has at once."""
     folder = Path(tempfile.mkdtemp(prefix="executions-bench-"))
     given = GIVEN_DATABASE_URL
     created_database = None
     if given.startswith("postgres"):
-        created_database = f"bench_{os.getpid()}"
+        created_database = f"bench_{os.getpid()}{suffix}"
         _postgres_admin(given, f"CREATE DATABASE {created_database}")
         database_url = given.rsplit("/", 1)[0] + "/" + created_database
     else:
@@ -101,37 +102,66 @@ def create_bench_user() -> tuple:
     return user, token_create(user=user, name="bench")[1]
 
 
+def uuid7_sql(vendor: str, unix_ms: str, with_parameters: bool = True) -> str:
+    """SQL for a version 7 UUID (executions/ids.py's layout) made at `unix_ms` (an SQL
+    expression of Unix milliseconds), as each database stores a UUIDField: the ids the
+    service has made since migration 0008, so seeded tables have the index layout that real
+    ones get (new ids on the right-hand pages), not random v4 ids scattered over the index.
+    `with_parameters`: for a statement run with parameters (its percent signs doubled)."""
+    if vendor == "postgresql":
+        # A random v4 UUID with its first 48 bits replaced by the time and its version
+        # nibble turned from 4 (0100) into 7 (0111): bits 52 and 53, counted from the right
+        # of each byte.
+        return (
+            "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing "
+            f"substring(int8send(({unix_ms})::bigint) from 3) from 1 for 6), 52, 1), 53, 1), 'hex')::uuid"
+        )
+    # SQLite: 32 lowercase hex digits; 48 bits of time, 7, 12 random bits, the variant
+    # (8, 9, a or b), 60 random bits.
+    percent = "%%" if with_parameters else "%"
+    return (
+        f"printf('{percent}012x', {unix_ms}) || '7' || lower(substr(hex(randomblob(2)), 1, 3))"
+        " || substr('89ab', 1 + (abs(random()) % 4), 1) || lower(substr(hex(randomblob(8)), 1, 15))"
+    )
+
+
+def unix_ms(moment) -> int:
+    return int(moment.timestamp() * 1000)
+
+
 def seed_running_executions(count: int, owner_id: int | None, newest_created_at) -> None:
     """Insert `count` running executions in one statement (no ORM row by row), never
     heartbeated, created one second apart going back from `newest_created_at`, owned by
-    `owner_id`; then ANALYZE, as autovacuum would have done on a real table. Django must be
-    set up in this process (once: django_setup)."""
+    `owner_id`, with time-ordered ids of their creation time (uuid7_sql); then ANALYZE, as
+    autovacuum would have done on a real table. Django must be set up in this process
+    (once: django_setup)."""
     from django.db import connection
 
+    newest_ms = unix_ms(newest_created_at)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                """
+                f"""
                 INSERT INTO executions_execution
                     (id, name, status, error_info, metadata, created_by_id, created_at, updated_at)
-                SELECT gen_random_uuid(), 'bench-' || n, 'running', NULL, '{}'::jsonb, %s,
-                       %s::timestamptz - make_interval(secs => n), %s::timestamptz
+                SELECT {uuid7_sql("postgresql", "%s - 1000 * n")}, 'bench-' || n, 'running', NULL,
+                       '{{}}'::jsonb, %s, %s::timestamptz - make_interval(secs => n), %s::timestamptz
                 FROM generate_series(1, %s) AS n
                 """,
-                [owner_id, newest_created_at, newest_created_at, count],
+                [newest_ms, owner_id, newest_created_at, newest_created_at, count],
             )
         else:
             base = newest_created_at.strftime("%Y-%m-%d %H:%M:%S.%f")
             cursor.execute(
-                """
+                f"""
                 WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < %s)
                 INSERT INTO executions_execution
                     (id, name, status, error_info, metadata, created_by_id, created_at, updated_at)
-                SELECT lower(hex(randomblob(16))), 'bench-' || n, 'running', NULL, '{}', %s,
+                SELECT {uuid7_sql("sqlite", "%s - 1000 * n")}, 'bench-' || n, 'running', NULL, '{{}}', %s,
                        strftime('%%Y-%%m-%%d %%H:%%M:%%f', %s, '-' || n || ' seconds'), %s
                 FROM seq
                 """,
-                [count, owner_id, base, base],
+                [count, newest_ms, owner_id, base, base],
             )
         cursor.execute("ANALYZE")
 
@@ -184,10 +214,11 @@ def wrk(url: str, script: Path, duration: int, connections: int, env: dict | Non
     raise RuntimeError("wrk printed no summary:\n" + result.stdout + result.stderr)
 
 
-def run_measured(command: list[str], database_url: str) -> tuple[float, float, str]:
+def run_measured(command: list[str], database_url: str, with_cpu: bool = False) -> tuple:
     """Run a command of the service (e.g. manage.py ...) in a process of its own against
-    `database_url`: its seconds, its peak RSS in MB (from the kernel, wait4) and its output.
-    Exits when it fails."""
+    `database_url`: its seconds, its peak RSS in MB (from the kernel, wait4) and its output;
+    `with_cpu`: and its CPU seconds (user and system), which a busy machine inflates far less
+    than wall time. Exits when it fails."""
     started = time.perf_counter()
     process = subprocess.Popen(
         command,
@@ -202,6 +233,8 @@ def run_measured(command: list[str], database_url: str) -> tuple[float, float, s
     seconds = time.perf_counter() - started
     if status != 0:
         sys.exit(f"{' '.join(command[1:3])} failed:\n{output}")
+    if with_cpu:
+        return seconds, usage.ru_maxrss / 1024, output, usage.ru_utime + usage.ru_stime
     return seconds, usage.ru_maxrss / 1024, output
 
 

@@ -15,6 +15,7 @@ if [ -n "${QUICK:-}" ]; then
     purge_args=(--size 30000)
     pages_args=(--executions 100000 --depth 1000 --requests 50)
     admin_args=(--executions 100000 --requests 5)
+    scale_args=(--rows 100000 --compare 20000 --requests 5 --duration 3 --patch-executions 10000)
     worker_args=(--size 100000 --running 1000 --backlog 2000)
     notify_args=(--changes 10000 --floor-requests 5000)
 else
@@ -23,6 +24,7 @@ else
     purge_args=()
     pages_args=()
     admin_args=()
+    scale_args=(--rows 1000000 --compare 100000)  # 10M: its own command, docs/performance.md
     worker_args=()
     notify_args=()
 fi
@@ -39,6 +41,8 @@ for database in sqlite postgresql; do
     env -u DATABASE_URL "${run[@]}" $python bench/deep_pages.py "${pages_args[@]}"
     echo "=== $database: admin changelist"
     env -u DATABASE_URL "${run[@]}" $python bench/admin_changelist.py "${admin_args[@]}"
+    echo "=== $database: the same figures at several sizes"
+    env -u DATABASE_URL "${run[@]}" $python bench/scale.py "${scale_args[@]}"
     echo "=== $database: the worker (promptness, idle sweep, backlog)"
     env -u DATABASE_URL "${run[@]}" $python bench/worker_promptness.py "${worker_args[@]}"
     echo "=== $database: notifications, a backlog drained by one worker"

@@ -168,6 +168,10 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+if _database["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a connection health check that needs no round trip while the
+    # connection is idle and well: see executions/db/postgresql/base.py.
+    _database["ENGINE"] = "executions.db.postgresql"
 DATABASES = {"default": _database}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -11,6 +11,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection, connections
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -203,13 +204,19 @@ def status_changes_after(changes: QuerySet, position: tuple[int, int]) -> QueryS
     running writing transaction in the cluster.
     """
     transaction_id, change_id = position
-    # The first condition is implied by the second; it lets the planner start the index
-    # scan at the position.
-    changes = changes.filter(transaction_id__gte=transaction_id).filter(
-        Q(transaction_id__gt=transaction_id) | Q(transaction_id=transaction_id, id__gt=change_id)
-    )
+    # Written so that the index scan starts at the position, not at the first record of its
+    # transaction and filtering its way there (as `transaction_id > t OR (transaction_id =
+    # t AND id > i)` did: a bulk change writes thousands of records in one transaction, and
+    # on SQLite every record is of "transaction" 0, so a poll at the feed's end read it all).
     if connections[changes.db].vendor == "postgresql":
+        # A row comparison, which PostgreSQL bounds on both columns of the index.
+        changes = changes.filter(TupleGreaterThan(Tuple("transaction_id", "id"), (transaction_id, change_id)))
         changes = changes.filter(transaction_id__lt=OldestRunningTransactionId())
+    else:
+        # SQLite bounds a row comparison by its first column only. Every record's
+        # transaction_id is 0 there (CurrentTransactionId), so the records after a position
+        # are those of transaction 0 after its id: an equality and a range it bounds on both.
+        changes = changes.filter(transaction_id=transaction_id, id__gt=change_id)
     return changes.order_by("transaction_id", "id")
 
 

@@ -23,3 +23,8 @@ def assert_unchanged(execution):
     execution.refresh_from_db()
     assert execution.status == "running"
     assert not ExecutionStatusChange.objects.filter(execution=execution).exists()
+
+
+# An id no execution has, the same in every process (so that test ids do not differ between
+# the quick loop's worker processes, as uuid4() in a parametrize list would make them).
+UNKNOWN_EXECUTION_ID = "6f1c2b9e-4d3a-4e8f-9b7c-2a5d8e0f1c34"

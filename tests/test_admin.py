@@ -126,6 +126,36 @@ def test_search_by_the_start_of_the_name_and_of_the_id(operator_client):
     assert list(by_full_id.context["cl"].result_list) == [second]
 
 
+def test_the_name_search_is_answered_from_the_name_index(operator_client):
+    """Migration 0007's index, which a table rebuild on SQLite (0008) had dropped: without
+    it every search read the whole table (migration 0014). A later migration that rebuilds the
+    table on SQLite drops it again: this test says so."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ExecutionFactory.create_batch(3, name="nightly-report")
+    with CaptureQueriesContext(connection) as queries:
+        response = operator_client.get(CHANGELIST, {"q": "nightly"})
+    assert len(response.context["cl"].result_list) == 3
+    [search, *_] = [
+        query["sql"]
+        for query in queries.captured_queries
+        if query["sql"].startswith("SELECT")
+        and "executions_execution" in query["sql"]
+        and "LIKE" in query["sql"]
+    ]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # On a few rows the planner would rightly read the table: ask whether it can use
+            # the index at all.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN " + search)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + search)
+        plan = " ".join(str(row) for row in cursor.fetchall())
+    assert "execution_name_prefix_idx" in plan, plan
+
+
 def test_cancel_selected_changes_running_ones_and_counts_the_skipped(operator_client, operator):
     running = ExecutionFactory.create_batch(2)
     finished = ExecutionFactory(status=ExecutionStatus.COMPLETED)

@@ -1,4 +1,3 @@
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -8,6 +7,7 @@ from django.utils import timezone
 from executions.api.error_codes import ErrorCode
 from executions.models import Execution, ExecutionStatus, ExecutionStatusChange
 
+from .api import UNKNOWN_EXECUTION_ID
 from .factories import ExecutionFactory
 
 
@@ -85,7 +85,7 @@ def test_heartbeat_after_an_operator_cancels_tells_the_worker_to_stop(
     assert response.json()["current_status"] == "cancelled"
 
 
-@pytest.mark.parametrize("execution_id", ["not-a-uuid", str(uuid.uuid4())])
+@pytest.mark.parametrize("execution_id", ["not-a-uuid", UNKNOWN_EXECUTION_ID])
 def test_heartbeat_on_unknown_ids_is_404(owner_client, execution_id):
     response = owner_client.post(heartbeat_url(execution_id))
     assert response.status_code == 404

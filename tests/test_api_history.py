@@ -1,4 +1,3 @@
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -7,6 +6,7 @@ from django.utils import timezone
 from executions.models import ChangeChannel, Execution, ExecutionStatus, ExecutionStatusChange
 from executions.services import execution_change_status_bulk
 
+from .api import UNKNOWN_EXECUTION_ID
 from .factories import ExecutionFactory
 
 
@@ -73,7 +73,7 @@ def test_history_is_oldest_first(owner_client, running_execution):
     assert [change["new_status"] for change in results] == ["failed", "cancelled"]
 
 
-@pytest.mark.parametrize("execution_id", ["not-a-uuid", str(uuid.uuid4())])
+@pytest.mark.parametrize("execution_id", ["not-a-uuid", UNKNOWN_EXECUTION_ID])
 def test_history_of_unknown_ids_is_404(owner_client, execution_id):
     response = owner_client.get(history_url(execution_id))
     assert response.status_code == 404

@@ -1,9 +1,10 @@
 """Query strings nobody should send: each gets a clear 4xx (or an ordinary page), never a 500."""
 
 import base64
-import uuid
 
 import pytest
+
+from .api import UNKNOWN_EXECUTION_ID
 
 URL = "/api/v1/executions"
 
@@ -26,9 +27,9 @@ def _cursor(text: str) -> str:
         "status=%00",
         "status=" + ",".join(["running"] * 1000),
         "stale=TRUE",
-        f"cursor={_cursor('0001-01-01T00:00:00-23:59|' + str(uuid.uuid4()))}",
-        f"cursor={_cursor('9999-12-31T23:59:59+23:59|' + str(uuid.uuid4()))}",
-        f"cursor={_cursor('2026-01-01T00:00:00+00:00|' + str(uuid.uuid4()) + '|x')}",
+        f"cursor={_cursor('0001-01-01T00:00:00-23:59|' + UNKNOWN_EXECUTION_ID)}",
+        f"cursor={_cursor('9999-12-31T23:59:59+23:59|' + UNKNOWN_EXECUTION_ID)}",
+        f"cursor={_cursor('2026-01-01T00:00:00+00:00|' + UNKNOWN_EXECUTION_ID + '|x')}",
         "cursor=" + "A" * 10000,
         "cursor=%F0%9F%92%A9",
         "page_size=1.5",

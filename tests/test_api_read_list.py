@@ -11,6 +11,7 @@ from executions.api.limits import MAX_JSON_OBJECT_BYTES, MAX_PAGE_BYTES
 from executions.api.pagination import MAX_PAGE_SIZE
 from executions.models import Execution, ExecutionStatus
 
+from .api import UNKNOWN_EXECUTION_ID
 from .factories import ExecutionFactory, UserFactory
 
 URL = "/api/v1/executions"
@@ -70,7 +71,7 @@ def test_get_shows_a_finished_execution_as_it_is(owner_client, owner):
     assert body["finished_at"] is not None
 
 
-@pytest.mark.parametrize("execution_id", ["not-a-uuid", str(uuid.uuid4()), "0" * 5000])
+@pytest.mark.parametrize("execution_id", ["not-a-uuid", UNKNOWN_EXECUTION_ID, "0" * 5000])
 def test_get_unknown_ids_are_404(owner_client, execution_id):
     response = owner_client.get(f"{URL}/{execution_id}")
     assert response.status_code == 404
@@ -286,12 +287,12 @@ def _cursor(text: str) -> str:
         ("cursor=abc", ["query", "cursor"], "cursor_invalid"),
         (f"cursor={_cursor('2026-01-01T00:00:00|not-a-uuid')}", ["query", "cursor"], "cursor_invalid"),
         (
-            f"cursor={_cursor('2026-01-01T00:00:00|' + str(uuid.uuid4()))}",
+            f"cursor={_cursor('2026-01-01T00:00:00|' + UNKNOWN_EXECUTION_ID)}",
             ["query", "cursor"],
             "cursor_invalid",
         ),
         (
-            f"cursor={_cursor('99999-01-01T00:00:00+00:00|' + str(uuid.uuid4()))}",
+            f"cursor={_cursor('99999-01-01T00:00:00+00:00|' + UNKNOWN_EXECUTION_ID)}",
             ["query", "cursor"],
             "cursor_invalid",
         ),

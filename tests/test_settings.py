@@ -50,7 +50,7 @@ def test_database_url_selects_postgresql():
         DJANGO_SECRET_KEY="x",
         DATABASE_URL="postgres://u:p@db.example:5432/runs",
     )
-    assert result.stdout.strip() == "django.db.backends.postgresql runs"
+    assert result.stdout.strip() == "executions.db.postgresql runs"
 
 
 def test_default_database_is_sqlite_in_var():

@@ -130,7 +130,7 @@ def page_within_budget(
             expected += taking[end][-1]
             end += 1
         chunk = taking[start:end]
-        rows = {row.pk: row for row in ordered.filter(pk__in=[pk for pk, *_ in chunk])}
+        rows = _rows_by_key(ordered, [pk for pk, *_ in chunk])
         for pk, *position, _ in chunk:
             row = rows.pop(pk, None)  # let go of each row once it is an item
             if row is not None:  # else deleted since it was counted: passed over
@@ -143,6 +143,17 @@ def page_within_budget(
             last = tuple(position)
         start = end
     return items, last, len(candidates) > page_size
+
+
+def _rows_by_key(ordered: QuerySet, keys: list) -> dict:
+    """The rows of `keys`, by primary key alone (they passed `ordered`'s conditions in the
+    query that found them), with `ordered`'s related rows. Filtering `ordered` itself by the
+    keys let PostgreSQL's planner walk the position's index from the position on and test
+    each entry against the keys: 99,000 entries for a feed page in the middle of 200,000
+    records written by one transaction (a bulk change), 65 ms instead of 0.1 (bench/scale.py)."""
+    by_key = ordered.model._default_manager.filter(pk__in=keys)
+    by_key.query.select_related = ordered.query.select_related
+    return {row.pk: row for row in by_key.prefetch_related(*ordered._prefetch_related_lookups)}
 
 
 def newest_first_page(

@@ -35,8 +35,57 @@ def _finite_float(text: str) -> float:
     return number
 
 
+# Nesting no valid body reaches (the bodies' JSON may nest MAX_JSON_DEPTH levels) is refused
+# before json.loads: its parser recurses once per level, so past some depth it fails with the
+# interpreter's recursion limit, at a depth that depends on how deep the caller's stack is
+# already. Refused here, any such body gets the same answer wherever it is parsed.
+MAX_PARSED_DEPTH = 64
+_OPENING = (ord("["), ord("{"))
+_CLOSING = (ord("]"), ord("}"))
+
+
+def _nesting_depth(raw: bytes) -> int:
+    """How deep the arrays and objects of `raw` nest (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in _OPENING:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in _CLOSING:
+            depth -= 1
+    return deepest
+
+
+def _refuse_deep_nesting(raw: bytes) -> None:
+    # Counting brackets is C-fast; only a body with that many gets the scan.
+    if raw.count(b"[") + raw.count(b"{") > MAX_PARSED_DEPTH and _nesting_depth(raw) > MAX_PARSED_DEPTH:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_too_deep",
+                    "loc": ["body"],
+                    "msg": f"JSON may nest at most {MAX_PARSED_DEPTH} levels",
+                    "input": {},
+                    "ctx": {"max_depth": MAX_PARSED_DEPTH},
+                }
+            ]
+        )
+
+
 def decode_json(raw: bytes) -> Any:
-    """json.loads as FastAPI does it, with its `json_invalid` item for whatever fails."""
+    """json.loads as FastAPI does it, with its `json_invalid` item for whatever fails, and
+    `json_too_deep` for nesting no body may have."""
+    _refuse_deep_nesting(raw)
     try:
         return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
