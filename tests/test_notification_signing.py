@@ -7,7 +7,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from executions.notifications.signing import new_signing_secret, new_webhook_id, sign, signature_header
+from executions.webhook_signing import new_signing_secret, new_webhook_id, sign, signature_header
 
 BODY = b'{"type":"execution.failed","timestamp":"2026-12-05T10:00:00+00:00","data":{"id":"x"}}'
 

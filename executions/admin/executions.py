@@ -36,6 +36,7 @@ from ..models import ApiToken, ChangeChannel, Execution, ExecutionStatus, Execut
 from ..selectors import executions_stale, executions_visible_to
 from ..services import execution_change_status_bulk
 from ..tokens import token_save_new, tokens_revoke
+from .shared import ReadOnlyTableInline
 
 STATUS_COLOURS = {
     ExecutionStatus.RUNNING: "#1565c0",
@@ -100,21 +101,14 @@ class StaleFilter(admin.SimpleListFilter):
         return queryset
 
 
-class StatusChangeInline(admin.TabularInline):
+class StatusChangeInline(ReadOnlyTableInline):
     """The audit trail of the execution, newest first, read-only."""
 
     model = ExecutionStatusChange
     verbose_name = "status change"
     verbose_name_plural = "Status history (audit trail)"
     fields = ["changed_at", "previous_status", "new_status", "channel", "who", "correlation_id", "why"]
-    readonly_fields = fields
     ordering = ["-created_at", "-id"]
-    extra = 0
-    can_delete = False
-    show_change_link = False
-    # A plain read-only table: Django's tabular inline heads every row with the record's
-    # str() (its UUID), a line of noise per change here.
-    template = "admin/executions/execution/status_change_inline.html"
 
     @admin.display(description="changed at")
     def changed_at(self, change):
@@ -131,15 +125,6 @@ class StatusChangeInline(admin.TabularInline):
     # Whoever may see an execution may see its history.
     def has_view_permission(self, request, obj=None):
         return _may_view_executions(request)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class FailureReasonForm(forms.Form):

@@ -25,6 +25,7 @@ from ..notifications.services import (
     notification_message_replay,
 )
 from .executions import _pretty_json, _utc
+from .shared import ReadOnlyTableInline
 
 # Disabled by the service (the receiver is gone, or every delivery failed for 5 days): what an
 # operator must notice, in red; disabled by someone on purpose, in grey.
@@ -220,7 +221,7 @@ class NotificationEndpointAdmin(admin.ModelAdmin):
         self.message_user(request, f"{verb} {_plural(changed, 'endpoint')}.", messages.SUCCESS)
 
 
-class DeliveryAttemptInline(admin.TabularInline):
+class DeliveryAttemptInline(ReadOnlyTableInline):
     """Every try to deliver the message, newest first, read-only."""
 
     model = DeliveryAttempt
@@ -228,12 +229,7 @@ class DeliveryAttemptInline(admin.TabularInline):
     verbose_name_plural = "Attempts (newest first)"
     empty_text = "No attempt yet."
     fields = ["when", "status_code", "latency", "succeeded", "error", "response_body"]
-    readonly_fields = fields
     ordering = ["-attempted_at", "-id"]
-    extra = 0
-    can_delete = False
-    show_change_link = False
-    template = "admin/executions/execution/status_change_inline.html"
 
     @admin.display(description="attempted at")
     def when(self, attempt):
@@ -247,15 +243,6 @@ class DeliveryAttemptInline(admin.TabularInline):
         return request.user.has_perm("executions.view_notificationmessage") or request.user.has_perm(
             "executions.change_notificationmessage"
         )
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class DeliveryEndpointFilter(admin.SimpleListFilter):

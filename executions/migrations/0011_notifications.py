@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import migrations, models
 
 import executions.ids
-import executions.notifications.signing
+import executions.webhook_signing
 
 
 def start_at_the_end_of_the_feeds(apps, schema_editor):
@@ -139,9 +139,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "secret",
-                    models.CharField(
-                        default=executions.notifications.signing.new_signing_secret, max_length=128
-                    ),
+                    models.CharField(default=executions.webhook_signing.new_signing_secret, max_length=128),
                 ),
                 ("previous_secret", models.CharField(blank=True, max_length=128)),
                 (
@@ -177,7 +175,7 @@ class Migration(migrations.Migration):
                 (
                     "webhook_id",
                     models.CharField(
-                        default=executions.notifications.signing.new_webhook_id,
+                        default=executions.webhook_signing.new_webhook_id,
                         editable=False,
                         max_length=40,
                         unique=True,

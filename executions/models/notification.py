@@ -11,7 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from ..ids import uuid7
-from ..notifications.signing import new_signing_secret, new_webhook_id
+from ..webhook_signing import new_signing_secret, new_webhook_id
 from .fields import ExactJSONField
 from .monitor import Monitor
 

@@ -21,7 +21,7 @@ from ..models import (
 )
 from ..monitors.selectors import monitors_visible_to
 from ..statements import write_transaction
-from .signing import new_signing_secret
+from ..webhook_signing import new_signing_secret
 from .ssrf import TargetRefused, check_target_url
 
 # More addresses than this is a mailing list's job.

@@ -12,8 +12,8 @@ import urllib3
 from django.core.mail import EmailMessage
 
 from ..models import RESPONSE_BODY_KEPT_BYTES, EndpointKind, EventType
+from ..webhook_signing import signature_header
 from .events import body_bytes
-from .signing import signature_header
 from .ssrf import TargetRefused, public_only_pool_manager
 
 # Standard Webhooks' suggestion, and the issue's: an answer takes at most this long.

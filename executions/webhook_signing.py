@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 
-from ..ids import uuid7
+from .ids import uuid7
 
 SECRET_PREFIX = "whsec_"
 # The spec allows 24 to 64 bytes of key; 32 is what HMAC-SHA256 uses in full.
