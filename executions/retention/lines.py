@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from django.db import connection, models
 
-from ..db.functions import utc_isoformat_sql
+from ..db.functions import ids_parameter, in_ids_sql, utc_isoformat_sql
 from ..models import Execution, ExecutionStatusChange
 
 # What an archive line holds of an execution and of each of its audit records, in order.
@@ -101,11 +101,11 @@ def _json_members(vendor: str, model, alias: str, names) -> list[tuple[str, str]
     return members
 
 
-@lru_cache(maxsize=8)  # per database vendor and number of ids
-def archive_lines_sql(vendor: str, count: int) -> str:
-    """SELECT id, updated_at (as stored) and the line's JSON text of `count` executions
-    given as parameters, by id (so that the database walks the primary key and sorts no wide
-    row: ids are time-ordered)."""
+@lru_cache(maxsize=2)  # per database vendor
+def archive_lines_sql(vendor: str) -> str:
+    """SELECT id, updated_at (as stored) and the line's JSON text of the executions whose
+    ids are its one parameter (ids_parameter), by id (so that the database walks the
+    primary key and sorts no wide row: ids are time-ordered)."""
     quote = connection.ops.quote_name
     execution_id = f"e.{quote(Execution._meta.pk.column)}"
     created_by = Execution._meta.get_field("created_by")
@@ -139,14 +139,14 @@ def archive_lines_sql(vendor: str, count: int) -> str:
     )
     updated_at = f"e.{quote(Execution._meta.get_field('updated_at').column)}"
     table, pk = quote(Execution._meta.db_table), quote(Execution._meta.pk.column)
-    ids = ", ".join(["%s"] * count)
+    ids = in_ids_sql(vendor, pk)
     if vendor == "postgresql":
         # The rows are put in order first, as they are stored (OFFSET 0 keeps PostgreSQL
         # from merging the two SELECTs): a large JSON value is a pointer in that sort, not its
         # text. (SQLite walks the primary key in order: there is no sort.)
-        rows = f"(SELECT * FROM {table} WHERE {pk} IN ({ids}) ORDER BY {pk} OFFSET 0) e"
+        rows = f"(SELECT * FROM {table} WHERE {ids} ORDER BY {pk} OFFSET 0) e"
     else:
-        rows = f"{table} e WHERE {execution_id} IN ({ids})"
+        rows = f"{table} e WHERE {in_ids_sql(vendor, execution_id)}"
     return f"SELECT {execution_id}, {updated_at}, {line} FROM {rows} ORDER BY {execution_id}"
 
 
@@ -155,13 +155,9 @@ def executions_archive_lines(execution_ids: list) -> Iterator[tuple[object, obje
     both as the database gives them, its archive line ending in a newline)."""
     if not execution_ids:
         return
-    pk = Execution._meta.pk
-    if connection.features.has_native_uuid_field:
-        params = list(execution_ids)
-    else:  # what UUIDField.get_db_prep_value gives, at a tenth of its cost
-        params = [pk.to_python(execution_id).hex for execution_id in execution_ids]
+    vendor = connection.vendor
     with connection.chunked_cursor() as cursor:
-        cursor.execute(archive_lines_sql(connection.vendor, len(params)), params)
+        cursor.execute(archive_lines_sql(vendor), [ids_parameter(vendor, execution_ids)])
         while rows := cursor.fetchmany(ARCHIVE_FETCH_ROWS):
             for execution_id, updated_at, line in rows:
                 if "\n" in line or "\r" in line:

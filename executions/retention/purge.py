@@ -5,13 +5,15 @@ Idempotency-Keys past the time they are answered for."""
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from django.conf import settings
-from django.db import connection, router
+from django.db import connection
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from .. import metrics
+from ..db.functions import ids_parameter, in_ids_sql
 from ..models import (
     IDEMPOTENCY_KEYS_KEPT_FOR,
     Execution,
@@ -90,7 +92,7 @@ def executions_purge_finished(
     batch_size = batch_size or settings.EXECUTIONS_BULK_BATCH_SIZE
     archive_before_locking = archive is not None and connection.vendor == "sqlite"
     result = PurgeResult()
-    since = None  # the last batch's newest finished_at: the next starts its index walk there
+    since = None  # the last batch's newest finished_at, as stored: the next walks on from there
     while limit is None or result.executions < limit:
         size = batch_size if limit is None else min(batch_size, limit - result.executions)
         if archive_before_locking:
@@ -120,17 +122,36 @@ def executions_purge_finished(
     return result
 
 
-def _next_batch(finished_before: datetime, since: datetime | None, size: int) -> list[tuple]:
-    """The next `size` executions to purge, oldest first, as (id, finished_at); in a write
+def _next_batch(finished_before: datetime, since, size: int) -> list[tuple]:
+    """The next `size` executions to purge, oldest first, as (id, finished_at) as the database
+    gives them (a batch's ids go back to it as they came: nothing is converted); in a write
     transaction on PostgreSQL, locked (skipping rows another purge holds)."""
-    candidates = executions_finished_before(finished_before)
+    sql = _next_batch_sql(connection.vendor, walking=since is not None)
+    params = [connection.ops.adapt_datetimefield_value(finished_before), ExecutionStatus.RUNNING]
     if since is not None:
-        candidates = candidates.filter(finished_at__gte=since)
-    return list(
-        candidates.order_by("finished_at")
-        .select_for_update(skip_locked=True)
-        .values_list("pk", "finished_at")[:size]
+        params.append(since)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, size])
+        return cursor.fetchall()
+
+
+@lru_cache(maxsize=4)
+def _next_batch_sql(vendor: str, walking: bool) -> str:
+    """executions_finished_before's rows, from `since` on when `walking`, oldest first: a walk
+    of the finished_at index."""
+    quote = connection.ops.quote_name
+    column = Execution._meta.get_field
+    finished_at = quote(column("finished_at").column)
+    sql = (
+        f"SELECT {quote(Execution._meta.pk.column)}, {finished_at} FROM {quote(Execution._meta.db_table)}"
+        f" WHERE {finished_at} < %s AND {quote(column('status').column)} <> %s"
     )
+    if walking:
+        sql += f" AND {finished_at} >= %s"
+    sql += f" ORDER BY {finished_at} LIMIT %s"
+    if vendor == "postgresql":
+        sql += " FOR UPDATE SKIP LOCKED"
+    return sql
 
 
 def _archive(archive: Callable[[Iterable[str]], None], ids: list) -> dict:
@@ -159,31 +180,77 @@ def _still_as_archived(archived: dict) -> list:
     execution_id = quote(opts.pk.column)
     sql = (
         f"SELECT {execution_id}, {quote(opts.get_field('updated_at').column)} FROM {quote(opts.db_table)}"
-        f" WHERE {execution_id} IN ({', '.join(['%s'] * len(archived))})"
+        f" WHERE {in_ids_sql(connection.vendor, execution_id)}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, list(archived))
+        cursor.execute(sql, [ids_parameter(connection.vendor, archived)])
         return [pk for pk, updated_at in cursor.fetchall() if archived.get(pk) == updated_at]
 
 
 def _delete(ids: list) -> tuple[int, int]:
-    """Delete the executions `ids` with their audit records and Idempotency-Keys; how many
-    executions and audit records went."""
-    if not ids:  # (another purge took them all: _raw_delete would answer None)
+    """Delete the executions `ids` (as the database gives them) with their audit records and
+    Idempotency-Keys; how many executions and audit records went. The ids are one parameter
+    of plain SQL: through the ORM (QuerySet.delete() loads every row to look for protected
+    records and to send signals nobody listens to; a filter converts each id, then binds it
+    as a parameter of its own) this was most of the purge's time (docs/performance.md)."""
+    if not ids:
         return 0, 0
-    # The audit records first: their foreign key protects the executions. Then one DELETE:
-    # QuerySet.delete() would load every execution into Python first, to look for the (now
-    # deleted) protected records and to send delete signals nobody listens to, and that was
-    # three quarters of the purge's time.
-    status_changes, _ = ExecutionStatusChange.objects.filter(execution_id__in=ids).delete()
-    # An Idempotency-Key still kept for one of them goes with it: a retry after this creates
-    # a new execution, as it would after the key expired.
-    IdempotencyKey.objects.filter(execution_id__in=ids).delete()
-    # A monitor's last run and its state records name a run without protecting it.
-    Monitor.objects.filter(last_execution_id__in=ids).update(last_execution=None)
-    MonitorStateChange.objects.filter(execution_id__in=ids).update(execution=None)
-    executions = Execution.objects.filter(pk__in=ids)._raw_delete(router.db_for_write(Execution))
-    return executions, status_changes
+    vendor = connection.vendor
+    batch = ids_parameter(vendor, ids)
+    statements = _delete_sql(vendor)
+    with connection.cursor() as cursor:
+        if vendor == "postgresql":
+            cursor.execute(statements[0], [batch])
+            executions, status_changes = cursor.fetchone()
+            return executions, status_changes
+        counts = []
+        for statement in statements:
+            cursor.execute(statement, [batch])
+            counts.append(cursor.rowcount)
+        return counts[-1], counts[0]
+
+
+@lru_cache(maxsize=2)
+def _delete_sql(vendor: str) -> list[str]:
+    """The statements that delete a batch (its ids one parameter, in_ids_sql), in this
+    order: the audit records (their foreign key protects the executions); an
+    Idempotency-Key still kept for one of them (a retry after this creates a new execution,
+    as it would after the key expired); a monitor's last run and its state records' run
+    (they name a run without protecting it); the executions. On PostgreSQL they are one
+    statement (its foreign keys are checked at commit) that reads the ids once and counts
+    the executions and audit records deleted."""
+    quote = connection.ops.quote_name
+    postgresql = vendor == "postgresql"
+
+    def table(model) -> str:
+        return quote(model._meta.db_table)
+
+    def of_batch(model, field: str) -> str:
+        column = quote(model._meta.get_field(field).column)
+        # (An array of the ids, computed once: each DELETE walks its index for them.)
+        return f"{column} = ANY(ARRAY(SELECT id FROM batch))" if postgresql else in_ids_sql(vendor, column)
+
+    def set_null(model, field: str) -> str:
+        column = quote(model._meta.get_field(field).column)
+        return f"UPDATE {table(model)} SET {column} = NULL WHERE {of_batch(model, field)}"
+
+    statements = [
+        f"DELETE FROM {table(ExecutionStatusChange)} WHERE {of_batch(ExecutionStatusChange, 'execution')}",
+        f"DELETE FROM {table(IdempotencyKey)} WHERE {of_batch(IdempotencyKey, 'execution')}",
+        set_null(Monitor, "last_execution"),
+        set_null(MonitorStateChange, "execution"),
+        f"DELETE FROM {table(Execution)} WHERE {of_batch(Execution, 'id')}",
+    ]
+    if not postgresql:
+        return statements
+    status_changes, keys, monitors, monitor_changes, executions = statements
+    return [
+        "WITH batch AS (SELECT unnest(%s::uuid[]) AS id),"
+        f" status_changes AS ({status_changes} RETURNING 1), keys AS ({keys}),"
+        f" monitors AS ({monitors}), monitor_changes AS ({monitor_changes}),"
+        f" executions AS ({executions} RETURNING 1)"
+        " SELECT (SELECT count(*) FROM executions), (SELECT count(*) FROM status_changes)"
+    ]
 
 
 def idempotency_keys_purge_expired(*, batch_size: int | None = None) -> int:
