@@ -172,6 +172,9 @@ if _database["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend, with a connection health check that needs no round trip while the
     # connection is idle and well: see executions/db/postgresql/base.py.
     _database["ENGINE"] = "executions.db.postgresql"
+    # The statements every request runs are prepared once per connection (the backend says
+    # why); off for a pooler in transaction mode that cannot keep them (docs/operations.md).
+    _database["PREPARED_STATEMENTS"] = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 DATABASES = {"default": _database}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

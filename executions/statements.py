@@ -18,6 +18,7 @@ from django.db import connection, models, transaction
 from django.db.models import F, Value, sql
 from django.db.models.expressions import BaseExpression
 
+from .db.prepared import prepared_statements
 from .models import Execution, ExecutionStatusChange
 from .selectors import NONE, OWN_OR_MANAGED, Visibility, executions_in
 
@@ -134,7 +135,7 @@ def compare_and_set(
     else:
         sql_text = change_and_audit_sql(*shape)
         params += _audit_insert_params(audit_record)
-    with connection.cursor() as cursor:
+    with prepared_statements(), connection.cursor() as cursor:
         cursor.execute(sql_text, params)
         return cursor.rowcount
 
@@ -160,7 +161,7 @@ def _audit_insert_params(record: ExecutionStatusChange) -> list:
 
 
 def insert_audit_record(record: ExecutionStatusChange) -> None:
-    with connection.cursor() as cursor:
+    with prepared_statements(), connection.cursor() as cursor:
         cursor.execute(audit_insert_sql(connection.alias), _audit_insert_params(record))
 
 

@@ -19,6 +19,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from .db.prepared import prepared_statements
 from .models import ApiToken
 from .statements import write_transaction
 
@@ -109,7 +110,8 @@ def user_for_key(key: str, now: datetime) -> Authenticated | None:
     Nothing is cached: a revocation or an expiry takes effect on the next request."""
     adapt = connection.ops.adapt_datetimefield_value
     params = [adapt(now - LAST_USED_RESOLUTION), key_hash(key), adapt(now)]
-    user = next(iter(get_user_model().objects.raw(_user_for_key_sql(), params)), None)
+    with prepared_statements():
+        user = next(iter(get_user_model().objects.raw(_user_for_key_sql(), params)), None)
     if user is None:
         return None
     return Authenticated(user, user.api_token_id, bool(user.api_token_last_used_is_stale))
