@@ -110,8 +110,32 @@ def user_for_key(key: str, now: datetime) -> Authenticated | None:
     Nothing is cached: a revocation or an expiry takes effect on the next request."""
     adapt = connection.ops.adapt_datetimefield_value
     params = [adapt(now - LAST_USED_RESOLUTION), key_hash(key), adapt(now)]
-    with prepared_statements():
-        user = next(iter(get_user_model().objects.raw(_user_for_key_sql(), params)), None)
-    if user is None:
+    with prepared_statements(), connection.cursor() as cursor:
+        cursor.execute(_user_for_key_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
         return None
-    return Authenticated(user, user.api_token_id, bool(user.api_token_last_used_is_stale))
+    names, converters = _user_columns()
+    values = list(row[: len(names)])
+    for index, column, functions in converters:
+        for convert in functions:
+            values[index] = convert(values[index], column, connection)
+    token_id, last_used_is_stale = row[len(names) :]
+    user = get_user_model().from_db(connection.alias, names, values)
+    return Authenticated(user, token_id, bool(last_used_is_stale))
+
+
+@cache
+def _user_columns() -> tuple[list[str], list[tuple]]:
+    """The names of the user's fields in the lookup's row, and for each column that needs
+    them the database's converters (SQLite gives datetimes as text): what a raw() query set
+    works out on every request, a third of the lookup's time, worked out once."""
+    User = get_user_model()
+    fields = User._meta.concrete_fields
+    converters = []
+    for index, field in enumerate(fields):
+        column = field.get_col(User._meta.db_table)
+        functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if functions:
+            converters.append((index, column, functions))
+    return [field.attname for field in fields], converters
