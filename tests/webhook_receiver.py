@@ -15,7 +15,8 @@ from path to how that path answers,
 answer carries `Location: /elsewhere`. A path that is not in ROUTES_JSON is answered 404.
 
 Each request's webhook-id is also written to LOG_JSONL.arrivals as it arrives, before any
-delay: what a sender has in flight.
+delay: what a sender has in flight. A request whose body ends before its Content-Length (its
+sender died mid-send) is neither logged nor an arrival, as any HTTP server drops it.
 
 Each log line: path, webhook_id, timestamp (the header), received_at, verified (the
 signature checked out), error (why not), duplicate (the id was seen before), status (the
@@ -51,7 +52,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         received_at = time.time()
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        length = int(self.headers.get("content-length", 0))
+        body = self.rfile.read(length)
+        if len(body) < length:
+            # The sender went away mid-body (a worker killed mid-send): as any HTTP server
+            # would, this is no request at all, neither an arrival nor a failed signature.
+            self.close_connection = True
+            return
         with _lock:
             _arrivals.write(f"{self.headers.get('webhook-id')}\n")
         route = _routes().get(self.path)
