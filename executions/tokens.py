@@ -129,7 +129,7 @@ def user_for_key(key: str, now: datetime) -> Authenticated | None:
 def _user_columns() -> tuple[list[str], list[tuple]]:
     """The names of the user's fields in the lookup's row, and for each column that needs
     them the database's converters (SQLite gives datetimes as text): what a raw() query set
-    works out on every request, a third of the lookup's time, worked out once."""
+    works out on every request, about half of the lookup's time, worked out once."""
     User = get_user_model()
     fields = User._meta.concrete_fields
     converters = []
