@@ -15,7 +15,7 @@ nor deleted here: workers create them through the API, and their audit records p
 
 import json
 import uuid
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 from django import forms
 from django.conf import settings
@@ -36,7 +36,7 @@ from ..models import ApiToken, ChangeChannel, Execution, ExecutionStatus, Execut
 from ..selectors import executions_stale, executions_visible_to
 from ..services import execution_change_status_bulk
 from ..tokens import token_save_new, tokens_revoke
-from .shared import ReadOnlyTableInline
+from .shared import ReadOnlyTableInline, pretty_json, utc_text
 
 STATUS_COLOURS = {
     ExecutionStatus.RUNNING: "#1565c0",
@@ -112,7 +112,7 @@ class StatusChangeInline(ReadOnlyTableInline):
 
     @admin.display(description="changed at")
     def changed_at(self, change):
-        return _utc(change.created_at)
+        return utc_text(change.created_at)
 
     @admin.display(description="actor")
     def who(self, change):
@@ -120,7 +120,7 @@ class StatusChangeInline(ReadOnlyTableInline):
 
     @admin.display(description="error info")
     def why(self, change):
-        return _pretty_json(change.error_info)
+        return pretty_json(change.error_info)
 
     # Whoever may see an execution may see its history.
     def has_view_permission(self, request, obj=None):
@@ -226,11 +226,11 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description="created at", ordering="created_at")
     def created(self, execution):
-        return _utc(execution.created_at)
+        return utc_text(execution.created_at)
 
     @admin.display(description="last heartbeat at", ordering="last_heartbeat_at")
     def last_heartbeat(self, execution):
-        return _utc(execution.last_heartbeat_at)
+        return utc_text(execution.last_heartbeat_at)
 
     @admin.display(description="deadline")
     def deadline(self, execution):
@@ -238,15 +238,15 @@ class ExecutionAdmin(admin.ModelAdmin):
         if execution.deadline_at is None:
             return "-"
         runtime = _short_timedelta(timedelta(seconds=execution.max_runtime_seconds))
-        return f"{_utc(execution.deadline_at)} (max runtime {runtime})"
+        return f"{utc_text(execution.deadline_at)} (max runtime {runtime})"
 
     @admin.display(description="updated at")
     def updated(self, execution):
-        return _utc(execution.updated_at)
+        return utc_text(execution.updated_at)
 
     @admin.display(description="finished at")
     def finished(self, execution):
-        return _utc(execution.finished_at)
+        return utc_text(execution.finished_at)
 
     @admin.display(description="age / duration")
     def age_or_duration(self, execution):
@@ -257,11 +257,11 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description="error info")
     def error_info_pretty(self, execution):
-        return _pretty_json(execution.error_info)
+        return pretty_json(execution.error_info)
 
     @admin.display(description="metadata")
     def metadata_pretty(self, execution):
-        return _pretty_json(execution.metadata)
+        return pretty_json(execution.metadata)
 
     # --- search: name, or the whole id or its first characters -----------------------
     def get_search_results(self, request, queryset, search_term):
@@ -354,22 +354,6 @@ class ExecutionAdmin(admin.ModelAdmin):
 def _may_view_executions(request):
     return request.user.has_perm("executions.view_execution") or request.user.has_perm(
         "executions.change_execution"
-    )
-
-
-def _utc(moment):
-    """2026-11-29 08:27:13 UTC: seconds and the zone, which Django's locale format leaves out."""
-    if moment is None:
-        return "-"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _pretty_json(value):
-    if value is None:
-        return "-"
-    return format_html(
-        '<pre style="margin: 0; white-space: pre-wrap">{}</pre>',
-        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
     )
 
 

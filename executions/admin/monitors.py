@@ -13,7 +13,8 @@ from django.utils.html import format_html, format_html_join
 from ..models import ChangeChannel, ExecutionStatus, Monitor, MonitorState
 from ..monitors.selectors import monitor_last_runs, monitor_state_changes, monitors_visible_to
 from ..monitors.services import Actor, monitor_update
-from .executions import STATUS_COLOURS, _utc
+from .executions import STATUS_COLOURS
+from .shared import utc_text
 
 STATE_COLOURS = {
     MonitorState.NEW: "#546e7a",
@@ -40,7 +41,7 @@ def _run_mark(run):
     return format_html(
         '<span class="monitor-run monitor-run-{}" title="{} {}" style="background: {}"></span>',
         run.status,
-        _utc(run.created_at),
+        utc_text(run.created_at),
         run.get_status_display(),
         STATUS_COLOURS.get(run.status, "#bdbdbd"),
     )
@@ -98,15 +99,15 @@ class MonitorAdmin(admin.ModelAdmin):
 
     @admin.display(description="down if no run starts by", ordering="late_after")
     def late(self, monitor):
-        return _utc(monitor.late_after)
+        return utc_text(monitor.late_after)
 
     @admin.display(description="next run due at")
     def next_due(self, monitor):
-        return _utc(monitor.next_due_at)
+        return utc_text(monitor.next_due_at)
 
     @admin.display(description="created at")
     def created(self, monitor):
-        return _utc(monitor.created_at)
+        return utc_text(monitor.created_at)
 
     @admin.display(description=f"last {RUNS_IN_STRIP} runs")
     def last_runs(self, monitor):
@@ -131,8 +132,8 @@ class MonitorAdmin(admin.ModelAdmin):
                     f"../../../execution/{run.pk}/change/",
                     str(run.pk)[:8],
                     _run_mark(run),
-                    _utc(run.created_at),
-                    _utc(run.finished_at),
+                    utc_text(run.created_at),
+                    utc_text(run.finished_at),
                 )
                 for run in runs
             ),
@@ -153,7 +154,7 @@ class MonitorAdmin(admin.ModelAdmin):
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    _utc(change.created_at),
+                    utc_text(change.created_at),
                     change.previous_state,
                     change.new_state,
                     change.reason or "",

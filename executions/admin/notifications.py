@@ -24,8 +24,7 @@ from ..notifications.services import (
     notification_endpoint_set_enabled,
     notification_message_replay,
 )
-from .executions import _pretty_json, _utc
-from .shared import ReadOnlyTableInline
+from .shared import ReadOnlyTableInline, pretty_json, utc_text
 
 # Disabled by the service (the receiver is gone, or every delivery failed for 5 days): what an
 # operator must notice, in red; disabled by someone on purpose, in grey.
@@ -131,7 +130,7 @@ class NotificationEndpointAdmin(admin.ModelAdmin):
                 return format_html(
                     '<strong class="endpoint-state endpoint-failing" style="color: #ef6c00">'
                     "enabled, failing since {}</strong>",
-                    _utc(endpoint.failing_since),
+                    utc_text(endpoint.failing_since),
                 )
             return format_html(
                 '<span class="endpoint-state endpoint-enabled" style="color: {}">enabled</span>', "#2e7d32"
@@ -141,28 +140,28 @@ class NotificationEndpointAdmin(admin.ModelAdmin):
                 '<strong class="endpoint-state endpoint-service-disabled" style="color: #c62828">'
                 "disabled: {} (since {})</strong>",
                 endpoint.get_disabled_reason_display(),
-                _utc(endpoint.disabled_at),
+                utc_text(endpoint.disabled_at),
             )
         return format_html(
             '<span class="endpoint-state endpoint-disabled" style="color: #616161">'
             "disabled (since {})</span>",
-            _utc(endpoint.disabled_at),
+            utc_text(endpoint.disabled_at),
         )
 
     @admin.display(description="secret")
     def secret_rotation(self, endpoint):
         expires = endpoint.previous_secret_expires_at
         if endpoint.previous_secret and expires and expires > timezone.now():
-            return f"rotated; the previous secret also signs until {_utc(expires)}"
+            return f"rotated; the previous secret also signs until {utc_text(expires)}"
         return "one secret (shown once, when it was made or rotated)"
 
     @admin.display(description="created at", ordering="created_at")
     def created(self, endpoint):
-        return _utc(endpoint.created_at)
+        return utc_text(endpoint.created_at)
 
     @admin.display(description="updated at")
     def updated(self, endpoint):
-        return _utc(endpoint.updated_at)
+        return utc_text(endpoint.updated_at)
 
     @admin.display(description="deliveries")
     def deliveries_link(self, endpoint):
@@ -233,7 +232,7 @@ class DeliveryAttemptInline(ReadOnlyTableInline):
 
     @admin.display(description="attempted at")
     def when(self, attempt):
-        return _utc(attempt.attempted_at)
+        return utc_text(attempt.attempted_at)
 
     @admin.display(description="latency")
     def latency(self, attempt):
@@ -354,23 +353,23 @@ class NotificationDeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="next attempt at")
     def next_attempt(self, message):
-        return _utc(message.next_attempt_at) if message.state == MessageState.PENDING else "-"
+        return utc_text(message.next_attempt_at) if message.state == MessageState.PENDING else "-"
 
     @admin.display(description="occurred at")
     def occurred(self, message):
-        return _utc(message.occurred_at)
+        return utc_text(message.occurred_at)
 
     @admin.display(description="created at", ordering="created_at")
     def created(self, message):
-        return _utc(message.created_at)
+        return utc_text(message.created_at)
 
     @admin.display(description="finished at")
     def finished(self, message):
-        return _utc(message.finished_at)
+        return utc_text(message.finished_at)
 
     @admin.display(description="data")
     def data(self, message):
-        return _pretty_json(message.payload)
+        return pretty_json(message.payload)
 
     def has_add_permission(self, request):
         return False

@@ -1,6 +1,27 @@
-"""What the admin's pages share: a read-only table of a record's history."""
+"""What the admin's pages share: how a time and a JSON value are shown, and a read-only
+table of a record's history."""
+
+import json
+from datetime import UTC
 
 from django.contrib import admin
+from django.utils.html import format_html
+
+
+def utc_text(moment):
+    """2026-11-29 08:27:13 UTC: seconds and the zone, which Django's locale format leaves out."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def pretty_json(value):
+    if value is None:
+        return "-"
+    return format_html(
+        '<pre style="margin: 0; white-space: pre-wrap">{}</pre>',
+        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
+    )
 
 
 class ReadOnlyTableInline(admin.TabularInline):
