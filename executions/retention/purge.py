@@ -123,35 +123,22 @@ def executions_purge_finished(
 
 
 def _next_batch(finished_before: datetime, since, size: int) -> list[tuple]:
-    """The next `size` executions to purge, oldest first, as (id, finished_at) as the database
-    gives them (a batch's ids go back to it as they came: nothing is converted); in a write
-    transaction on PostgreSQL, locked (skipping rows another purge holds)."""
-    sql = _next_batch_sql(connection.vendor, walking=since is not None)
-    params = [connection.ops.adapt_datetimefield_value(finished_before), ExecutionStatus.RUNNING]
+    """The next `size` executions to purge (executions_finished_before), oldest first, from
+    `since` on, as (id, finished_at) as the database gives them (a batch's ids go back to it
+    as they came: nothing is converted); in a write transaction on PostgreSQL, locked
+    (skipping rows another purge holds). A walk of the finished_at index."""
+    candidates = executions_finished_before(finished_before).order_by().values_list("pk", "finished_at")
+    sql, params = candidates.query.sql_with_params()
+    finished_at = connection.ops.quote_name(Execution._meta.get_field("finished_at").column)
     if since is not None:
-        params.append(since)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, size])
-        return cursor.fetchall()
-
-
-@lru_cache(maxsize=4)
-def _next_batch_sql(vendor: str, walking: bool) -> str:
-    """executions_finished_before's rows, from `since` on when `walking`, oldest first: a walk
-    of the finished_at index."""
-    quote = connection.ops.quote_name
-    column = Execution._meta.get_field
-    finished_at = quote(column("finished_at").column)
-    sql = (
-        f"SELECT {quote(Execution._meta.pk.column)}, {finished_at} FROM {quote(Execution._meta.db_table)}"
-        f" WHERE {finished_at} < %s AND {quote(column('status').column)} <> %s"
-    )
-    if walking:
         sql += f" AND {finished_at} >= %s"
+        params = (*params, since)
     sql += f" ORDER BY {finished_at} LIMIT %s"
-    if vendor == "postgresql":
+    if connection.vendor == "postgresql":
         sql += " FOR UPDATE SKIP LOCKED"
-    return sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (*params, size))
+        return cursor.fetchall()
 
 
 def _archive(archive: Callable[[Iterable[str]], None], ids: list) -> dict:
