@@ -3,7 +3,10 @@ task runs again, what a failing task does to the others, and stopping between ca
 No database, no waiting."""
 
 import logging
+import signal
+import threading
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 
 import pytest
 from prometheus_client import REGISTRY
@@ -142,6 +145,36 @@ def test_stop_takes_effect_between_calls_never_inside_one():
     loop.run()  # returns: the stop request is seen before the next call
     assert after.calls == []
     assert loop.rounds == 1
+
+
+def test_a_stop_wakes_the_real_sleep_at_once_even_with_a_long_idle_interval():
+    """The default sleep (no fake clock): a loop idling 60 s between rounds stops within a
+    fraction of a second of stop(), which only sets a flag (safe from a signal handler)."""
+    loop = WorkerLoop([lambda now: None], idle_interval=60)
+    runner = threading.Thread(target=loop.run)
+    runner.start()
+    while loop.rounds == 0:
+        pass  # the first round ran: the loop is now asleep for 60 s
+    stopped_at = monotonic()
+    loop.stop()
+    runner.join(timeout=5)
+    assert not runner.is_alive()
+    assert monotonic() - stopped_at < 1
+    assert loop.rounds == 1
+
+
+def test_stop_from_a_signal_handler_stops_the_real_loop():
+    """SIGALRM's handler calls stop() while the main thread sleeps in the loop: run() returns."""
+    loop = WorkerLoop([lambda now: None], idle_interval=60)
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: loop.stop())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        started = monotonic()
+        loop.run()
+        assert monotonic() - started < 2
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_a_clock_set_back_does_not_hold_a_task_back():

@@ -13,7 +13,7 @@ and retried with a backoff; it never ends the loop, nor keeps the other tasks fr
 """
 
 import logging
-import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +29,8 @@ Task = Callable[[datetime], float | None]
 # After a task's first failure in a row it is retried after the idle interval, then twice as
 # long each time, up to this (a database that is down is not asked every second).
 MAX_ERROR_BACKOFF_SECONDS = 30.0
+# How soon a sleeping loop notices a stop request, whatever the idle interval.
+STOP_CHECK_SECONDS = 0.2
 
 
 def task_name(task: Task) -> str:
@@ -67,8 +69,8 @@ class WorkerLoop:
             raise ValueError("idle_interval must be positive")
         self.idle_interval = idle_interval
         self.clock = clock
-        self._stopping = threading.Event()
-        self.sleep = sleep or self._stopping.wait
+        self._stop_requested = False
+        self.sleep = sleep or self._sleep_unless_stopped
         self.between_rounds = between_rounds
         start = clock()
         self._scheduled = [_Scheduled(task, task_name(task), start) for task in tasks]
@@ -76,11 +78,21 @@ class WorkerLoop:
 
     @property
     def stopping(self) -> bool:
-        return self._stopping.is_set()
+        return self._stop_requested
 
     def stop(self) -> None:
-        """Ask the loop to stop after the call it is in (safe from a signal handler)."""
-        self._stopping.set()
+        """Ask the loop to stop after the call it is in. Safe from a signal handler: it only
+        sets a flag. (It set a threading.Event, whose lock the main thread holds for a moment
+        in each wait: a signal arriving then made the handler wait for that lock for ever,
+        and a SIGTERMed worker hung, about once in many stops.)"""
+        self._stop_requested = True
+
+    def _sleep_unless_stopped(self, seconds: float) -> None:
+        """Sleep `seconds`, waking within STOP_CHECK_SECONDS once a stop is requested. A
+        signal interrupts time.sleep to run its handler, which takes no lock."""
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, STOP_CHECK_SECONDS))
 
     def run(self) -> None:
         while not self.stopping:
